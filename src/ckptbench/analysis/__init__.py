@@ -1,0 +1,1 @@
+"""Statistics on the tidy score table (one row per image × scorer)."""

@@ -1,0 +1,68 @@
+"""Assembling a run's ``results.json`` from the store's record of that run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ckptbench.analysis.summary import summarize
+from ckptbench.errors import StoreError
+from ckptbench.hashing import autov2
+from ckptbench.store import Store
+
+RESULTS_SCHEMA = "ckptbench.results/1"
+
+
+def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The results document and the tidy score table of one run (default: the latest)."""
+    run = store.run(run_id) if run_id is not None else store.latest_run()
+    if run is None:
+        raise StoreError(f"{store.root}: no run recorded in this store; run `ckptbench run SPEC.toml` first.")
+    run_id = int(run["run_id"])
+    spec: dict[str, Any] = run["spec"]
+    frame = store.frame(run_id)
+    items = store.run_items(run_id)
+    analysis = spec.get("benchmark", {})
+    summaries = summarize(frame, int(analysis.get("bootstrap", 1000)), int(analysis.get("analysis_seed", 0)))
+    scorer_keys = store.run_scorer_keys(run_id)
+    infos = store.scorer_infos(scorer_keys.values())
+    failures = store.run_failures(run_id)
+    checkpoints = []
+    for entry in store.run_checkpoints(run_id):
+        name = str(entry["name"])
+        mine = items[items["checkpoint"] == name]
+        failed_images = sum(1 for f in failures if f["scope"] == "image" and f["checkpoint"] == name)
+        sha = entry["sha256"]
+        checkpoints.append({
+            "name": name,
+            "source": entry["source"],
+            "sha256": sha,
+            "autov2": autov2(str(sha)) if sha else None,
+            "status": entry["status"],
+            "error": entry["error"],
+            "images": {"planned": len(mine), "ok": int(mine["image"].notna().sum()),
+                       "failed": failed_images},
+            "scores": {scorer: summary.as_dict() for scorer, summary in summaries.get(name, {}).items()},
+        })
+    provenance: dict[str, Any] = run["provenance"]
+    started, finished = run["started_at"], run["finished_at"]
+    results = {
+        "schema": RESULTS_SCHEMA,
+        "benchmark": {"name": analysis.get("name"), "store": str(store.root)},
+        "run": {"id": run_id, "status": run["status"], "started_at": started, "finished_at": finished,
+                "duration_s": (finished - started) if finished else None},
+        "checkpoints": checkpoints,
+        "scorers": {name: _scorer_entry(infos.get(key, {})) for name, key in sorted(scorer_keys.items())},
+        "failures": failures,
+        "text_truncated": provenance.get("text_truncated", {}),
+        "provenance": provenance,
+        "spec": spec,
+    }
+    return results, frame
+
+
+def _scorer_entry(info: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "version", "weights_sha256", "higher_is_better", "scale", "backbone", "preprocessing",
+            "dtype", "needs_prompt", "description", "weights", "key")
+    return {key: info.get(key) for key in keys}

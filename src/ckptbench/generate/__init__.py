@@ -1,0 +1,1 @@
+"""Image generation: the Generator contract, the diffusers backend, samplers."""

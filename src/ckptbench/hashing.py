@@ -1,0 +1,80 @@
+"""Content hashes: file digests (cached by path, size and mtime) and canonical keys of plain data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+_CHUNK = 8 * 1024 * 1024
+
+# A file's digest is looked up by (resolved path, size, mtime_ns) before it is read again: hashing a
+# 2-7 GB checkpoint takes seconds, and a run touches every checkpoint on each start.
+_memory_cache: dict[tuple[str, int, int], str] = {}
+
+
+class DigestCache(Protocol):
+    """A persistent cache of file digests (the store implements it)."""
+
+    def lookup_digest(self, ident: tuple[str, int, int]) -> str | None: ...
+
+    def remember_digest(self, ident: tuple[str, int, int], digest: str) -> None: ...
+
+
+def sha256_file(path: Path, cache: DigestCache | None = None) -> str:
+    """Full sha256 of a file, looked up in memory and in ``cache`` before it is read."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    ident = (str(path), stat.st_size, stat.st_mtime_ns)
+    if ident in _memory_cache:
+        return _memory_cache[ident]
+    digest = cache.lookup_digest(ident) if cache else None
+    if digest is None:
+        hasher = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                hasher.update(chunk)
+        digest = hasher.hexdigest()
+        if cache:
+            cache.remember_digest(ident, digest)
+    _memory_cache[ident] = digest
+    return digest
+
+
+def autov2(sha256: str) -> str:
+    """Civitai's short "AutoV2" hash: the first 10 hex digits of the file's sha256."""
+    return sha256[:10].upper()
+
+
+def tree_sha256(files: Iterable[tuple[str, str]]) -> str:
+    """Digest of a set of (relative path, file sha256) pairs, independent of listing order."""
+    hasher = hashlib.sha256()
+    for relative, digest in sorted(files):
+        hasher.update(f"{relative}\0{digest}\n".encode())
+    return hasher.hexdigest()
+
+
+def canonical_json(data: Any) -> str:
+    """JSON with sorted keys and no whitespace, so equal data always hashes equally."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def content_key(data: Any) -> str:
+    """sha256 hex of the canonical JSON of ``data``."""
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
+
+
+def bytes_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def relative_files(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Files under ``root`` with one of ``suffixes``, sorted, skipping hidden folders like ``.cache``."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(Path(dirpath) / name for name in sorted(filenames) if name.endswith(suffixes))
+    return found

@@ -1,0 +1,1 @@
+"""Scorers: the contract, the registry, shared backbones and one module per scorer family."""

@@ -1,0 +1,42 @@
+"""CLIPScore (``clip-score``): prompt adherence as 100 · max(cos(image, text), 0).
+
+Reference definition: Hessel et al. 2021 as implemented by torchmetrics ``CLIPScore`` — cosine
+similarity of the CLIP image and text embeddings, scaled by 100 and clamped at 0 (torchmetrics clamps
+the batch mean; we clamp each image so every image has its own score). The text is the prompt with
+A1111 syntax stripped, truncated to the text encoder's context (77 tokens); truncations are counted.
+The default model is OpenAI CLIP ViT-L/14, as in torchmetrics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ckptbench.metrics.base import FeatureBatch, Scorer
+from ckptbench.prompt import strip_prompt_syntax
+
+
+def cosine(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+    image = torch.nn.functional.normalize(image_embeds.double(), dim=-1)
+    text = torch.nn.functional.normalize(text_embeds.double(), dim=-1)
+    return (image * text).sum(-1)
+
+
+class ClipScore(Scorer):
+    """100 · max(cos, 0) between CLIP image and prompt embeddings (torchmetrics definition)."""
+
+    name = "clip-score"
+    version = "1"
+    backbone_kind = "hf-clip"
+    default_model = "openai/clip-vit-large-patch14"
+    higher_is_better = True
+    scale = "0–100 (100 · cosine; typical SD images 20–35 with ViT-L/14)"
+    needs_prompt = True
+    description = "CLIPScore: 100 · max(cos(image, text), 0), prompt stripped of A1111 syntax"
+
+    def text_for(self, prompt: str) -> str:
+        return strip_prompt_syntax(prompt)
+
+    def score(self, batch: FeatureBatch) -> np.ndarray:
+        assert batch.text_embeds is not None
+        return (100.0 * cosine(batch.image_embeds, batch.text_embeds).clamp(min=0)).numpy()

@@ -1,0 +1,1 @@
+"""Model files: resolving and hashing checkpoints, bundled configs, layouts, tiny random models."""

@@ -1,0 +1,34 @@
+"""What produced a result: package versions, device, dtype, platform."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+from typing import Any
+
+import torch
+
+from ckptbench import __version__
+
+_PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "safetensors", "open_clip_torch", "numpy",
+             "pandas", "scipy")
+
+
+def collect_provenance(device: torch.device, generation_dtype: str) -> dict[str, Any]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return {
+        "ckptbench": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "device": str(device),
+        "device_name": device_name,
+        "generation_dtype": generation_dtype,
+    }

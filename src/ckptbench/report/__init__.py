@@ -1,0 +1,1 @@
+"""The report (HTML) and the exports (results.json, scores.csv) written at the end of every run."""

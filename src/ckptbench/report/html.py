@@ -1,0 +1,34 @@
+"""The HTML report: a self-contained page (no CDN, no server) next to the store's images."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ckptbench.atomic import atomic_write_text
+
+_TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def render_report(results: dict[str, Any], out: Path) -> Path:
+    """Write ``out/index.html`` for a results document; return its path."""
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True,
+                                     undefined=jinja2.StrictUndefined)
+    environment.filters["num"] = _number
+    scorers = results["scorers"]
+    checkpoints = sorted(results["checkpoints"], key=lambda c: (c["status"] != "ok", c["name"]))
+    html = environment.get_template("index.html.j2").render(
+        results=results, scorers=scorers, checkpoints=checkpoints,
+    )
+    path = out / "index.html"
+    atomic_write_text(path, html)
+    return path

@@ -1,0 +1,339 @@
+"""The result store: SQLite (WAL) for keys, metadata and scores; PNG files addressed by content key.
+
+The store is a content-addressed cache (an image is known by the hash of everything that changes its
+pixels; a score by image, scorer version and weights, and scoring context) plus a record of runs: which
+(checkpoint, suite, case, seed) cells a run asked for and which image and scores answer each. Results
+and reports are always built from a run's record, so the cache may hold more than any one run uses.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from ckptbench.atomic import atomic_write_bytes, remove_stale_temporaries
+from ckptbench.errors import StoreError
+
+SCHEMA_VERSION = 1
+DATABASE_NAME = "ckptbench.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS file_digests (
+    path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    PRIMARY KEY (path, size, mtime_ns));
+CREATE TABLE IF NOT EXISTS images (
+    key TEXT PRIMARY KEY, checkpoint_sha256 TEXT NOT NULL, prompt TEXT NOT NULL, negative_prompt TEXT NOT NULL,
+    seed INTEGER NOT NULL, settings_json TEXT NOT NULL, backend TEXT NOT NULL, path TEXT NOT NULL,
+    infotext TEXT NOT NULL, seconds REAL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS scorers (scorer_key TEXT PRIMARY KEY, name TEXT NOT NULL, info_json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scores (
+    image_key TEXT NOT NULL, scorer_key TEXT NOT NULL, context_key TEXT NOT NULL, value REAL NOT NULL,
+    created_at REAL NOT NULL, PRIMARY KEY (image_key, scorer_key, context_key));
+CREATE TABLE IF NOT EXISTS embeddings (
+    image_key TEXT NOT NULL, backbone_key TEXT NOT NULL, vector BLOB NOT NULL,
+    PRIMARY KEY (image_key, backbone_key));
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT, started_at REAL NOT NULL, finished_at REAL,
+    status TEXT NOT NULL, spec_json TEXT NOT NULL, provenance_json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS run_items (
+    run_id INTEGER NOT NULL, item INTEGER NOT NULL, checkpoint TEXT NOT NULL, suite TEXT NOT NULL,
+    case_id TEXT NOT NULL, prompt TEXT NOT NULL, seed INTEGER NOT NULL, image_key TEXT NOT NULL,
+    PRIMARY KEY (run_id, item));
+CREATE TABLE IF NOT EXISTS run_scores (
+    run_id INTEGER NOT NULL, item INTEGER NOT NULL, scorer TEXT NOT NULL, scorer_key TEXT NOT NULL,
+    context_key TEXT NOT NULL, PRIMARY KEY (run_id, item, scorer));
+CREATE TABLE IF NOT EXISTS run_checkpoints (
+    run_id INTEGER NOT NULL, name TEXT NOT NULL, source TEXT NOT NULL, sha256 TEXT, status TEXT NOT NULL,
+    error TEXT, PRIMARY KEY (run_id, name));
+CREATE TABLE IF NOT EXISTS run_failures (
+    run_id INTEGER NOT NULL, scope TEXT NOT NULL, checkpoint TEXT, image_key TEXT, scorer TEXT,
+    message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS run_items_by_image ON run_items (image_key);
+"""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    key: str
+    path: Path
+    prompt: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class RunItem:
+    checkpoint: str
+    suite: str
+    case_id: str
+    prompt: str
+    seed: int
+    image_key: str
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.images_dir = self.root / "images"
+        try:
+            self._db = sqlite3.connect(self.root / DATABASE_NAME, timeout=30.0, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.root / DATABASE_NAME}: not a usable ckptbench store ({error}); "
+                             "move it away or choose another --store.") from None
+        self._check_schema()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _check_schema(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise StoreError(f"{self.root}: store schema {row[0]} is not the {SCHEMA_VERSION} this ckptbench "
+                             "reads; use a ckptbench version that matches, or a new --store.")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- exclusive use -------------------------------------------------------------------------------
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the store's run lock; a second run on the same store is refused with the holder's pid."""
+        lock_path = self.root / "run.lock"
+        handle = lock_path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise StoreError(f"{self.root}: another ckptbench run (pid {holder}) is using this store; wait for "
+                             "it to finish or use another --store.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            remove_stale_temporaries(self.root)
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    # --- file digests (hashing.DigestCache) -----------------------------------------------------------
+
+    def lookup_digest(self, ident: tuple[str, int, int]) -> str | None:
+        row = self._db.execute("SELECT sha256 FROM file_digests WHERE path=? AND size=? AND mtime_ns=?",
+                               ident).fetchone()
+        return row[0] if row else None
+
+    def remember_digest(self, ident: tuple[str, int, int], digest: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?)", (*ident, digest))
+
+    # --- images --------------------------------------------------------------------------------------
+
+    def image_file(self, key: str) -> Path:
+        return self.images_dir / key[:2] / f"{key}.png"
+
+    def existing_images(self, keys: Iterable[str]) -> set[str]:
+        return set(self._select_in("SELECT key FROM images WHERE key IN ({})", list(keys)))
+
+    def put_image(self, key: str, image: Image.Image, infotext: str, *, checkpoint_sha256: str, prompt: str,
+                  negative_prompt: str, seed: int, settings: dict[str, object], backend: str,
+                  seconds: float | None) -> Path:
+        """Write the PNG (with its A1111 infotext) atomically, then record it."""
+        info = PngInfo()
+        info.add_text("parameters", infotext)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", pnginfo=info)
+        path = self.image_file(key)
+        atomic_write_bytes(path, buffer.getvalue())
+        self._db.execute(
+            "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, checkpoint_sha256, prompt, negative_prompt, seed, json.dumps(settings, sort_keys=True),
+             backend, str(path.relative_to(self.root)), infotext, seconds, time.time()),
+        )
+        return path
+
+    def image_records(self, keys: Sequence[str]) -> list[ImageRecord]:
+        rows = self._select_rows("SELECT key, path, prompt, seed FROM images WHERE key IN ({})", list(keys))
+        by_key = {row[0]: ImageRecord(row[0], self.root / row[1], row[2], row[3]) for row in rows}
+        return [by_key[key] for key in keys if key in by_key]
+
+    # --- scorers, scores, embeddings -----------------------------------------------------------------
+
+    def put_scorer(self, scorer_key: str, name: str, info: dict[str, object]) -> None:
+        self._db.execute("INSERT OR REPLACE INTO scorers VALUES (?, ?, ?)",
+                         (scorer_key, name, json.dumps(info, sort_keys=True)))
+
+    def scorer_infos(self, scorer_keys: Iterable[str]) -> dict[str, dict[str, object]]:
+        rows = self._select_rows("SELECT scorer_key, info_json FROM scorers WHERE scorer_key IN ({})",
+                                 list(scorer_keys))
+        return {row[0]: json.loads(row[1]) for row in rows}
+
+    def existing_scores(self, scorer_key: str, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the (image_key, context_key) pairs already have a score from ``scorer_key``."""
+        found: set[tuple[str, str]] = set()
+        keys = sorted({image for image, _ in pairs})
+        for chunk in _chunks(keys, 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT image_key, context_key FROM scores WHERE scorer_key = ? AND image_key IN ({marks})",
+                (scorer_key, *chunk)).fetchall()
+            found.update((row[0], row[1]) for row in rows)
+        return found & set(pairs)
+
+    def put_scores(self, scorer_key: str, rows: Sequence[tuple[str, str, float]]) -> None:
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?)",
+                           [(image, scorer_key, context, float(value), now) for image, context, value in rows])
+
+    def embeddings(self, backbone_key: str, image_keys: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for chunk in _chunks(list(image_keys), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT image_key, vector FROM embeddings WHERE backbone_key = ? AND image_key IN ({marks})",
+                (backbone_key, *chunk)).fetchall()
+            found.update({row[0]: np.frombuffer(row[1], dtype=np.float32).copy() for row in rows})
+        return found
+
+    def put_embeddings(self, backbone_key: str, vectors: dict[str, np.ndarray]) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
+                           [(key, backbone_key, np.asarray(v, dtype=np.float32).tobytes())
+                            for key, v in vectors.items()])
+
+    # --- runs ----------------------------------------------------------------------------------------
+
+    def start_run(self, spec: dict[str, object], provenance: dict[str, object]) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO runs (started_at, status, spec_json, provenance_json) VALUES (?, 'running', ?, ?)",
+            (time.time(), json.dumps(spec, sort_keys=True, default=str), json.dumps(provenance, sort_keys=True)))
+        return int(cursor.lastrowid or 0)
+
+    def finish_run(self, run_id: int, status: str, provenance: dict[str, object] | None = None) -> None:
+        if provenance is not None:
+            self._db.execute("UPDATE runs SET provenance_json = ? WHERE run_id = ?",
+                             (json.dumps(provenance, sort_keys=True), run_id))
+        self._db.execute("UPDATE runs SET finished_at = ?, status = ? WHERE run_id = ?",
+                         (time.time(), status, run_id))
+
+    def put_run_items(self, run_id: int, items: Sequence[RunItem]) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT INTO run_items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(run_id, index, i.checkpoint, i.suite, i.case_id, i.prompt, i.seed, i.image_key)
+                            for index, i in enumerate(items)])
+
+    def put_run_scores(self, run_id: int, rows: Sequence[tuple[int, str, str, str]]) -> None:
+        """(item index, scorer name, scorer key, context key) rows: which score answers each cell."""
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO run_scores VALUES (?, ?, ?, ?, ?)",
+                           [(run_id, *row) for row in rows])
+
+    def put_run_checkpoint(self, run_id: int, name: str, source: str, sha256: str | None, status: str,
+                           error: str | None) -> None:
+        self._db.execute("INSERT OR REPLACE INTO run_checkpoints VALUES (?, ?, ?, ?, ?, ?)",
+                         (run_id, name, source, sha256, status, error))
+
+    def put_failure(self, run_id: int, scope: str, message: str, *, checkpoint: str | None = None,
+                    image_key: str | None = None, scorer: str | None = None) -> None:
+        self._db.execute("INSERT INTO run_failures VALUES (?, ?, ?, ?, ?, ?)",
+                         (run_id, scope, checkpoint, image_key, scorer, message))
+
+    def latest_run(self) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT max(run_id) FROM runs").fetchone()
+        return self.run(int(row[0])) if row and row[0] is not None else None
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT run_id, started_at, finished_at, status, spec_json, provenance_json "
+                               "FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        return {"run_id": row[0], "started_at": row[1], "finished_at": row[2], "status": row[3],
+                "spec": json.loads(row[4]), "provenance": json.loads(row[5])}
+
+    def run_checkpoints(self, run_id: int) -> list[dict[str, object]]:
+        rows = self._db.execute("SELECT name, source, sha256, status, error FROM run_checkpoints "
+                                "WHERE run_id = ?", (run_id,)).fetchall()
+        return [dict(zip(("name", "source", "sha256", "status", "error"), row, strict=True)) for row in rows]
+
+    def run_failures(self, run_id: int) -> list[dict[str, object]]:
+        rows = self._db.execute("SELECT scope, checkpoint, image_key, scorer, message FROM run_failures "
+                                "WHERE run_id = ?", (run_id,)).fetchall()
+        return [dict(zip(("scope", "checkpoint", "image_key", "scorer", "message"), row, strict=True))
+                for row in rows]
+
+    def run_scorer_keys(self, run_id: int) -> dict[str, str]:
+        rows = self._db.execute("SELECT DISTINCT scorer, scorer_key FROM run_scores WHERE run_id = ?",
+                                (run_id,)).fetchall()
+        return {row[0]: row[1] for row in rows}
+
+    def frame(self, run_id: int) -> pd.DataFrame:
+        """The tidy score table of a run: one row per (cell, scorer); ``value`` is NaN where missing."""
+        query = """
+            SELECT ri.checkpoint, ri.suite, ri.case_id, ri.prompt, ri.seed, rs.scorer, s.value,
+                   ri.image_key, i.path AS image
+            FROM run_items ri
+            JOIN run_scores rs ON rs.run_id = ri.run_id AND rs.item = ri.item
+            LEFT JOIN images i ON i.key = ri.image_key
+            LEFT JOIN scores s ON s.image_key = ri.image_key AND s.scorer_key = rs.scorer_key
+                               AND s.context_key = rs.context_key
+            WHERE ri.run_id = ?
+            ORDER BY ri.item, rs.scorer"""
+        frame = pd.read_sql_query(query, self._db, params=(run_id,))
+        frame["value"] = frame["value"].astype(float)
+        return frame
+
+    def run_items(self, run_id: int) -> pd.DataFrame:
+        query = """SELECT ri.item, ri.checkpoint, ri.suite, ri.case_id, ri.prompt, ri.seed, ri.image_key,
+                          i.path AS image
+                   FROM run_items ri LEFT JOIN images i ON i.key = ri.image_key WHERE ri.run_id = ?
+                   ORDER BY ri.item"""
+        return pd.read_sql_query(query, self._db, params=(run_id,))
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    def _select_in(self, query: str, values: list[str]) -> list[str]:
+        return [row[0] for row in self._select_rows(query, values)]
+
+    def _select_rows(self, query: str, values: list[str]) -> list[tuple]:
+        rows: list[tuple] = []
+        for chunk in _chunks(values, 500):
+            rows.extend(self._db.execute(query.format(",".join("?" * len(chunk))), chunk).fetchall())
+        return rows
+
+
+def _chunks(values: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
