@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from ckptbench.prompt import LoraTag
 from ckptbench.spec import BenchmarkSpec
 
 
@@ -11,11 +13,15 @@ from ckptbench.spec import BenchmarkSpec
 class Case:
     suite: str
     case_id: str
-    prompt: str
+    prompt: str  # as the user wrote it, A1111 syntax and <lora:…> tags included
     negative_prompt: str | None = None  # None: the benchmark's default negative prompt
+    loras: tuple[LoraTag, ...] = ()  # LoRAs named by the suite besides the prompt's own <lora:…> tags
+    style: str | None = None  # the style this case asks for (style suites)
+    references: tuple[Path, ...] = ()  # reference images the result is compared with (style, LoRA)
+    tags: tuple[str, ...] = ()
 
     def pixel_inputs(self, default_negative: str) -> dict[str, str]:
-        """The case's fields that change the generated pixels (part of the image's content key)."""
+        """The case's text fields that change the generated pixels (part of the image's content key)."""
         negative = self.negative_prompt if self.negative_prompt is not None else default_negative
         return {"prompt": self.prompt, "negative_prompt": negative}
 
