@@ -115,3 +115,15 @@ def test_sd2_configs_differ_only_where_the_releases_do() -> None:
     schedulers = [BUNDLED_CONFIGS / name / "scheduler/scheduler_config.json" for name in names]
     prediction = [json.loads(path.read_text())["prediction_type"] for path in schedulers]
     assert prediction == ["epsilon", "epsilon", "v_prediction", "epsilon"]
+
+
+def test_inspect_pickle_only_with_the_flag(tmp_path: Path, pipeline) -> None:
+    from ckptbench.models.tiny import original_layout_state
+
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": original_layout_state(pipeline), "global_step": 12}, path)
+    refused = CliRunner().invoke(app, ["inspect", str(path), "--json"])
+    assert refused.exit_code == 2 and json.loads(refused.stdout)["safe"] is False
+    report = _inspect(path, "--allow-pickle")
+    assert (report["format"], report["kind"], report["arch"], report["safe"]) == ("pickle", "checkpoint", "sd15", True)
+    assert report["metadata"] == {"global_step": "12"} and "weights_only=True" in report["safety"]

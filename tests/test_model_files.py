@@ -152,14 +152,41 @@ def test_a_vae_path_that_is_not_a_vae_is_refused(sd15, tmp_path: Path) -> None:
         _resolve(path, config, vae=path)
 
 
-def test_arch_override_wins_and_is_recorded(sd15, tmp_path: Path) -> None:
+def test_arch_override_sets_sd2_v_and_is_recorded(tmp_path: Path) -> None:
+    pipeline = tiny_sd2_pipeline(seed=4)
+    path = save_single_file(pipeline, tmp_path / "m.safetensors")
+    resolved = _resolve(path, save_config_folder(pipeline, tmp_path / "config"), arch="sd2-v")
+    assert (resolved.family, resolved.prediction) == ("sd2", "v")
+    assert resolved.detection["family_source"] == "detected, as the spec's arch = 'sd2-v' declares"
+    assert resolved.detection["prediction_source"] == "spec: arch = 'sd2-v'"
+
+
+def test_arch_that_contradicts_the_text_encoder_is_an_error(sd15, tmp_path: Path) -> None:
     pipeline, config = sd15
     path = save_single_file(pipeline, tmp_path / "m.safetensors")
-    resolved = _resolve(path, config, arch="sd2-v")
-    assert (resolved.family, resolved.prediction) == ("sd2", "v")
-    assert resolved.detection["family_detected"] == "sd15"
-    assert resolved.detection["family_source"] == "spec: arch = 'sd2-v'"
-    assert any("overrides the detected family sd15" in w for w in resolved.detection["warnings"])
+    with pytest.raises(ModelFileError, match=r"arch = 'sdxl' in the spec, but m.safetensors is an sd15 checkpoint"):
+        _resolve(path, config, arch="sdxl")
+
+
+def test_unet_only_file_is_refused_but_inspected_by_width(sd15, tmp_path: Path) -> None:
+    pipeline, config = sd15
+    from safetensors.torch import load_file, save_file
+
+    from ckptbench.models.detect import detect
+    from ckptbench.models.state_dict import open_model_file
+
+    state = load_file(str(save_single_file(pipeline, tmp_path / "m.safetensors")))
+    unet_only = {k: v for k, v in state.items() if not k.startswith("cond_stage_model.")}
+    save_file(unet_only, str(tmp_path / "unet-only.safetensors"))
+    with pytest.raises(ModelFileError, match="holds a UNet but no text encoder"):
+        _resolve(tmp_path / "unet-only.safetensors", config, arch="sd15")
+    found = detect(open_model_file(tmp_path / "unet-only.safetensors"))
+    assert found.family is None and "cross-attention width 32 → unknown" in found.evidence[0]
+    real_width = {k: v for k, v in unet_only.items()}
+    key = next(k for k in real_width if k.endswith("attn2.to_k.weight"))
+    real_width[key] = torch.zeros(real_width[key].shape[0], 1024)
+    save_file(real_width, str(tmp_path / "wide.safetensors"))
+    assert detect(open_model_file(tmp_path / "wide.safetensors")).family == "sd2"
 
 
 def test_non_checkpoint_files_are_refused_as_checkpoints(tmp_path: Path) -> None:
@@ -178,3 +205,17 @@ def test_inpainting_unet_is_refused_with_the_reason(sd15, tmp_path: Path) -> Non
     save_file(state, str(tmp_path / "inpaint.safetensors"))
     with pytest.raises(ModelFileError, match="9 input channels: an inpainting model"):
         _resolve(tmp_path / "inpaint.safetensors", config)
+
+
+def test_hub_id_resolves_from_the_local_cache_offline(tmp_path: Path, monkeypatch) -> None:
+    import huggingface_hub.constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--ckptbench--tiny-xl"
+    save_diffusers_folder(tiny_sdxl_pipeline(seed=6), repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    resolved = resolve_checkpoint(CheckpointSpec(name="hub", hub="ckptbench/tiny-xl"))
+    assert (resolved.source, resolved.kind, resolved.family) == ("hub:ckptbench/tiny-xl", "diffusers-folder", "sdxl")
+    assert type(load_pipeline(resolved, CPU, torch.float32)) is StableDiffusionXLPipeline

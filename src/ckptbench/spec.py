@@ -47,7 +47,8 @@ class CheckpointSpec(_Strict):
     )
     arch: Arch | None = Field(
         default=None,
-        description="Override the detected family: 'sd15', 'sd2', 'sd2-v' (SD2 with v-prediction) or 'sdxl'.",
+        description="Declare the family: 'sd15', 'sd2', 'sd2-v' (SD2 with v-prediction) or 'sdxl'; checked "
+        "against the tensors (a mismatch is an error); 'sd2-v' also sets the prediction type.",
     )
     prediction: PredictionType | None = Field(
         default=None, description="Override the detected prediction type: 'epsilon' or 'v'."

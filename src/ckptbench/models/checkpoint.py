@@ -104,9 +104,13 @@ def _resolve_single_file(spec: CheckpointSpec, path: Path, vae: ResolvedVae | No
     if found.kind != "checkpoint":
         raise ModelFileError(f"{owner}: {path.name} is a {found.kind} file, not a Stable Diffusion checkpoint "
                              "(no model.diffusion_model.* tensors); point `path` at a checkpoint.")
-    if found.problem and not (found.family is None and spec.arch):
+    if not found.has_text_encoder:
+        raise ModelFileError(f"{owner}: {path.name} holds a UNet but no text encoder (no cond_stage_model.* or "
+                             "conditioner.* tensors); ckptbench needs a full checkpoint with its text encoder(s).")
+    if found.problem:
         raise ModelFileError(f"{owner}: {path.name}: {found.problem}.")
-    family: Family = _spec_family(spec) or found.family  # type: ignore[assignment]
+    assert found.family is not None  # a text encoder's layout always names the family
+    family = _check_declared_family(spec, found.family, found.evidence[0], path.name)
     prediction, prediction_source = decide_prediction(model, found, family, spec)
     if not found.has_vae and vae is None:
         raise ModelFileError(
@@ -114,8 +118,6 @@ def _resolve_single_file(spec: CheckpointSpec, path: Path, vae: ResolvedVae | No
             "checkpoint or under [generation] to a VAE .safetensors file or a diffusers VAE folder.")
     config = spec.config or bundled_config(family, prediction)
     warnings = list(found.warnings)
-    if spec.arch and _spec_family(spec) != found.family:
-        warnings.append(f"arch = '{spec.arch}' in the spec overrides the detected family {found.family}")
     if "alphas_cumprod" in model.tensors and (mismatch := _schedule_mismatch(model, config, spec.allow_pickle)):
         warnings.append(mismatch)
     detection = _record(model.format, found, family, prediction, prediction_source, spec, config, vae, warnings)
@@ -127,6 +129,16 @@ def _spec_family(spec: CheckpointSpec) -> Family | None:
     if spec.arch is None:
         return None
     return "sd2" if spec.arch == "sd2-v" else spec.arch  # type: ignore[return-value]
+
+
+def _check_declared_family(spec: CheckpointSpec, detected: Family, evidence: str, file_name: str) -> Family:
+    """``arch`` in the spec is a declaration checked against the tensors: a mismatch cannot load."""
+    declared = _spec_family(spec)
+    if declared is not None and declared != detected:
+        raise ModelFileError(
+            f"checkpoint '{spec.name}': arch = '{spec.arch}' in the spec, but {file_name} is an {detected} "
+            f"checkpoint ({evidence}); its tensors cannot fill a {declared} pipeline. Fix or remove `arch`.")
+    return detected
 
 
 def decide_prediction(model: ModelFile, found: Detection, family: Family, spec: CheckpointSpec | None = None
@@ -215,8 +227,7 @@ def _record(file_format: str, found: Detection, family: Family, prediction: Pred
     return {
         "format": file_format,
         "family": family,
-        "family_source": f"spec: arch = '{spec.arch}'" if spec.arch else "detected",
-        "family_detected": found.family,
+        "family_source": f"detected, as the spec's arch = '{spec.arch}' declares" if spec.arch else "detected",
         "prediction": prediction,
         "prediction_source": prediction_source,
         "config": str(config) if spec.config else f"bundled:{config.name}",
@@ -268,7 +279,7 @@ def _resolve_folder(spec: CheckpointSpec, path: Path, vae: ResolvedVae | None, c
         except ModelFileError as error:
             raise type(error)(f"{owner}: {error}") from None
     found_family, found_prediction, evidence = folder_family(path, owner)
-    family: Family = _spec_family(spec) or found_family
+    family = _check_declared_family(spec, found_family, evidence[0], path.name)
     if spec.prediction:
         prediction, source = spec.prediction, f"spec: prediction = '{spec.prediction}'"
     elif spec.arch == "sd2-v":
@@ -278,7 +289,7 @@ def _resolve_folder(spec: CheckpointSpec, path: Path, vae: ResolvedVae | None, c
     digest = tree_sha256((str(f.relative_to(path)), sha256_file(f, cache)) for f in files)
     detection = {
         "format": "diffusers-folder", "family": family,
-        "family_source": f"spec: arch = '{spec.arch}'" if spec.arch else "detected", "family_detected": found_family,
+        "family_source": f"detected, as the spec's arch = '{spec.arch}' declares" if spec.arch else "detected",
         "prediction": prediction, "prediction_source": source, "config": "the folder's own",
         "vae": {"path": str(vae.path), "sha256": vae.sha256} if vae else "the folder's", "evidence": evidence,
         "warnings": [], "notes": [],

@@ -138,8 +138,7 @@ def detect_checkpoint(model: ModelFile) -> Detection:
         has_text = False
         family = _family_from_unet(t, evidence)
         if family is None:
-            problem = ("the file has no text encoder and its UNet matches no known family; set `arch` for this "
-                       "checkpoint in the spec")
+            problem = "the file has no text encoder and its UNet matches no known family"
     context = _cross_attention_width(t)
     if context is not None and text_width is not None and context != text_width:
         warnings.append(f"the UNet cross-attention width ({context}) differs from the text encoder width "
