@@ -110,3 +110,27 @@ def write_spec(tmp_path: Path, tiny_models: dict[str, Path]) -> SpecWriter:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_family_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny SD2.x and SDXL checkpoints as original-layout single files, with their config folders.
+
+    Keys: ``sd2_v`` (SD2, seed 5, with the ``v_pred`` marker tensor), ``sd2_config`` (its config folder,
+    whose scheduler says epsilon, so only the marker can make it v), ``sdxl`` (SDXL in the SGM layout,
+    seed 6), ``sdxl_config``. The pipelines are rebuilt bit-identically by ``tiny_sd2_pipeline(5)`` and
+    ``tiny_sdxl_pipeline(6)``.
+    """
+    import torch
+
+    from ckptbench.models.tiny import save_config_folder, save_single_file, tiny_sd2_pipeline, tiny_sdxl_pipeline
+
+    root = tmp_path_factory.mktemp("tiny-families")
+    sd2 = tiny_sd2_pipeline(seed=5)
+    sdxl = tiny_sdxl_pipeline(seed=6)
+    return {
+        "sd2_v": save_single_file(sd2, root / "sd2-v.safetensors", extras={"v_pred": torch.tensor([])}),
+        "sd2_config": save_config_folder(sd2, root / "tiny-sd2-config"),
+        "sdxl": save_single_file(sdxl, root / "sdxl.safetensors"),
+        "sdxl_config": save_config_folder(sdxl, root / "tiny-sdxl-config"),
+    }

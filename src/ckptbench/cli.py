@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -128,6 +129,72 @@ def report(
         _fail(error)
         return
     out.print(f"results: {results_path}\nreport: {report_path}")
+
+
+@app.command()
+def inspect(
+    path: Annotated[Path, typer.Argument(help="A model file (.safetensors, or a pickle) or a diffusers folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
+    allow_pickle: Annotated[bool, typer.Option(
+        "--allow-pickle", help="Read a pickle with torch.load(weights_only=True) instead of refusing it.")] = False,
+) -> None:
+    """Family, prediction type, dtype, parameters, hashes, metadata, kind and safety verdict of a model file."""
+    _quiet_libraries()
+    from ckptbench.models.inspection import inspect_path
+
+    try:
+        report = inspect_path(path, allow_pickle)
+    except CkptbenchError as error:
+        _fail(error)
+        return
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False, default=str, indent=2))
+    else:
+        _print_inspection(report)
+    if not report["safe"]:
+        if not as_json:
+            console.print(f"[red]refused:[/] {report['error']}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2)
+
+
+def _print_inspection(report: dict[str, object]) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    fields = ("path", "kind", "format", "arch", "prediction", "prediction_source", "dtype", "parameters",
+              "components", "sha256", "autov2", "safe", "safety", "problem")
+    for field in fields:
+        value = report.get(field)
+        if value not in (None, {}, []):
+            table.add_row(field, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
+    out.print(table)
+    for label in ("evidence", "notes", "warnings"):
+        for line in report.get(label) or []:  # type: ignore[union-attr]
+            out.print(f"  {label[:-1] if label.endswith('s') else label}: {line}", highlight=False)
+    metadata = report.get("metadata") or {}
+    if metadata:
+        out.print("metadata:")
+        for key, value in metadata.items():  # type: ignore[union-attr]
+            text = value if isinstance(value, str) else json.dumps(value)
+            out.print(f"  {key}: {text[:200]}{'…' if len(text) > 200 else ''}", highlight=False)
+
+
+@app.command()
+def convert(
+    source: Annotated[Path, typer.Argument(help="The pickle checkpoint (.ckpt/.pt/.pth/.bin).")],
+    target: Annotated[Path, typer.Argument(help="The .safetensors file to write.")],
+    allow_pickle: Annotated[bool, typer.Option(
+        "--allow-pickle", help="Required: read SOURCE with torch.load(weights_only=True).")] = False,
+) -> None:
+    """Convert a pickle checkpoint to .safetensors without ever executing pickled code."""
+    from ckptbench.models.convert import convert_to_safetensors
+
+    try:
+        summary = convert_to_safetensors(source, target, allow_pickle)
+    except CkptbenchError as error:
+        _fail(error)
+        return
+    out.print(f"wrote {target}: {summary['tensors']} tensors, {summary['bytes']:,} bytes, sha256 {summary['sha256']}")
 
 
 def _summarize(outcome: object) -> None:

@@ -37,6 +37,7 @@ class RunOutcome:
     scored: int = 0
     cached_scores: int = 0
     failed_checkpoints: list[str] = field(default_factory=list)
+    models: dict[str, dict[str, object]] = field(default_factory=dict)  # what was detected in each checkpoint
     results_path: Path | None = None
     report_path: Path | None = None
 
@@ -104,7 +105,7 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
         for scorer, image_key, message in report.failures:
             store.put_failure(run_id, "score", message, image_key=image_key, scorer=scorer)
 
-    provenance = {**provenance, "text_truncated": plan.truncated,
+    provenance = {**provenance, "text_truncated": plan.truncated, "checkpoints": outcome.models,
                   "scorer_dtypes": {p.name: p.backbone.dtype for p in prepared},
                   "duration_s": round(time.perf_counter() - started, 3)}
     store.finish_run(run_id, "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok",
@@ -135,11 +136,13 @@ def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, out
     items: list[RunItem] = []
     for checkpoint in spec.checkpoints:
         try:
-            resolved[checkpoint.name] = resolve_checkpoint(checkpoint, store)
+            resolved[checkpoint.name] = resolve_checkpoint(checkpoint, store, generation.vae)
         except CkptbenchError as error:
             _fail_checkpoint(store, run_id, checkpoint.name, checkpoint.source, None, str(error), outcome, console)
             continue
         ckpt = resolved[checkpoint.name]
+        _log_detection(ckpt, console)
+        outcome.models[ckpt.name] = dict(ckpt.detection)
         store.put_run_checkpoint(run_id, ckpt.name, ckpt.source, ckpt.sha256, "ok", None)
         jobs[ckpt.name] = []
         for case in cases:
@@ -147,11 +150,21 @@ def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, out
             for seed in generation.seeds:
                 job = ImageJob(checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256, case=case, seed=seed,
                                prompt=inputs["prompt"], negative_prompt=inputs["negative_prompt"],
-                               settings=settings, backend=backend)
+                               settings=settings, backend=backend, checkpoint_identity=ckpt.identity)
                 jobs[ckpt.name].append(job)
                 items.append(RunItem(ckpt.name, case.suite, case.case_id, case.prompt, seed, job.key))
     store.put_run_items(run_id, items)
     return resolved, jobs
+
+
+def _log_detection(ckpt: ResolvedCheckpoint, console: Console) -> None:
+    found = ckpt.detection
+    vae = found.get("vae")
+    vae_text = Path(vae["path"]).name if isinstance(vae, dict) else (vae or "none")
+    console.print(f"{ckpt.name}: {ckpt.family}, {ckpt.prediction}-prediction ({found.get('prediction_source')}); "
+                  f"VAE: {vae_text}; config: {found.get('config')}", highlight=False)
+    for warning in found.get("warnings", []):
+        console.print(f"[yellow]warning[/]: {ckpt.name}: {warning}", highlight=False)
 
 
 def _generate(spec: BenchmarkSpec, store: Store, run_id: int, device: torch.device,

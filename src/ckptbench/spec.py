@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ckptbench.errors import SpecError
 
 Dtype = Literal["auto", "fp32", "fp16", "bf16"]
+Arch = Literal["sd15", "sd2", "sd2-v", "sdxl"]
+PredictionType = Literal["epsilon", "v"]
 
 
 class _Strict(BaseModel):
@@ -43,11 +45,32 @@ class CheckpointSpec(_Strict):
         description="Diffusers config folder used to build a single-file checkpoint; default: the bundled "
         "config of its family.",
     )
+    arch: Arch | None = Field(
+        default=None,
+        description="Declare the family: 'sd15', 'sd2', 'sd2-v' (SD2 with v-prediction) or 'sdxl'; checked "
+        "against the tensors (a mismatch is an error); 'sd2-v' also sets the prediction type.",
+    )
+    prediction: PredictionType | None = Field(
+        default=None, description="Override the detected prediction type: 'epsilon' or 'v'."
+    )
+    vae: Path | None = Field(
+        default=None,
+        description="External VAE for this checkpoint: a single-file VAE .safetensors (original layout) or a "
+        "diffusers VAE folder; overrides [generation] vae and the baked VAE.",
+    )
+    allow_pickle: bool = Field(
+        default=False,
+        strict=True,  # a security opt-in: only a real TOML boolean counts, not "yes" or 1
+        description="Allow this checkpoint (and its vae) to be a pickle file (.ckpt/.pt/.pth/.bin); it is read "
+        "with torch.load(weights_only=True) only.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> CheckpointSpec:
         if (self.path is None) == (self.hub is None):
             raise ValueError("give exactly one of `path` (a local file or folder) or `hub` (a hub id)")
+        if self.arch == "sd2-v" and self.prediction == "epsilon":
+            raise ValueError("arch = 'sd2-v' means v-prediction but prediction = 'epsilon'; drop one of them")
         return self
 
     @property
@@ -77,6 +100,11 @@ class GenerationSettings(_Strict):
     negative_prompt: str = ""
     dtype: Dtype = Field(default="auto", description="'auto' is fp32 on CPU and fp16 on a GPU.")
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps'.")
+    vae: Path | None = Field(
+        default=None,
+        description="External VAE for every checkpoint that does not name its own: a single-file VAE "
+        ".safetensors or a diffusers VAE folder.",
+    )
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -206,8 +234,10 @@ def _resolve_paths(spec: BenchmarkSpec, base: Path) -> BenchmarkSpec:
         return None if value is None else (base / value.expanduser()).resolve()
 
     checkpoints = tuple(
-        c.model_copy(update={"path": resolve(c.path), "config": resolve(c.config)}) for c in spec.checkpoints
+        c.model_copy(update={"path": resolve(c.path), "config": resolve(c.config), "vae": resolve(c.vae)})
+        for c in spec.checkpoints
     )
+    generation = spec.generation.model_copy(update={"vae": resolve(spec.generation.vae)})
     info = spec.benchmark.model_copy(update={"store": resolve(spec.benchmark.store) or base})
     options = {
         name: opts.model_copy(update={"head": _resolve_if_local(opts.head, base),
@@ -215,7 +245,8 @@ def _resolve_paths(spec: BenchmarkSpec, base: Path) -> BenchmarkSpec:
         for name, opts in spec.scorers.options.items()
     }
     scorers = spec.scorers.model_copy(update={"options": options})
-    return spec.model_copy(update={"checkpoints": checkpoints, "benchmark": info, "scorers": scorers})
+    return spec.model_copy(update={"checkpoints": checkpoints, "benchmark": info, "scorers": scorers,
+                                   "generation": generation})
 
 
 def _resolve_if_local(value: str | None, base: Path) -> str | None:
@@ -229,8 +260,11 @@ def _resolve_if_local(value: str | None, base: Path) -> str | None:
 
 
 def _check_files_exist(spec: BenchmarkSpec, path: Path) -> None:
+    if spec.generation.vae is not None and not spec.generation.vae.exists():
+        raise SpecError(f"{path}: generation.vae: {spec.generation.vae} does not exist; fix the path (relative "
+                        "paths are taken from the spec's folder).")
     for index, checkpoint in enumerate(spec.checkpoints):
-        for field in ("path", "config"):
+        for field in ("path", "config", "vae"):
             value = getattr(checkpoint, field)
             if value is not None and not value.exists():
                 raise SpecError(

@@ -28,6 +28,8 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
     scorer_keys = store.run_scorer_keys(run_id)
     infos = store.scorer_infos(scorer_keys.values())
     failures = store.run_failures(run_id)
+    provenance: dict[str, Any] = run["provenance"]
+    detected = provenance.get("checkpoints", {})
     checkpoints = []
     for entry in store.run_checkpoints(run_id):
         name = str(entry["name"])
@@ -41,11 +43,11 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
             "autov2": autov2(str(sha)) if sha else None,
             "status": entry["status"],
             "error": entry["error"],
+            "model": detected.get(name),  # family, prediction type, VAE and config used, and why
             "images": {"planned": len(mine), "ok": int(mine["image"].notna().sum()),
                        "failed": failed_images},
             "scores": {scorer: summary.as_dict() for scorer, summary in summaries.get(name, {}).items()},
         })
-    provenance: dict[str, Any] = run["provenance"]
     started, finished = run["started_at"], run["finished_at"]
     results = {
         "schema": RESULTS_SCHEMA,

@@ -33,25 +33,28 @@ class ImageJob:
     """One image to make: a checkpoint (by content), a case, a seed and the sampling settings."""
 
     checkpoint: str  # name in the spec
-    checkpoint_sha256: str
+    checkpoint_sha256: str  # the weights file (or folder) digest, as recorded with the image
     case: Case
     seed: int
     prompt: str
     negative_prompt: str
     settings: SamplingSettings
     backend: str  # generator backend id and version: a new version may change pixels
+    # Everything about the model that changes pixels: weights, external VAE, family, prediction type and
+    # config (``ResolvedCheckpoint.identity``); defaults to the weights digest alone.
+    checkpoint_identity: str = ""
 
     @property
     def key(self) -> str:
-        return image_key(self.checkpoint_sha256, self.prompt, self.negative_prompt, self.seed, self.settings,
-                         self.backend)
+        return image_key(self.checkpoint_identity or self.checkpoint_sha256, self.prompt, self.negative_prompt,
+                         self.seed, self.settings, self.backend)
 
 
-def image_key(checkpoint_sha256: str, prompt: str, negative_prompt: str, seed: int, settings: SamplingSettings,
+def image_key(checkpoint_identity: str, prompt: str, negative_prompt: str, seed: int, settings: SamplingSettings,
               backend: str) -> str:
     """Content key of an image: a hash of everything that changes its pixels (batch size does not)."""
     return content_key({
-        "checkpoint": checkpoint_sha256, "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed,
+        "checkpoint": checkpoint_identity, "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed,
         "settings": settings.as_dict(), "backend": backend,
     })
 

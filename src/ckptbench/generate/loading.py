@@ -1,41 +1,105 @@
-"""Loading a resolved checkpoint into a diffusers pipeline, offline for local files."""
+"""Loading a resolved checkpoint into a diffusers pipeline, offline for local files.
+
+Single files are built module by module from the tensors we read (after the safety checks) and the
+family's config folder (bundled or the spec's), so nothing reaches for the hub. SDXL checkpoints give
+a ``StableDiffusionXLPipeline``; every other family a ``StableDiffusionPipeline``. The scheduler always
+carries the resolved prediction type, which every sampler built from it keeps.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+from typing import Any
 
+import diffusers
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-from ckptbench.errors import ModelFileError
-from ckptbench.models.checkpoint import ResolvedCheckpoint
-from ckptbench.models.tokenizer import clip_tokenizer
+from ckptbench.errors import CkptbenchError, ModelFileError
+from ckptbench.models.checkpoint import BUNDLED_CONFIGS, ResolvedCheckpoint, ResolvedVae
+from ckptbench.models.components import (
+    build_text_encoders,
+    build_unet,
+    build_vae,
+    normalise_text_keys,
+    read_original_state,
+)
+from ckptbench.models.state_dict import load_tensors
+from ckptbench.models.tokenizer import OPEN_CLIP_PAD, clip_tokenizer
 
-BUNDLED_CONFIGS = Path(__file__).resolve().parent.parent / "models" / "configs"
+__all__ = ["BUNDLED_CONFIGS", "Pipeline", "load_pipeline"]
+
+Pipeline = StableDiffusionPipeline | StableDiffusionXLPipeline
+_PREDICTION_TYPES = {"epsilon": "epsilon", "v": "v_prediction"}
 
 
-def load_pipeline(checkpoint: ResolvedCheckpoint, device: torch.device, dtype: torch.dtype
-                  ) -> StableDiffusionPipeline:
+def load_pipeline(checkpoint: ResolvedCheckpoint, device: torch.device, dtype: torch.dtype) -> Pipeline:
     """Load once per run; never reaches for the hub when the checkpoint is a local file or folder."""
     try:
         if checkpoint.kind == "single-file":
-            config = checkpoint.config or BUNDLED_CONFIGS / "sd15"
-            pipeline = StableDiffusionPipeline.from_single_file(
-                str(checkpoint.path), config=str(config), local_files_only=True, torch_dtype=dtype,
-                tokenizer=clip_tokenizer(), safety_checker=None, feature_extractor=None,
-                requires_safety_checker=False,
-            )
+            pipeline = _from_single_file(checkpoint, dtype)
         else:
-            pipeline = StableDiffusionPipeline.from_pretrained(
-                str(checkpoint.path), local_files_only=True, torch_dtype=dtype, safety_checker=None,
-                feature_extractor=None, requires_safety_checker=False,
-            )
+            pipeline = _from_folder(checkpoint, dtype)
+    except CkptbenchError as error:
+        raise ModelFileError(f"checkpoint '{checkpoint.name}': {error}") from None
     except Exception as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelFileError(
-            f"checkpoint '{checkpoint.name}': could not load {checkpoint.path} as a Stable Diffusion 1.x "
-            f"pipeline ({first_line[:300]}); check that the file is a complete SD1.x checkpoint, or set "
-            "`config` to the diffusers config folder of its architecture."
+            f"checkpoint '{checkpoint.name}': could not load {checkpoint.path} as {checkpoint.family} "
+            f"({first_line[:300]}); check that the file is a complete {checkpoint.family} checkpoint, or set "
+            "`arch` (and `config` for non-standard sizes) for it in the spec."
         ) from None
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device)
+
+
+def _from_single_file(checkpoint: ResolvedCheckpoint, dtype: torch.dtype) -> Pipeline:
+    config = checkpoint.config_dir
+    state = read_original_state(checkpoint.path, checkpoint.allow_pickle, skip_vae=checkpoint.vae is not None)
+    state = normalise_text_keys(state, checkpoint.family, config)
+    modules: dict[str, Any] = build_text_encoders(state, checkpoint.family, config, dtype)
+    modules["unet"] = build_unet(state, config, dtype)
+    vae_state = {name: tensor for name, tensor in state.items() if name.startswith("first_stage_model.")}
+    del state
+    modules["vae"] = load_vae(checkpoint.vae, config, dtype) if checkpoint.vae else build_vae(vae_state, config, dtype)
+    modules["scheduler"] = _scheduler(config, checkpoint.prediction)
+    if checkpoint.family == "sdxl":
+        # A1111 encodes an empty negative prompt like any other text and never watermarks.
+        return StableDiffusionXLPipeline(**modules, tokenizer=clip_tokenizer(),
+                                         tokenizer_2=clip_tokenizer(OPEN_CLIP_PAD),
+                                         force_zeros_for_empty_prompt=False, add_watermarker=False)
+    tokenizer = clip_tokenizer(OPEN_CLIP_PAD) if checkpoint.family == "sd2" else clip_tokenizer()
+    return StableDiffusionPipeline(**modules, tokenizer=tokenizer, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+
+
+def _from_folder(checkpoint: ResolvedCheckpoint, dtype: torch.dtype) -> Pipeline:
+    options: dict[str, Any] = {"local_files_only": True, "torch_dtype": dtype, "use_safetensors": True}
+    if checkpoint.vae is not None:
+        options["vae"] = load_vae(checkpoint.vae, checkpoint.path, dtype)
+    pipeline: Pipeline
+    if checkpoint.family == "sdxl":
+        pipeline = StableDiffusionXLPipeline.from_pretrained(str(checkpoint.path), add_watermarker=False, **options)
+    else:
+        pipeline = StableDiffusionPipeline.from_pretrained(
+            str(checkpoint.path), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+            **options)
+    wanted = _PREDICTION_TYPES[checkpoint.prediction]
+    if pipeline.scheduler.config.get("prediction_type") != wanted:
+        pipeline.scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config, prediction_type=wanted)
+    return pipeline
+
+
+def load_vae(vae: ResolvedVae, config: Any, dtype: torch.dtype) -> AutoencoderKL:
+    """An external VAE; a single file takes its architecture from the checkpoint's config folder."""
+    if vae.kind == "diffusers-folder":
+        return AutoencoderKL.from_pretrained(str(vae.path), local_files_only=True, torch_dtype=dtype,
+                                             use_safetensors=True)
+    state = load_tensors(vae.path, vae.allow_pickle, how_to_allow="set allow_pickle = true for the checkpoint")
+    return build_vae(state, config, dtype)
+
+
+def _scheduler(config: Any, prediction: str) -> Any:
+    settings = json.loads((config / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
+    scheduler_class = getattr(diffusers, settings.get("_class_name", "PNDMScheduler"))
+    return scheduler_class.from_config(settings, prediction_type=_PREDICTION_TYPES[prediction])

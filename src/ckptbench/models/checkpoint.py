@@ -1,18 +1,46 @@
-"""Resolving a checkpoint entry of the spec to local files and a content digest."""
+"""Resolving a checkpoint entry of the spec: its files, what they are, its VAE, and its content identity."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ckptbench.errors import ModelFileError, WeightsUnavailableError
-from ckptbench.hashing import DigestCache, autov2, relative_files, sha256_file, tree_sha256
+from ckptbench.hashing import DigestCache, autov2, content_key, relative_files, sha256_file, tree_sha256
+from ckptbench.models.detect import Detection, Family, Prediction, detect, detect_kind
+from ckptbench.models.safety import PICKLE_SUFFIXES, read_safetensors_header
+from ckptbench.models.state_dict import ModelFile, open_model_file
 from ckptbench.spec import CheckpointSpec
 
 CheckpointKind = Literal["single-file", "diffusers-folder"]
+BUNDLED_CONFIGS = Path(__file__).resolve().parent / "configs"
 _FOLDER_FILES = (".safetensors", ".bin", ".json", ".txt", ".model")
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+__all__ = ["PICKLE_SUFFIXES", "ResolvedCheckpoint", "ResolvedVae", "resolve_checkpoint", "resolve_vae"]
+
+
+def bundled_config(family: Family, prediction: Prediction) -> Path:
+    """The bundled diffusers config folder of a family (SD2 has one per prediction type: 512 ε, 768 v)."""
+    name = "sd2-v" if family == "sd2" and prediction == "v" else family
+    return BUNDLED_CONFIGS / name
+
+
+@functools.lru_cache(maxsize=64)
+def config_digest(folder: Path) -> str:
+    """Digest of a config folder's JSON/text files: a changed config can change the pixels."""
+    return tree_sha256((str(f.relative_to(folder)), sha256_file(f)) for f in relative_files(folder, (".json", ".txt")))
+
+
+@dataclass(frozen=True)
+class ResolvedVae:
+    path: Path
+    kind: CheckpointKind
+    sha256: str
+    allow_pickle: bool = False
 
 
 @dataclass(frozen=True)
@@ -22,39 +50,270 @@ class ResolvedCheckpoint:
     kind: CheckpointKind
     path: Path
     sha256: str
-    config: Path | None = None
+    config: Path | None = None  # the spec's config folder; None: the bundled config of the family
+    family: Family = "sd15"
+    prediction: Prediction = "epsilon"
+    vae: ResolvedVae | None = None  # an external VAE replacing the baked one
+    allow_pickle: bool = False
+    file_format: str = "safetensors"
+    detection: Mapping[str, Any] = field(default_factory=dict, compare=False)  # what was detected and why
 
     @property
     def autov2(self) -> str:
         return autov2(self.sha256)
 
+    @property
+    def config_dir(self) -> Path:
+        return self.config or bundled_config(self.family, self.prediction)
 
-def resolve_checkpoint(spec: CheckpointSpec, cache: DigestCache | None = None) -> ResolvedCheckpoint:
-    """Find the checkpoint's files (hub ids from the local Hugging Face cache) and hash them."""
+    @property
+    def identity(self) -> str:
+        """Everything about the model that changes pixels: weights, external VAE, family, prediction, config."""
+        return content_key({
+            "checkpoint": self.sha256, "vae": self.vae.sha256 if self.vae else None, "family": self.family,
+            "prediction": self.prediction,
+            "config": config_digest(self.config_dir) if self.kind == "single-file" else None,
+        })
+
+
+def resolve_checkpoint(spec: CheckpointSpec, cache: DigestCache | None = None, default_vae: Path | None = None
+                       ) -> ResolvedCheckpoint:
+    """Find the checkpoint's files (hub ids from the local Hugging Face cache), check, identify and hash them."""
     path = _hub_snapshot(spec.hub) if spec.hub else spec.path
     assert path is not None
+    vae_path = spec.vae or default_vae
+    vae = None
+    if vae_path is not None:
+        where = f"checkpoint '{spec.name}': vae" if spec.vae else f"[generation] vae (for checkpoint '{spec.name}')"
+        vae = resolve_vae(vae_path, where, spec.allow_pickle, cache)
     if path.is_dir():
-        if not (path / "model_index.json").is_file():
-            raise ModelFileError(
-                f"checkpoint '{spec.name}': folder {path} has no model_index.json, so it is not a diffusers "
-                "pipeline folder; point `path` at the pipeline folder or at a single .safetensors file."
-            )
-        files = relative_files(path, _FOLDER_FILES)
-        digest = tree_sha256((str(f.relative_to(path)), sha256_file(f, cache)) for f in files)
-        return ResolvedCheckpoint(spec.name, spec.source, "diffusers-folder", path, digest, spec.config)
+        return _resolve_folder(spec, path, vae, cache)
     if not path.is_file():
         raise ModelFileError(f"checkpoint '{spec.name}': {path} does not exist; fix `path` in the spec.")
-    if path.suffix.lower() in PICKLE_SUFFIXES:
+    return _resolve_single_file(spec, path, vae, cache)
+
+
+def _resolve_single_file(spec: CheckpointSpec, path: Path, vae: ResolvedVae | None, cache: DigestCache | None
+                         ) -> ResolvedCheckpoint:
+    owner = f"checkpoint '{spec.name}'"
+    try:
+        model = open_model_file(path, spec.allow_pickle, f"set allow_pickle = true for {owner}")
+    except ModelFileError as error:
+        raise type(error)(f"{owner}: {error}") from None
+    found = detect(model)
+    if found.kind != "checkpoint":
+        raise ModelFileError(f"{owner}: {path.name} is a {found.kind} file, not a Stable Diffusion checkpoint "
+                             "(no model.diffusion_model.* tensors); point `path` at a checkpoint.")
+    if not found.has_text_encoder:
+        raise ModelFileError(f"{owner}: {path.name} holds a UNet but no text encoder (no cond_stage_model.* or "
+                             "conditioner.* tensors); ckptbench needs a full checkpoint with its text encoder(s).")
+    if found.problem:
+        raise ModelFileError(f"{owner}: {path.name}: {found.problem}.")
+    assert found.family is not None  # a text encoder's layout always names the family
+    family = _check_declared_family(spec, found.family, found.evidence[0], path.name)
+    prediction, prediction_source = decide_prediction(model, found, family, spec)
+    if not found.has_vae and vae is None:
         raise ModelFileError(
-            f"checkpoint '{spec.name}': {path.name} is a pickle file, which can run code when loaded; "
-            "ckptbench only loads .safetensors. Convert it where you trust it, or use a .safetensors release."
-        )
-    if path.suffix.lower() != ".safetensors":
+            f"{owner}: {path.name} has no baked VAE (no first_stage_model.* tensors); set `vae` for this "
+            "checkpoint or under [generation] to a VAE .safetensors file or a diffusers VAE folder.")
+    config = spec.config or bundled_config(family, prediction)
+    warnings = list(found.warnings)
+    if "alphas_cumprod" in model.tensors and (mismatch := _schedule_mismatch(model, config, spec.allow_pickle)):
+        warnings.append(mismatch)
+    detection = _record(model.format, found, family, prediction, prediction_source, spec, config, vae, warnings)
+    return ResolvedCheckpoint(spec.name, spec.source, "single-file", path, sha256_file(path, cache), spec.config,
+                              family, prediction, vae, spec.allow_pickle, model.format, detection)
+
+
+def _spec_family(spec: CheckpointSpec) -> Family | None:
+    if spec.arch is None:
+        return None
+    return "sd2" if spec.arch == "sd2-v" else spec.arch  # type: ignore[return-value]
+
+
+def _check_declared_family(spec: CheckpointSpec, detected: Family, evidence: str, file_name: str) -> Family:
+    """``arch`` in the spec is a declaration checked against the tensors: a mismatch cannot load."""
+    declared = _spec_family(spec)
+    if declared is not None and declared != detected:
         raise ModelFileError(
-            f"checkpoint '{spec.name}': {path.name} is neither a .safetensors file nor a diffusers folder; "
-            "give a .safetensors checkpoint or a diffusers pipeline folder."
-        )
-    return ResolvedCheckpoint(spec.name, spec.source, "single-file", path, sha256_file(path, cache), spec.config)
+            f"checkpoint '{spec.name}': arch = '{spec.arch}' in the spec, but {file_name} is an {detected} "
+            f"checkpoint ({evidence}); its tensors cannot fill a {declared} pipeline. Fix or remove `arch`.")
+    return detected
+
+
+def decide_prediction(model: ModelFile, found: Detection, family: Family, spec: CheckpointSpec | None = None
+                      ) -> tuple[Prediction, str]:
+    """The prediction type, in order: the spec, markers in the file, the spec's config folder, the family's
+    default (epsilon for sd15/sdxl) and, for SD2 without any of these, A1111's test on the UNet."""
+    if spec is not None and spec.prediction:
+        return spec.prediction, f"spec: prediction = '{spec.prediction}'"
+    if spec is not None and spec.arch == "sd2-v":
+        return "v", "spec: arch = 'sd2-v'"
+    if found.prediction is not None:
+        return found.prediction, found.prediction_source or "marker"
+    if spec is not None and spec.config is not None:
+        stated = _config_prediction(spec.config)
+        if stated is not None:
+            return stated, f"scheduler prediction_type of the spec's config folder {spec.config.name}"
+    if family != "sd2":
+        return "epsilon", f"no v-prediction marker; {family} defaults to epsilon"
+    config = spec.config if spec is not None and spec.config is not None else bundled_config("sd2", "epsilon")
+    allow_pickle = spec.allow_pickle if spec is not None else model.format == "pickle"
+    return _a1111_test(model.path, config, allow_pickle)
+
+
+def _a1111_test(path: Path, config: Path, allow_pickle: bool) -> tuple[Prediction, str]:
+    stat = path.stat()
+    return _a1111_test_cached(path.resolve(), stat.st_size, stat.st_mtime_ns, config, allow_pickle)
+
+
+@functools.lru_cache(maxsize=16)
+def _a1111_test_cached(path: Path, _size: int, _mtime_ns: int, config: Path, allow_pickle: bool
+                       ) -> tuple[Prediction, str]:
+    """Builds the UNet on the CPU once per file and process (seconds for a real SD2 file)."""
+    import torch
+
+    from ckptbench.models.components import a1111_v_prediction_test, build_unet, read_original_state
+
+    state = read_original_state(path, allow_pickle, skip_vae=True)
+    try:
+        unet = build_unet(state, config, torch.float32)
+    except Exception as error:
+        raise ModelFileError(f"{path}: building the SD2 UNet to test for v-prediction failed ({type(error).__name__}"
+                             f": {str(error).splitlines()[0][:200]}); set `prediction` (and `config` for a "
+                             "non-standard size) for this checkpoint in the spec.") from None
+    is_v, mean = a1111_v_prediction_test(unet)
+    verdict: Prediction = "v" if is_v else "epsilon"
+    return verdict, (f"A1111's SD2 test (no marker in the file): mean(UNet output − input) at t=999 is {mean:.3f}, "
+                     f"{'below' if is_v else 'not below'} −1 → {verdict}")
+
+
+def _config_prediction(config: Path) -> Prediction | None:
+    scheduler = config / "scheduler" / "scheduler_config.json"
+    if not scheduler.is_file():
+        return None
+    stated = json.loads(scheduler.read_text(encoding="utf-8")).get("prediction_type")
+    return {"v_prediction": "v", "epsilon": "epsilon"}.get(stated or "")  # type: ignore[return-value]
+
+
+def _schedule_mismatch(model: ModelFile, config: Path, allow_pickle: bool) -> str | None:
+    """A file's own ``alphas_cumprod`` that differ from the config's schedule: sampled with the config's."""
+    import torch
+
+    from ckptbench.models.state_dict import load_tensors
+
+    scheduler_file = config / "scheduler" / "scheduler_config.json"
+    if not scheduler_file.is_file():
+        return None
+    settings = json.loads(scheduler_file.read_text(encoding="utf-8"))
+    if settings.get("beta_schedule", "scaled_linear") != "scaled_linear" or settings.get("trained_betas"):
+        return None
+    steps = int(settings.get("num_train_timesteps", 1000))
+    betas = torch.linspace(settings.get("beta_start", 0.00085) ** 0.5, settings.get("beta_end", 0.012) ** 0.5, steps,
+                           dtype=torch.float64) ** 2
+    expected = torch.cumprod(1 - betas, dim=0)
+    found = load_tensors(model.path, allow_pickle, lambda name: name == "alphas_cumprod")["alphas_cumprod"]
+    if found.shape != expected.shape:
+        return f"the file's alphas_cumprod has {found.numel()} steps, the config {steps}; sampled with the config's"
+    gap = float((found.double() - expected).abs().max())
+    if gap > 1e-3:
+        return (f"the file's alphas_cumprod differ from the config's scaled-linear schedule by up to {gap:.4f}; "
+                "ckptbench samples with the config's schedule")
+    return None
+
+
+def _record(file_format: str, found: Detection, family: Family, prediction: Prediction, prediction_source: str,
+            spec: CheckpointSpec, config: Path, vae: ResolvedVae | None, warnings: list[str]) -> dict[str, Any]:
+    return {
+        "format": file_format,
+        "family": family,
+        "family_source": f"detected, as the spec's arch = '{spec.arch}' declares" if spec.arch else "detected",
+        "prediction": prediction,
+        "prediction_source": prediction_source,
+        "config": str(config) if spec.config else f"bundled:{config.name}",
+        "vae": {"path": str(vae.path), "sha256": vae.sha256} if vae else ("baked" if found.has_vae else None),
+        "evidence": list(found.evidence),
+        "warnings": warnings,
+        "notes": list(found.notes),
+    }
+
+
+def resolve_vae(path: Path, owner: str, allow_pickle: bool = False, cache: DigestCache | None = None) -> ResolvedVae:
+    """An external VAE: a single file (original or diffusers layout) or a diffusers VAE folder."""
+    if path.is_dir():
+        folder = path / "vae" if (path / "vae" / "config.json").is_file() else path
+        weights = folder / "diffusion_pytorch_model.safetensors"
+        if not (folder / "config.json").is_file() or not weights.is_file():
+            raise ModelFileError(f"{owner}: {path} is not a diffusers VAE folder (config.json and "
+                                 "diffusion_pytorch_model.safetensors); give such a folder or a VAE .safetensors file.")
+        try:
+            read_safetensors_header(weights)
+        except ModelFileError as error:
+            raise type(error)(f"{owner}: {error}") from None
+        digest = tree_sha256((f.name, sha256_file(f, cache)) for f in (folder / "config.json", weights))
+        return ResolvedVae(folder, "diffusers-folder", digest)
+    if not path.is_file():
+        raise ModelFileError(f"{owner}: {path} does not exist; fix the `vae` path.")
+    try:
+        model = open_model_file(path, allow_pickle, "set allow_pickle = true for the checkpoint that uses it")
+    except ModelFileError as error:
+        raise type(error)(f"{owner}: {error}") from None
+    kind = detect_kind(model)
+    if kind != "vae":
+        raise ModelFileError(f"{owner}: {path.name} is a {kind} file, not a VAE (no encoder/decoder tensors); give "
+                             "a VAE .safetensors file or a diffusers VAE folder.")
+    return ResolvedVae(path, "single-file", sha256_file(path, cache), allow_pickle)
+
+
+def _resolve_folder(spec: CheckpointSpec, path: Path, vae: ResolvedVae | None, cache: DigestCache | None
+                    ) -> ResolvedCheckpoint:
+    owner = f"checkpoint '{spec.name}'"
+    if not (path / "model_index.json").is_file():
+        raise ModelFileError(
+            f"{owner}: folder {path} has no model_index.json, so it is not a diffusers pipeline folder; point "
+            "`path` at the pipeline folder or at a single .safetensors file.")
+    files = relative_files(path, _FOLDER_FILES)
+    for weights in (f for f in files if f.suffix == ".safetensors"):
+        try:
+            read_safetensors_header(weights)
+        except ModelFileError as error:
+            raise type(error)(f"{owner}: {error}") from None
+    found_family, found_prediction, evidence = folder_family(path, owner)
+    family = _check_declared_family(spec, found_family, evidence[0], path.name)
+    if spec.prediction:
+        prediction, source = spec.prediction, f"spec: prediction = '{spec.prediction}'"
+    elif spec.arch == "sd2-v":
+        prediction, source = "v", "spec: arch = 'sd2-v'"
+    else:
+        prediction, source = found_prediction, "the folder's scheduler_config.json prediction_type"
+    digest = tree_sha256((str(f.relative_to(path)), sha256_file(f, cache)) for f in files)
+    detection = {
+        "format": "diffusers-folder", "family": family,
+        "family_source": f"detected, as the spec's arch = '{spec.arch}' declares" if spec.arch else "detected",
+        "prediction": prediction, "prediction_source": source, "config": "the folder's own",
+        "vae": {"path": str(vae.path), "sha256": vae.sha256} if vae else "the folder's", "evidence": evidence,
+        "warnings": [], "notes": [],
+    }
+    return ResolvedCheckpoint(spec.name, spec.source, "diffusers-folder", path, digest, spec.config, family,
+                              prediction, vae, spec.allow_pickle, "diffusers-folder", detection)
+
+
+def folder_family(path: Path, owner: str) -> tuple[Family, Prediction, list[str]]:
+    index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    class_name = index.get("_class_name", "")
+    scheduler = path / "scheduler" / "scheduler_config.json"
+    stated = json.loads(scheduler.read_text(encoding="utf-8")).get("prediction_type") if scheduler.is_file() else None
+    prediction: Prediction = "v" if stated == "v_prediction" else "epsilon"
+    if class_name == "StableDiffusionXLPipeline":
+        return "sdxl", prediction, [f"model_index.json _class_name {class_name} → sdxl"]
+    if class_name != "StableDiffusionPipeline":
+        raise ModelFileError(f"{owner}: {path} holds a {class_name or 'unknown'} pipeline; ckptbench loads "
+                             "StableDiffusionPipeline and StableDiffusionXLPipeline folders.")
+    text_config = path / "text_encoder" / "config.json"
+    act = json.loads(text_config.read_text(encoding="utf-8")).get("hidden_act") if text_config.is_file() else None
+    family: Family = "sd2" if act == "gelu" else "sd15"
+    return family, prediction, [f"StableDiffusionPipeline with a {act} text encoder "
+                                f"({'OpenCLIP' if family == 'sd2' else 'OpenAI CLIP'}) → {family}"]
 
 
 def _hub_snapshot(repo_id: str | None) -> Path:

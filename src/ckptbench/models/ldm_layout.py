@@ -1,9 +1,10 @@
-"""Diffusers → original (CompVis/A1111) key layout, for writing single-file checkpoints.
+"""Diffusers → original (CompVis/A1111 "LDM", Stability "SGM") key layout, for writing single files.
 
 Civitai checkpoints are single files in the original layout. Tests and the demo build tiny models with
 diffusers classes and must save them in that same layout, so that loading them exercises exactly the
 single-file path real checkpoints take. The mapping below is the inverse of diffusers' own
-``convert_ldm_*_checkpoint`` functions; the round trip is checked in the tests.
+``convert_ldm_*_checkpoint`` / ``convert_open_clip_checkpoint`` functions; the round trip is checked in
+the tests for SD1.x (OpenAI CLIP text encoder), SD2.x (OpenCLIP-H) and SDXL (CLIP-L + OpenCLIP-bigG).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import torch
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 TEXT_ENCODER_PREFIX = "cond_stage_model.transformer."
+OPEN_CLIP_PREFIX = "cond_stage_model.model."
+SDXL_CLIP_L_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."
 
 _RESNET_UNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
                 "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
@@ -105,21 +109,71 @@ def vae_to_ldm(state: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> 
     return out
 
 
-def pipeline_to_ldm(unet: torch.nn.Module, vae: torch.nn.Module, text_encoder: torch.nn.Module
-                    ) -> dict[str, torch.Tensor]:
-    """One original-layout SD1.x/2.x state dict from the three diffusers/transformers modules."""
+def clip_to_ldm(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A transformers ``CLIPTextModel`` state dict with the ``text_model.`` level real files have."""
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        if key.endswith("position_ids"):
+            continue
+        # Real files name the text encoder's tensors `...transformer.text_model.*`; recent transformers versions
+        # drop the `text_model.` level from the module's own state dict.
+        out[key if key.startswith("text_model.") else "text_model." + key] = tensor
+    return out
+
+
+_OPEN_CLIP_LAYER = {"self_attn.out_proj": "attn.out_proj", "layer_norm1": "ln_1", "layer_norm2": "ln_2",
+                    "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
+
+
+def open_clip_to_ldm(state: Mapping[str, torch.Tensor], layers: int) -> dict[str, torch.Tensor]:
+    """A transformers CLIP text model (with or without projection) → OpenCLIP's own names (``model.*``)."""
+    plain = {key.removeprefix("text_model."): tensor for key, tensor in state.items()
+             if not key.endswith("position_ids")}
+    out = {"token_embedding.weight": plain.pop("embeddings.token_embedding.weight"),
+           "positional_embedding": plain.pop("embeddings.position_embedding.weight"),
+           "ln_final.weight": plain.pop("final_layer_norm.weight"),
+           "ln_final.bias": plain.pop("final_layer_norm.bias")}
+    if "text_projection.weight" in plain:  # a Linear in transformers, a bare matrix applied as x @ P in OpenCLIP
+        out["text_projection"] = plain.pop("text_projection.weight").T.contiguous()
+    for i in range(layers):
+        old, new = f"encoder.layers.{i}.", f"transformer.resblocks.{i}."
+        for part in ("weight", "bias"):
+            # OpenCLIP keeps q, k and v as one packed in-projection.
+            out[f"{new}attn.in_proj_{part}"] = torch.cat(
+                [plain.pop(f"{old}self_attn.{name}_proj.{part}") for name in ("q", "k", "v")])
+            for before, after in _OPEN_CLIP_LAYER.items():
+                out[f"{new}{after}.{part}"] = plain.pop(f"{old}{before}.{part}")
+    if plain:
+        raise ValueError(f"OpenCLIP text encoder: {len(plain)} tensors have no original-layout name, e.g. "
+                         f"{sorted(plain)[:5]}")
+    return out
+
+
+def pipeline_to_ldm(unet: torch.nn.Module, vae: torch.nn.Module, text_encoder: torch.nn.Module,
+                    open_clip: bool = False) -> dict[str, torch.Tensor]:
+    """One original-layout SD1.x (CLIP) or SD2.x (``open_clip=True``) state dict from the diffusers modules."""
     state: dict[str, torch.Tensor] = {}
     for key, tensor in unet_to_ldm(unet.state_dict(), unet.config).items():
         state[UNET_PREFIX + key] = tensor
     for key, tensor in vae_to_ldm(vae.state_dict(), vae.config).items():
         state[VAE_PREFIX + key] = tensor
-    for key, tensor in text_encoder.state_dict().items():
-        if key.endswith("position_ids"):
-            continue
-        # Real SD1.x files name the text encoder's tensors `...transformer.text_model.*`; recent transformers
-        # versions drop the `text_model.` level from the module's own state dict.
-        name = key if key.startswith("text_model.") or key.startswith("text_projection") else "text_model." + key
-        state[TEXT_ENCODER_PREFIX + name] = tensor
+    if open_clip:
+        text = open_clip_to_ldm(text_encoder.state_dict(), text_encoder.config.num_hidden_layers)
+        prefix = OPEN_CLIP_PREFIX
+    else:
+        text, prefix = clip_to_ldm(text_encoder.state_dict()), TEXT_ENCODER_PREFIX
+    state.update({prefix + key: tensor for key, tensor in text.items()})
+    return {key: tensor.detach().contiguous().clone() for key, tensor in state.items()}
+
+
+def sdxl_pipeline_to_sgm(unet: torch.nn.Module, vae: torch.nn.Module, text_encoder: torch.nn.Module,
+                         text_encoder_2: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """One SGM-layout SDXL state dict: UNet, VAE, CLIP-L as embedder 0 and OpenCLIP-bigG as embedder 1."""
+    state = {UNET_PREFIX + key: tensor for key, tensor in unet_to_ldm(unet.state_dict(), unet.config).items()}
+    state.update({VAE_PREFIX + key: tensor for key, tensor in vae_to_ldm(vae.state_dict(), vae.config).items()})
+    state.update({SDXL_CLIP_L_PREFIX + key: tensor for key, tensor in clip_to_ldm(text_encoder.state_dict()).items()})
+    big_g = open_clip_to_ldm(text_encoder_2.state_dict(), text_encoder_2.config.num_hidden_layers)
+    state.update({SDXL_OPEN_CLIP_PREFIX + key: tensor for key, tensor in big_g.items()})
     return {key: tensor.detach().contiguous().clone() for key, tensor in state.items()}
 
 

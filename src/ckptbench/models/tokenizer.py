@@ -1,8 +1,11 @@
 """The CLIP BPE tokenizer, built offline from the vocabulary file that open_clip ships.
 
-Stable Diffusion 1.x/2.x and every OpenAI-CLIP-based scorer use the same 49,408-token BPE vocabulary.
+Stable Diffusion 1.x/2.x/XL and every OpenAI-CLIP-based scorer use the same 49,408-token BPE vocabulary.
 open_clip ships it (``bpe_simple_vocab_16e6.txt.gz``); the Hugging Face ``vocab.json``/``merges.txt``
 pair is a plain re-encoding of it, so we can build an identical ``CLIPTokenizer`` without a hub.
+
+The OpenCLIP text encoders (SD2's ViT-H, SDXL's second encoder ViT-bigG) differ in one thing that
+changes pixels: OpenCLIP pads the 77 positions with token id 0 ('!'), OpenAI CLIP with <|endoftext|>.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from open_clip.tokenizer import bytes_to_unicode
 from transformers import CLIPTokenizer
 
 CONTEXT_LENGTH = 77
+OPEN_CLIP_PAD = "!"  # token id 0: what OpenCLIP's tokenizer pads with (SD2, SDXL's tokenizer_2)
+END_OF_TEXT = "<|endoftext|>"
 _MERGE_COUNT = 49152 - 256 - 2  # as in the original CLIP tokenizer
 
 
@@ -47,9 +52,9 @@ def _cache_folder() -> Path:
     return base / "ckptbench" / "clip-bpe-16e6"
 
 
-@functools.lru_cache(maxsize=1)
-def clip_tokenizer() -> CLIPTokenizer:
-    """The SD / OpenAI CLIP tokenizer (pads with <|endoftext|>, 77 tokens)."""
+@functools.lru_cache(maxsize=2)
+def clip_tokenizer(pad_token: str = END_OF_TEXT) -> CLIPTokenizer:
+    """The SD / OpenAI CLIP tokenizer (77 tokens); pads with <|endoftext|>, or '!' for OpenCLIP encoders."""
     folder = _cache_folder()
     if not (folder / "tokenizer_config.json").exists():
         staging = folder.with_name(folder.name + f".tmp{os.getpid()}")
@@ -58,4 +63,4 @@ def clip_tokenizer() -> CLIPTokenizer:
             staging.rename(folder)
         except OSError:  # another process won the race; its copy is identical
             shutil.rmtree(staging, ignore_errors=True)
-    return CLIPTokenizer.from_pretrained(str(folder))
+    return CLIPTokenizer.from_pretrained(str(folder), pad_token=pad_token)

@@ -1,0 +1,260 @@
+"""What a model file is, from its tensors' names and shapes and its metadata — never from its file name.
+
+Every rule that fires adds a line of evidence, so ``ckptbench inspect`` and the run log can say *why*
+a file was taken as, say, an SD2 v-prediction checkpoint. The rules (see ``RULES``) follow the key
+layouts of the original CompVis/Stability (LDM, SGM) code that A1111 and Civitai files use.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ckptbench.models.state_dict import ModelFile, TensorInfo
+
+Family = Literal["sd15", "sd2", "sdxl"]
+Prediction = Literal["epsilon", "v"]
+Kind = Literal["checkpoint", "lora", "vae", "embedding", "unknown"]
+
+UNET = "model.diffusion_model."
+VAE = "first_stage_model."
+CLIP_SD1 = "cond_stage_model.transformer."
+OPENCLIP_SD2 = "cond_stage_model.model."
+SDXL_CLIP_L = "conditioner.embedders.0.transformer."
+SDXL_OPENCLIP_G = "conditioner.embedders.1.model."
+REFINER_OPENCLIP_G = "conditioner.embedders.0.model."
+V_PREDICTION_MARKERS = ("v_pred", "v")  # empty tensors that ComfyUI, kohya and other trainers add
+NON_WEIGHT_KEYS = ("alphas_cumprod", "alphas_cumprod_prev", "betas", "log_one_minus_alphas_cumprod",
+                   "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
+                   "posterior_variance", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
+                   "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "logvar", "model_ema.decay",
+                   "model_ema.num_updates", "v_pred", "v", "ztsnr")
+
+RULES = (
+    "kind: `model.diffusion_model.*` tensors → checkpoint; `lora_unet_*`/`lora_te*_*` names or "
+    "lora_down/lora_up/lora_A/lora_B/LoHa/LoKr tensors → LoRA; `emb_params`, `string_to_param.*`, "
+    "`clip_l`/`clip_g` or one [tokens × 768|1024|1280] tensor → embedding; encoder+decoder conv_in → VAE",
+    "family: `conditioner.embedders.1.model.*` (OpenCLIP-bigG beside CLIP-L) → sdxl; `cond_stage_model.model.*` "
+    "(OpenCLIP-H) → sd2; `cond_stage_model.transformer.*` (OpenAI CLIP-L) → sd15; without a text encoder: "
+    "`label_emb` → sdxl, else the UNet cross-attention width 768/1024/2048 → sd15/sd2/sdxl",
+    "refused: 9 or 8 UNet input channels (inpainting, instruct-pix2pix), SDXL refiner "
+    "(`conditioner.embedders.0.model.*` alone), unCLIP (`label_emb` with an SD1/SD2 text encoder)",
+    "prediction: a `v_pred`/`v` marker tensor → v; `__metadata__` modelspec.prediction_type (v/v_prediction or "
+    "epsilon), a modelspec.architecture ending in '-v', or kohya ss_v_parameterization=True → as stated; "
+    "otherwise sd15 and sdxl → epsilon, and sd2 → A1111's test: the UNet at t=999 on a constant input, "
+    "mean(output − input) < −1 → v",
+    "checks: the UNet cross-attention width must equal the text encoder width (sdxl: the sum of both); "
+    "proj_in is a 1×1 convolution in sd15 and linear in sd2/sdxl; a mismatch is reported as a warning",
+)
+
+
+@dataclass(frozen=True)
+class Detection:
+    kind: Kind
+    family: Family | None = None
+    prediction: Prediction | None = None  # from markers in the file only; None: no marker
+    prediction_source: str | None = None
+    has_vae: bool = False
+    has_text_encoder: bool = False
+    problem: str | None = None  # why this file cannot be used as a text-to-image checkpoint
+    evidence: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+
+def detect(model: ModelFile) -> Detection:
+    kind = detect_kind(model)
+    if kind == "checkpoint":
+        return detect_checkpoint(model)
+    if kind == "lora":
+        family, evidence = _lora_family(model)
+        prediction, source = _prediction_markers(model)
+        return Detection("lora", family, prediction, source, evidence=tuple(evidence))
+    if kind == "embedding":
+        family, evidence = _embedding_family(model)
+        return Detection("embedding", family, evidence=tuple(evidence))
+    if kind == "vae":
+        return Detection("vae", None, evidence=("encoder and decoder of an AutoencoderKL",),
+                         notes=("SD1.x, SD2.x and SDXL VAEs share one architecture: the tensors cannot tell "
+                                "which family it was trained for",))
+    return Detection("unknown", evidence=("no checkpoint, LoRA, VAE or embedding tensor names",))
+
+
+def detect_kind(model: ModelFile) -> Kind:
+    names = model.tensors
+    if model.has_prefix(UNET):
+        return "checkpoint"
+    lora_parts = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".hada_w1_a", ".lokr_w1", ".lora.down.",
+                  ".lora_linear_layer.")
+    if any(n.startswith(("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")) or any(p in n for p in lora_parts)
+           for n in names):
+        return "lora"
+    if ("emb_params" in names or model.has_prefix("string_to_param.")
+            or (names and set(names) <= {"clip_l", "clip_g"})):
+        return "embedding"
+    if len(names) == 1:
+        (info,) = names.values()
+        if len(info.shape) in (1, 2) and info.shape[-1] in (768, 1024, 1280):
+            return "embedding"
+    for prefix in ("", VAE, "vae."):
+        if prefix + "encoder.conv_in.weight" in names and prefix + "decoder.conv_in.weight" in names:
+            return "vae"
+    return "unknown"
+
+
+def detect_checkpoint(model: ModelFile) -> Detection:
+    t = model.tensors
+    evidence: list[str] = []
+    warnings: list[str] = []
+    notes: list[str] = []
+    problem: str | None = None
+    text_width: int | None = None
+    has_text = True
+    if model.has_prefix(SDXL_OPENCLIP_G) or model.has_prefix(SDXL_CLIP_L):
+        family: Family | None = "sdxl"
+        evidence.append("SGM conditioner with CLIP-L (conditioner.embedders.0.transformer.*) and OpenCLIP-bigG "
+                        "(conditioner.embedders.1.model.*) text encoders → sdxl")
+        widths = [_width(t, SDXL_CLIP_L + "text_model.embeddings.token_embedding.weight"),
+                  _width(t, SDXL_OPENCLIP_G + "token_embedding.weight")]
+        text_width = sum(widths) if all(widths) else None
+    elif model.has_prefix(REFINER_OPENCLIP_G):
+        family, problem = "sdxl", "an SDXL refiner (OpenCLIP-bigG alone as conditioner.embedders.0); ckptbench " \
+                                  "benchmarks text-to-image base checkpoints"
+        evidence.append("conditioner.embedders.0.model.* only → SDXL refiner")
+    elif model.has_prefix(OPENCLIP_SD2):
+        family = "sd2"
+        evidence.append("OpenCLIP-H text encoder (cond_stage_model.model.*) → sd2")
+        text_width = _width(t, OPENCLIP_SD2 + "token_embedding.weight")
+    elif model.has_prefix(CLIP_SD1):
+        family = "sd15"
+        evidence.append("OpenAI CLIP-L text encoder (cond_stage_model.transformer.*) → sd15")
+        text_width = (_width(t, CLIP_SD1 + "text_model.embeddings.token_embedding.weight")
+                      or _width(t, CLIP_SD1 + "embeddings.token_embedding.weight"))
+        if any(n.startswith(CLIP_SD1) and not n.startswith(CLIP_SD1 + "text_model.") for n in t):
+            notes.append("old text-encoder key layout (cond_stage_model.transformer.* without text_model.): "
+                         "renamed when loading")
+    else:
+        has_text = False
+        family = _family_from_unet(t, evidence)
+        if family is None:
+            problem = "the file has no text encoder and its UNet matches no known family"
+    context = _cross_attention_width(t)
+    if context is not None and text_width is not None and context != text_width:
+        warnings.append(f"the UNet cross-attention width ({context}) differs from the text encoder width "
+                        f"({text_width}); loading will likely fail")
+    proj_in = next((info for name, info in t.items() if name.startswith(UNET) and name.endswith(".proj_in.weight")),
+                   None)
+    if proj_in is not None and family is not None:
+        linear = len(proj_in.shape) == 2
+        evidence.append(f"transformer proj_in is {'linear' if linear else 'a 1×1 convolution'}")
+        if linear != (family != "sd15"):
+            warnings.append(f"proj_in is {'linear' if linear else 'convolutional'}, unusual for {family}")
+    problem = problem or _unet_problem(t, family)
+    prediction, source = _prediction_markers(model)  # None: decided by the caller (defaults, A1111's SD2 test)
+    if "ztsnr" in t:
+        warnings.append("a zero-terminal-SNR marker (ztsnr) is present; ckptbench samples with the standard noise "
+                        "schedule, as A1111 does")
+    ema = sum(1 for n in t if n.startswith("model_ema."))
+    if ema:
+        notes.append(f"{ema} model_ema.* tensors: ignored, the model.diffusion_model.* weights are used (as A1111 "
+                     "does)")
+    schedule = [n for n in ("alphas_cumprod", "betas") if n in t]
+    if schedule:
+        notes.append(f"noise-schedule buffers ({', '.join(schedule)}): compared with the config's schedule when "
+                     "loading")
+    has_vae = model.has_prefix(VAE)
+    if not has_vae:
+        notes.append("no baked VAE (first_stage_model.*): a `vae` must be given in the spec")
+    return Detection("checkpoint", family, prediction, source, has_vae, has_text, problem, tuple(evidence),
+                     tuple(warnings), tuple(notes))
+
+
+def _family_from_unet(t: dict[str, TensorInfo], evidence: list[str]) -> Family | None:
+    if UNET + "label_emb.0.0.weight" in t:
+        evidence.append("no text encoder; the UNet has an ADM vector embedding (label_emb) → sdxl")
+        return "sdxl"
+    width = _cross_attention_width(t)
+    family: Family | None = {768: "sd15", 1024: "sd2", 2048: "sdxl"}.get(width or 0)  # type: ignore[assignment]
+    evidence.append(f"no text encoder; UNet cross-attention width {width} → {family or 'unknown'}")
+    return family
+
+
+def _unet_problem(t: dict[str, TensorInfo], family: Family | None) -> str | None:
+    conv_in = t.get(UNET + "input_blocks.0.0.weight")
+    if conv_in is not None and len(conv_in.shape) == 4 and conv_in.shape[1] != 4:
+        channels = conv_in.shape[1]
+        what = {9: "an inpainting model", 8: "an instruct-pix2pix model"}.get(channels, "not a text-to-image UNet")
+        return f"the UNet takes {channels} input channels: {what}; ckptbench benchmarks text-to-image checkpoints"
+    if family in ("sd15", "sd2") and UNET + "label_emb.0.0.weight" in t:
+        return "the UNet has a class/image embedding (label_emb) with an SD1/SD2 text encoder: an unCLIP variant, " \
+               "which ckptbench does not support"
+    return None
+
+
+def _prediction_markers(model: ModelFile) -> tuple[Prediction | None, str | None]:
+    for marker in V_PREDICTION_MARKERS:
+        if marker in model.tensors:
+            return "v", f"marker tensor '{marker}' → v"
+    meta = {k: v.strip() for k, v in model.metadata.items()}
+    stated = meta.get("modelspec.prediction_type", "").lower()
+    if stated in ("v", "v_prediction", "v-prediction", "velocity"):
+        return "v", f"__metadata__ modelspec.prediction_type = {stated!r} → v"
+    if stated in ("epsilon", "eps"):
+        return "epsilon", f"__metadata__ modelspec.prediction_type = {stated!r} → epsilon"
+    architecture = meta.get("modelspec.architecture", "").split("/")[0]
+    if architecture.endswith("-v"):
+        return "v", f"__metadata__ modelspec.architecture = {architecture!r} → v"
+    if meta.get("ss_v_parameterization", "").lower() == "true":
+        return "v", "__metadata__ ss_v_parameterization = True → v"
+    return None, None
+
+
+def _cross_attention_width(t: dict[str, TensorInfo]) -> int | None:
+    pattern = re.compile(re.escape(UNET) + r".*\.attn2\.to_k\.weight$")
+    for name, info in t.items():
+        if pattern.match(name) and len(info.shape) == 2:
+            return info.shape[1]
+    return None
+
+
+def _width(t: dict[str, TensorInfo], name: str) -> int | None:
+    info = t.get(name)
+    return info.shape[-1] if info is not None and info.shape else None
+
+
+def _lora_family(model: ModelFile) -> tuple[Family | None, list[str]]:
+    meta = model.metadata
+    base = meta.get("ss_base_model_version", "").lower()
+    architecture = meta.get("modelspec.architecture", "").lower()
+    for source, value in (("ss_base_model_version", base), ("modelspec.architecture", architecture)):
+        if "xl" in value:
+            return "sdxl", [f"__metadata__ {source} = {value!r} → sdxl"]
+        if value.startswith(("sd_v2", "stable-diffusion-v2")):
+            return "sd2", [f"__metadata__ {source} = {value!r} → sd2"]
+        if value.startswith(("sd_v1", "stable-diffusion-v1")):
+            return "sd15", [f"__metadata__ {source} = {value!r} → sd15"]
+    if meta.get("ss_v2", "").lower() == "true":
+        return "sd2", ["__metadata__ ss_v2 = True → sd2"]
+    names = model.tensors
+    if any(n.startswith(("lora_te1_", "lora_te2_")) for n in names):
+        return "sdxl", ["two text-encoder LoRA prefixes (lora_te1_/lora_te2_) → sdxl"]
+    for name, info in names.items():
+        if re.search(r"attn2[._]to_k(\.lora_down|\.lora_A|\.lora\.down)\.weight$", name) and len(info.shape) == 2:
+            width = info.shape[1]
+            family: Family | None = {768: "sd15", 1024: "sd2", 2048: "sdxl"}.get(width)  # type: ignore[assignment]
+            return family, [f"cross-attention key LoRA input width {width} → {family or 'unknown'}"]
+    return None, ["no family marker in the LoRA's names, shapes or metadata"]
+
+
+def _embedding_family(model: ModelFile) -> tuple[Family | None, list[str]]:
+    names = model.tensors
+    if "clip_g" in names:
+        return "sdxl", ["clip_l/clip_g vectors → sdxl"]
+    vectors = names.get("emb_params") or next(
+        (info for name, info in names.items() if name.startswith("string_to_param.")), None)
+    if vectors is None and len(names) == 1:
+        vectors = next(iter(names.values()))
+    width = vectors.shape[-1] if vectors is not None and vectors.shape else None
+    family: Family | None = {768: "sd15", 1024: "sd2"}.get(width or 0)  # type: ignore[assignment]
+    return family, [f"embedding vectors {width} wide → {family or 'unknown'}"]
