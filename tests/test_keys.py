@@ -8,7 +8,7 @@ from ckptbench.generate.base import SamplingSettings, image_key
 from ckptbench.hashing import autov2, canonical_json, content_key
 
 BASE = {
-    "checkpoint_sha256": "a" * 64, "prompt": "a cat", "negative_prompt": "blurry", "seed": 1,
+    "checkpoint_identity": "a" * 64, "prompt": "a cat", "negative_prompt": "blurry", "seed": 1,
     "settings": SamplingSettings(sampler="Euler a", steps=20, cfg=7.0, width=512, height=512, dtype="fp32"),
     "backend": "diffusers-0.42/gen1",
 }
@@ -22,7 +22,7 @@ def test_same_inputs_give_the_same_key() -> None:
 @pytest.mark.parametrize(
     "change",
     [
-        {"checkpoint_sha256": "b" * 64},
+        {"checkpoint_identity": "b" * 64},
         {"prompt": "a cat "},
         {"negative_prompt": ""},
         {"seed": 2},
