@@ -78,17 +78,18 @@ def _upcasts_first(pipeline: object) -> bool:
 
 def _decode(vae: torch.nn.Module, latents: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     config = vae.config  # type: ignore[attr-defined]
+    latents = latents.to(dtype)  # unscaled in the decode dtype, as the pipelines do
     mean = getattr(config, "latents_mean", None)
     std = getattr(config, "latents_std", None)
     if mean is not None and std is not None:
         shape = (1, len(mean), 1, 1)
-        mean_t = torch.tensor(mean, device=latents.device).view(shape)
-        std_t = torch.tensor(std, device=latents.device).view(shape)
-        latents = latents.float() * std_t / config.scaling_factor + mean_t
+        mean_t = torch.tensor(mean).view(shape).to(latents.device, dtype)
+        std_t = torch.tensor(std).view(shape).to(latents.device, dtype)
+        latents = latents * std_t / config.scaling_factor + mean_t
     else:
         latents = latents / config.scaling_factor
     with _vae_dtype(vae, dtype):
-        sample = vae.decode(latents.to(dtype), return_dict=False)[0]  # type: ignore[attr-defined]
+        sample = vae.decode(latents, return_dict=False)[0]  # type: ignore[attr-defined]
     # As diffusers' image processor does; NaN survive the clamp, so the check above still sees them.
     return (sample.float() / 2 + 0.5).clamp(0, 1).cpu()
 
