@@ -62,13 +62,20 @@ def test_second_pass_runs_the_requested_unet_steps_at_twice_the_size(tiny_models
     assert calls == [(8, 8)] * 3 + [(16, 16)] * 4  # 3 base steps at 64 px, then 4 of an 8-step schedule
 
 
-@pytest.mark.parametrize("upscaler", ["latent", "lanczos", "esrgan"])
-def test_hires_doubles_the_size_and_records_its_keys(tiny_models, esrgan_file, upscaler) -> None:
+@pytest.fixture(scope="module")
+def upscaled(tiny_models, esrgan_file) -> dict[str, object]:
+    """One generate() call, one job per upscaler (each its own group on the one loaded pipeline)."""
     ckpt = checkpoint(tiny_models["folder_a"])
-    spec = HiresSpec(scale=2.0, denoise=0.5, steps=2,
-                     upscaler=str(esrgan_file) if upscaler == "esrgan" else upscaler)
-    sampling = settings(hires=hires_settings(spec))
-    (result,) = generate(ckpt, [job(ckpt, sampling=sampling)])
+    upscalers = {"latent": "latent", "lanczos": "lanczos", "esrgan": str(esrgan_file)}
+    jobs = [job(ckpt, sampling=settings(hires=hires_settings(HiresSpec(scale=2.0, denoise=0.5, steps=2,
+                                                                       upscaler=upscaler))))
+            for upscaler in upscalers.values()]
+    return dict(zip(upscalers, generate(ckpt, jobs), strict=True))
+
+
+@pytest.mark.parametrize("upscaler", ["latent", "lanczos", "esrgan"])
+def test_hires_doubles_the_size_and_records_its_keys(upscaled, upscaler) -> None:
+    result = upscaled[upscaler]
     assert isinstance(result, GeneratedImage), result
     assert result.image.size == (128, 128)
     parameters = parse_infotext(result.infotext).parameters
