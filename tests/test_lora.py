@@ -173,3 +173,19 @@ def test_library_resolves_names_weights_and_refuses_pickles(tmp_path, lora_files
     (tmp_path / "more" / "style.safetensors").write_bytes(b"x")
     with pytest.raises(LoraError, match="ambiguous"):
         LoraLibrary((folder, tmp_path / "more")).find("style")
+
+
+def test_loaded_loras_are_kept_for_later_cases_of_the_checkpoint(tiny_models, lora_files, tmp_path) -> None:
+    """A LoRA is read once per checkpoint: switching sets back and forth does not read its file again."""
+    copy = tmp_path / "kept.safetensors"
+    copy.write_bytes(lora_files["unet_only"].read_bytes())
+    pipeline = load_pipeline(checkpoint(tiny_models["folder_a"]), torch.device("cpu"), torch.float32)
+    applier = LoraApplier(pipeline, "a")
+    kept, other = use(copy), use(lora_files["kohya_diffusers"])
+    applier.activate(kept)
+    applier.activate(())
+    applier.activate(other)
+    copy.unlink()  # reading it again would now fail
+    applier.activate(kept)
+    assert pipeline.get_active_adapters() == ["lora_" + kept[0].sha256[:16]]
+    applier.close()
