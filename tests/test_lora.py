@@ -83,6 +83,8 @@ def test_each_format_changes_the_image_and_all_three_agree(results) -> None:
     assert np.abs(pixels(results["kohya_ldm"]) - kohya).max() <= 1
     assert np.abs(pixels(results["peft"]) - kohya).max() <= 1
     assert np.abs(pixels(results["unet_only"]) - base).max() > 10
+    # No warning: every layer each file names, text encoder included, received its weights.
+    assert all(results[name].warnings == () for name in ("kohya_diffusers", "kohya_ldm", "peft", "unet_only"))
 
 
 def test_weight_zero_and_after_unloading_give_the_base_image(results, tiny_models) -> None:
