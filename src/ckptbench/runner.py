@@ -14,8 +14,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ckptbench.analysis.results import build_results
 from ckptbench.device import resolve_device, resolve_dtype_name
 from ckptbench.errors import CkptbenchError
-from ckptbench.generate.base import FailedImage, ImageJob, SamplingSettings
+from ckptbench.generate.base import FailedImage, ImageJob, LoraUse, SamplingSettings
 from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id
+from ckptbench.generate.hires import hires_settings
+from ckptbench.generate.lora import LoraLibrary
 from ckptbench.generate.samplers import sampler_recipe
 from ckptbench.metrics.engine import ScoreCell, execute_scoring, plan_scoring, prepare_scorers
 from ckptbench.metrics.registry import check_scorer_names
@@ -25,7 +27,7 @@ from ckptbench.report.exports import write_results_json, write_scores_csv
 from ckptbench.report.html import render_report
 from ckptbench.spec import BenchmarkSpec
 from ckptbench.store import RunItem, Store
-from ckptbench.suites import cases_from_spec
+from ckptbench.suites import Case, cases_from_spec
 
 
 @dataclass
@@ -128,9 +130,10 @@ def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, out
                  console: Console) -> tuple[dict[str, ResolvedCheckpoint], dict[str, list[ImageJob]]]:
     generation = spec.generation
     settings = SamplingSettings(sampler=generation.sampler, steps=generation.steps, cfg=generation.cfg,
-                                width=generation.width, height=generation.height, dtype=dtype)
+                                width=generation.width, height=generation.height, dtype=dtype,
+                                hires=hires_settings(generation.hires, store))
     backend = backend_id()
-    cases = cases_from_spec(spec)
+    cases = _cases_with_loras(spec, store, run_id, console)
     resolved: dict[str, ResolvedCheckpoint] = {}
     jobs: dict[str, list[ImageJob]] = {}
     items: list[RunItem] = []
@@ -145,12 +148,13 @@ def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, out
         outcome.models[ckpt.name] = dict(ckpt.detection)
         store.put_run_checkpoint(run_id, ckpt.name, ckpt.source, ckpt.sha256, "ok", None)
         jobs[ckpt.name] = []
-        for case in cases:
+        for case, loras in cases:
             inputs = case.pixel_inputs(generation.negative_prompt)
             for seed in generation.seeds:
                 job = ImageJob(checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256, case=case, seed=seed,
                                prompt=inputs["prompt"], negative_prompt=inputs["negative_prompt"],
-                               settings=settings, backend=backend, checkpoint_identity=ckpt.identity)
+                               settings=settings, backend=backend, checkpoint_identity=ckpt.identity,
+                               loras=loras)
                 jobs[ckpt.name].append(job)
                 items.append(RunItem(ckpt.name, case.suite, case.case_id, case.prompt, seed, job.key))
     store.put_run_items(run_id, items)
@@ -167,11 +171,29 @@ def _log_detection(ckpt: ResolvedCheckpoint, console: Console) -> None:
         console.print(f"[yellow]warning[/]: {ckpt.name}: {warning}", highlight=False)
 
 
+def _cases_with_loras(spec: BenchmarkSpec, store: Store, run_id: int, console: Console
+                      ) -> list[tuple[Case, tuple[LoraUse, ...]]]:
+    """Every case with its LoRAs resolved to files; a case whose LoRA cannot be found is recorded and skipped."""
+    generation = spec.generation
+    library = LoraLibrary(generation.lora_dirs, generation.default_lora_weight, generation.allow_pickle_loras,
+                          store)
+    cases: list[tuple[Case, tuple[LoraUse, ...]]] = []
+    for case in cases_from_spec(spec):
+        try:
+            cases.append((case, library.loras_for(case.prompt, case.loras)))
+        except (CkptbenchError, ValueError) as error:
+            message = f"case {case.suite}/{case.case_id}: {error}"
+            store.put_failure(run_id, "case", message)
+            console.print(f"[red]skipped[/]: {message}")
+    return cases
+
+
 def _generate(spec: BenchmarkSpec, store: Store, run_id: int, device: torch.device,
               resolved: dict[str, ResolvedCheckpoint], todo: dict[str, list[ImageJob]], outcome: RunOutcome,
               console: Console) -> None:
-    generator = DiffusersGenerator(device, spec.generation.batch_size)
+    generator = DiffusersGenerator(device, spec.generation.batch_size, spec.generation.allow_pickle_loras)
     done_keys: set[str] = set()
+    warned: set[tuple[str, str]] = set()
     with _progress(console) as progress:
         for name, jobs in todo.items():
             # The same image may be asked for twice (one file under two names): make it once.
@@ -184,6 +206,11 @@ def _generate(spec: BenchmarkSpec, store: Store, run_id: int, device: torch.devi
                     if isinstance(result, FailedImage):
                         store.put_failure(run_id, "image", result.error, checkpoint=name, image_key=result.job.key)
                     else:
+                        for warning in result.warnings:  # once per checkpoint, not once per image
+                            if (name, warning) not in warned:
+                                warned.add((name, warning))
+                                store.put_failure(run_id, "warning", warning, checkpoint=name,
+                                                  image_key=result.job.key)
                         job = result.job
                         store.put_image(job.key, result.image, result.infotext,
                                         checkpoint_sha256=job.checkpoint_sha256, prompt=job.prompt,
