@@ -11,7 +11,6 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ckptbench.analysis.results import build_results
 from ckptbench.device import resolve_device, resolve_dtype_name
 from ckptbench.errors import CkptbenchError
 from ckptbench.generate.base import FailedImage, ImageJob, SamplingSettings
@@ -21,11 +20,10 @@ from ckptbench.metrics.engine import ScoreCell, execute_scoring, plan_scoring, p
 from ckptbench.metrics.registry import check_scorer_names
 from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from ckptbench.provenance import collect_provenance
-from ckptbench.report.exports import write_results_json, write_scores_csv
-from ckptbench.report.html import render_report
+from ckptbench.report.outputs import write_outputs
 from ckptbench.spec import BenchmarkSpec
 from ckptbench.store import RunItem, Store
-from ckptbench.suites import cases_from_spec
+from ckptbench.suites.load import LoadedSuite, load_suites
 
 
 @dataclass
@@ -51,15 +49,16 @@ def run_benchmark(spec: BenchmarkSpec, store_root: Path | None = None, console: 
     console = console or Console(stderr=True)
     check_scorer_names(spec)
     sampler_recipe(spec.generation.sampler)
+    suites = load_suites(spec)  # a missing suite file or reference folder stops the run before any work
     store = Store(store_root or spec.store_path)
     try:
         with store.exclusive():
-            return _run(spec, store, console)
+            return _run(spec, suites, store, console)
     finally:
         store.close()
 
 
-def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
+def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: Console) -> RunOutcome:
     started = time.perf_counter()
     device = resolve_device(spec.generation.device)
     dtype = resolve_dtype_name(spec.generation.dtype, device)
@@ -70,7 +69,9 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
     run_id = store.start_run(spec.model_dump(mode="json", by_alias=True), provenance)
     outcome = RunOutcome(store=store.root, run_id=run_id)
 
-    resolved, jobs = _plan_images(spec, store, run_id, dtype, outcome, console)
+    store.put_run_cases(run_id, [(suite.name, case.case_id, case.metadata())
+                                 for suite in suites for case in suite.cases])
+    resolved, jobs = _plan_images(spec, suites, store, run_id, dtype, outcome, console)
     existing = store.existing_images(job.key for jobs_of in jobs.values() for job in jobs_of)
     todo = {name: [job for job in jobs_of if job.key not in existing] for name, jobs_of in jobs.items()}
     todo_count = len({job.key for jobs_of in todo.values() for job in jobs_of})
@@ -113,23 +114,13 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
     return outcome
 
 
-def write_outputs(store: Store, run_id: int | None = None, out: Path | None = None) -> tuple[Path, Path]:
-    """results.json, scores.csv and report/index.html for a run (default: the latest)."""
-    results, frame = build_results(store, run_id)
-    out = out or store.root
-    results_path = write_results_json(results, out)
-    write_scores_csv(frame, out)
-    report_path = render_report(results, out / "report")
-    return results_path, report_path
-
-
-def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, outcome: RunOutcome,
-                 console: Console) -> tuple[dict[str, ResolvedCheckpoint], dict[str, list[ImageJob]]]:
+def _plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, run_id: int, dtype: str,
+                 outcome: RunOutcome, console: Console
+                 ) -> tuple[dict[str, ResolvedCheckpoint], dict[str, list[ImageJob]]]:
     generation = spec.generation
     settings = SamplingSettings(sampler=generation.sampler, steps=generation.steps, cfg=generation.cfg,
                                 width=generation.width, height=generation.height, dtype=dtype)
     backend = backend_id()
-    cases = cases_from_spec(spec)
     resolved: dict[str, ResolvedCheckpoint] = {}
     jobs: dict[str, list[ImageJob]] = {}
     items: list[RunItem] = []
@@ -142,9 +133,9 @@ def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, out
         ckpt = resolved[checkpoint.name]
         store.put_run_checkpoint(run_id, ckpt.name, ckpt.source, ckpt.sha256, "ok", None)
         jobs[ckpt.name] = []
-        for case in cases:
+        for suite, case in ((loaded, case) for loaded in suites for case in loaded.cases):
             inputs = case.pixel_inputs(generation.negative_prompt)
-            for seed in generation.seeds:
+            for seed in suite.seeds:
                 job = ImageJob(checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256, case=case, seed=seed,
                                prompt=inputs["prompt"], negative_prompt=inputs["negative_prompt"],
                                settings=settings, backend=backend)
