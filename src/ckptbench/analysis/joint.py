@@ -43,11 +43,13 @@ def resampled_means(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
     A resample that drew none of a row's present cells gives NaN for that row.
     """
     present = np.isfinite(values)
-    sums = weights @ np.where(present, values, 0.0).T
+    # einsum, not a BLAS product: each output is summed in the same order whatever the other rows are, so
+    # adding a checkpoint (a row) cannot change another checkpoint's numbers even in the last bit.
+    sums = np.einsum("bc,rc->br", weights, np.where(present, values, 0.0))
     # Every resample draws exactly cases × seeds cells, so a row without gaps needs no second product.
     counts = np.broadcast_to(weights.sum(axis=1, keepdims=True), sums.shape).copy()
     gaps = ~present.all(axis=1)
     if gaps.any():
-        counts[:, gaps] = weights @ present[gaps].T.astype(np.float64)
+        counts[:, gaps] = np.einsum("bc,rc->br", weights, present[gaps].astype(np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, sums / counts, np.nan)

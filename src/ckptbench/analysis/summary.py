@@ -87,8 +87,8 @@ def summarize(frame: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> dict
         for k, scorer in enumerate(cube.scorers):
             flat = cube.values[k].reshape(len(cube.checkpoints), -1)
             present = np.isfinite(flat)
-            sums = weights @ np.where(present, flat, 0.0).T
-            counts = weights @ present.T.astype(np.float64)
+            sums = np.einsum("bc,rc->br", weights, np.where(present, flat, 0.0))
+            counts = np.einsum("bc,rc->br", weights, present.astype(np.float64))
             for m, checkpoint in enumerate(cube.checkpoints):
                 planned = cube.planned[m]
                 if not planned.any():
