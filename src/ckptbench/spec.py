@@ -90,6 +90,32 @@ def _check_seeds(value: tuple[int, ...]) -> tuple[int, ...]:
     return value
 
 
+LATENT_UPSCALERS = ("latent", "latent-antialiased", "latent-bicubic", "latent-bicubic-antialiased", "latent-nearest",
+                    "latent-nearest-exact")
+PIXEL_UPSCALERS = ("lanczos", "nearest")
+PICKLE_UPSCALER_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+
+
+class HiresSpec(_Strict):
+    """A1111's hires fix: sample at the base size, upscale, then img2img at the larger size."""
+
+    scale: float = Field(default=2.0, ge=1.0, le=8.0, description="Upscale factor of the second pass.")
+    denoise: float = Field(default=0.7, gt=0.0, le=1.0, description="Denoising strength of the second pass.")
+    steps: int = Field(default=0, ge=0, le=500, description="Steps of the second pass; 0 = the base steps.")
+    upscaler: str = Field(
+        default="latent",
+        description=f"One of {', '.join(LATENT_UPSCALERS + PIXEL_UPSCALERS)}, or an ESRGAN-family model file "
+        "(.safetensors; .pth only with allow_pickle).",
+    )
+    allow_pickle: bool = Field(
+        default=False, description="Allow a pickle upscaler file (.pth/.pt), loaded only with weights_only=True."
+    )
+
+    @property
+    def upscaler_is_file(self) -> bool:
+        return self.upscaler not in LATENT_UPSCALERS + PIXEL_UPSCALERS
+
+
 class GenerationSettings(_Strict):
     sampler: str = Field(default="Euler a", description="A1111 sampler name, e.g. 'DPM++ 2M Karras'.")
     steps: int = Field(default=20, ge=1, le=500)
@@ -104,6 +130,15 @@ class GenerationSettings(_Strict):
     negative_prompt: str = ""
     dtype: Dtype = Field(default="auto", description="'auto' is fp32 on CPU and fp16 on a GPU.")
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps'.")
+    lora_dirs: tuple[Path, ...] = Field(
+        default=(), description="Folders where <lora:name> tags and suite LoRAs are looked up by file stem."
+    )
+    default_lora_weight: float = Field(default=0.8, ge=-10.0, le=10.0,
+                                       description="Weight of a LoRA named without one (<lora:name>).")
+    allow_pickle_loras: bool = Field(
+        default=False, description="Allow pickle LoRA files (.pt/.ckpt/.bin), loaded only with weights_only=True."
+    )
+    hires: HiresSpec | None = Field(default=None, description="A1111 hires fix; absent = off.")
 
     @field_validator("seeds", "lora_seeds", mode="before")
     @classmethod
@@ -322,6 +357,7 @@ def _resolve_paths(spec: BenchmarkSpec, base: Path) -> BenchmarkSpec:
         c.model_copy(update={"path": resolve(c.path), "config": resolve(c.config)}) for c in spec.checkpoints
     )
     info = spec.benchmark.model_copy(update={"store": resolve(spec.benchmark.store) or base})
+    generation = _resolve_generation_paths(spec.generation, base)
     options = {
         name: opts.model_copy(update={"head": _resolve_if_local(opts.head, base),
                                       "model": _resolve_if_local(opts.model, base)})
@@ -334,7 +370,16 @@ def _resolve_paths(spec: BenchmarkSpec, base: Path) -> BenchmarkSpec:
         for suite in spec.suites
     )
     return spec.model_copy(update={"checkpoints": checkpoints, "benchmark": info, "scorers": scorers,
-                                   "suites": suites})
+                                   "generation": generation, "suites": suites})
+
+
+def _resolve_generation_paths(generation: GenerationSettings, base: Path) -> GenerationSettings:
+    update: dict[str, Any] = {"lora_dirs": tuple((base / d.expanduser()).resolve() for d in generation.lora_dirs)}
+    hires = generation.hires
+    if hires is not None and hires.upscaler_is_file:
+        upscaler = str((base / Path(hires.upscaler).expanduser()).resolve())
+        update["hires"] = hires.model_copy(update={"upscaler": upscaler})
+    return generation.model_copy(update=update)
 
 
 def _resolve_if_local(value: str | None, base: Path) -> str | None:
@@ -364,6 +409,16 @@ def _check_files_exist(spec: BenchmarkSpec, path: Path) -> None:
                     f"{path}: suites[{index}].{field} ('{suite.name}'): {value} does not exist; "
                     "fix the path (relative paths are taken from the spec's folder)."
                 )
+    for index, folder in enumerate(spec.generation.lora_dirs):
+        if not folder.is_dir():
+            raise SpecError(f"{path}: generation.lora_dirs[{index}]: {folder} is not a folder; fix the path "
+                            "(relative paths are taken from the spec's folder).")
+    hires = spec.generation.hires
+    if hires is not None and hires.upscaler_is_file and not Path(hires.upscaler).is_file():
+        raise SpecError(
+            f"{path}: generation.hires.upscaler: {hires.upscaler} is neither a known upscaler "
+            f"({', '.join(LATENT_UPSCALERS + PIXEL_UPSCALERS)}) nor an existing model file; fix the name or path."
+        )
     for name, options in spec.scorers.options.items():
         for field in ("model", "head"):
             value = getattr(options, field)
