@@ -61,47 +61,52 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 SpecWriter = Callable[..., Path]
 
 
+def write_spec_text(tiny_models: dict[str, Path], **sections: str) -> str:
+    """A small spec over the tiny models; keyword arguments replace whole sections (TOML text).
+
+    ``checkpoints`` / ``generation`` / ``suites`` / ``scorers`` / ``benchmark``; by default: model A as
+    a single file and model B as a folder, 2 prompts × 2 seeds at 64 px, 4 steps, both first scorers
+    on the tiny CLIP, store in ``store`` beside the spec.
+    """
+    defaults = {
+        "benchmark": 'name = "test"\nstore = "store"',
+        "checkpoints": f'''
+            [[checkpoints]]
+            name = "a"
+            path = "{tiny_models['single_a']}"
+            config = "{tiny_models['config']}"
+
+            [[checkpoints]]
+            name = "b"
+            path = "{tiny_models['folder_b']}"
+        ''',
+        "generation": 'sampler = "Euler"\nsteps = 4\nwidth = 64\nheight = 64\nseeds = [1, 2]\nbatch_size = 4',
+        "suites": '[[suites]]\nname = "quality"\nprompts = ["a red cube", "a blue sphere"]',
+        "scorers": f'''
+            [scorers]
+            use = ["laion-aesthetic-v2", "clip-score"]
+            [scorers.laion-aesthetic-v2]
+            model = "{tiny_models['clip']}"
+            head = "{tiny_models['head']}"
+            [scorers.clip-score]
+            model = "{tiny_models['clip']}"
+        ''',
+    }
+    defaults.update(sections)
+    text = "[benchmark]\n" + textwrap.dedent(defaults["benchmark"]) + "\n"
+    text += textwrap.dedent(defaults["checkpoints"]) + "\n"
+    text += "[generation]\n" + textwrap.dedent(defaults["generation"]) + "\n"
+    text += textwrap.dedent(defaults["suites"]) + "\n" + textwrap.dedent(defaults["scorers"]) + "\n"
+    return text
+
+
 @pytest.fixture
 def write_spec(tmp_path: Path, tiny_models: dict[str, Path]) -> SpecWriter:
-    """Write a small spec over the tiny models into ``tmp_path``; keyword arguments replace sections.
-
-    ``checkpoints`` / ``generation`` / ``suites`` / ``scorers`` / ``benchmark`` take TOML text; by
-    default: model A as a single file and model B as a folder, 2 prompts × 2 seeds at 64 px, 4 steps,
-    both first scorers on the tiny CLIP.
-    """
+    """Write ``write_spec_text(...)`` into ``tmp_path`` under ``name``; return the path."""
 
     def write(name: str = "spec.toml", **sections: str) -> Path:
-        defaults = {
-            "benchmark": 'name = "test"\nstore = "store"',
-            "checkpoints": f'''
-                [[checkpoints]]
-                name = "a"
-                path = "{tiny_models['single_a']}"
-                config = "{tiny_models['config']}"
-
-                [[checkpoints]]
-                name = "b"
-                path = "{tiny_models['folder_b']}"
-            ''',
-            "generation": 'sampler = "Euler"\nsteps = 4\nwidth = 64\nheight = 64\nseeds = [1, 2]\nbatch_size = 4',
-            "suites": '[[suites]]\nname = "quality"\nprompts = ["a red cube", "a blue sphere"]',
-            "scorers": f'''
-                [scorers]
-                use = ["laion-aesthetic-v2", "clip-score"]
-                [scorers.laion-aesthetic-v2]
-                model = "{tiny_models['clip']}"
-                head = "{tiny_models['head']}"
-                [scorers.clip-score]
-                model = "{tiny_models['clip']}"
-            ''',
-        }
-        defaults.update(sections)
-        text = "[benchmark]\n" + textwrap.dedent(defaults["benchmark"]) + "\n"
-        text += textwrap.dedent(defaults["checkpoints"]) + "\n"
-        text += "[generation]\n" + textwrap.dedent(defaults["generation"]) + "\n"
-        text += textwrap.dedent(defaults["suites"]) + "\n" + textwrap.dedent(defaults["scorers"]) + "\n"
         path = tmp_path / name
-        path.write_text(text)
+        path.write_text(write_spec_text(tiny_models, **sections))
         return path
 
     return write

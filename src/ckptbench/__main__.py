@@ -1,0 +1,3 @@
+from ckptbench.cli import app
+
+app(prog_name="ckptbench")
