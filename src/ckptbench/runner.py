@@ -18,14 +18,16 @@ from ckptbench.generate.base import FailedImage, ImageJob, SamplingSettings
 from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id
 from ckptbench.generate.samplers import sampler_recipe
 from ckptbench.metrics.engine import ScoreCell, execute_scoring, plan_scoring, prepare_scorers
+from ckptbench.metrics.references import reference_set
 from ckptbench.metrics.registry import check_scorer_names
+from ckptbench.metrics.set_engine import check_planned_sizes, execute_sets, plan_sets
 from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from ckptbench.provenance import collect_provenance
 from ckptbench.report.exports import write_results_json, write_scores_csv
 from ckptbench.report.html import render_report
 from ckptbench.spec import BenchmarkSpec
 from ckptbench.store import RunItem, Store
-from ckptbench.suites import cases_from_spec
+from ckptbench.suites import Case, cases_from_spec
 
 
 @dataclass
@@ -66,11 +68,14 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
     # Scorer weights are resolved before any image is made: a missing model should stop the run now,
     # not after hours of generation.
     prepared = prepare_scorers(spec.scorers, device, store)
+    cases = cases_from_spec(spec)
+    check_planned_sizes(prepared, {suite: count * len(spec.generation.seeds)
+                                   for suite, count in _cases_per_suite(cases).items()})
     provenance = collect_provenance(device, dtype)
     run_id = store.start_run(spec.model_dump(mode="json", by_alias=True), provenance)
     outcome = RunOutcome(store=store.root, run_id=run_id)
 
-    resolved, jobs = _plan_images(spec, store, run_id, dtype, outcome, console)
+    resolved, jobs = _plan_images(spec, cases, store, run_id, dtype, outcome, console)
     existing = store.existing_images(job.key for jobs_of in jobs.values() for job in jobs_of)
     todo = {name: [job for job in jobs_of if job.key not in existing] for name, jobs_of in jobs.items()}
     todo_count = len({job.key for jobs_of in todo.values() for job in jobs_of})
@@ -80,17 +85,15 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
     if todo_count:
         _generate(spec, store, run_id, device, resolved, todo, outcome, console)
 
-    cells = _score_cells(store, run_id)
+    cells = _score_cells(store, run_id, cases)
     plan = plan_scoring(store, run_id, prepared, cells)
-    outcome.cached_scores = plan.cached
-    console.print(f"{plan.count} scores to compute ({plan.cached} already in the store)")
-    if not todo_count and not plan.count:
+    set_plan = plan_sets(store, run_id, prepared, cells)
+    outcome.cached_scores = plan.cached + set_plan.cached
+    console.print(f"{plan.count + set_plan.count} scores to compute ({outcome.cached_scores} already in the store)")
+    if not todo_count and not plan.count and not set_plan.count:
         console.print("0 images to generate, 0 to score: everything is already in the store")
-    for scorer, suites in plan.truncated.items():
-        for suite, count in suites.items():
-            console.print(f"[yellow]note[/]: {count} prompt(s) of suite '{suite}' are longer than the text "
-                          f"encoder's context and are truncated for {scorer}")
-    if plan.count:
+    _print_notes(plan.truncated, plan.unreferenced, console)
+    if plan.count or set_plan.count:
         with _progress(console) as progress:
             tasks: dict[str, int] = {}
 
@@ -100,11 +103,15 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
                 progress.update(tasks[label], completed=done)
 
             report = execute_scoring(store, prepared, plan, device, advance)
-        outcome.scored = report.scored
+            set_report = execute_sets(store, prepared, set_plan, device, advance)
+        outcome.scored = report.scored + set_report.scored
         for scorer, image_key, message in report.failures:
             store.put_failure(run_id, "score", message, image_key=image_key, scorer=scorer)
+        for scorer, checkpoint, suite, message in set_report.failures:
+            store.put_failure(run_id, "set-score", f"suite '{suite}': {message}", checkpoint=checkpoint,
+                              scorer=scorer)
 
-    provenance = {**provenance, "text_truncated": plan.truncated,
+    provenance = {**provenance, "text_truncated": plan.truncated, "unreferenced": plan.unreferenced,
                   "scorer_dtypes": {p.name: p.backbone.dtype for p in prepared},
                   "duration_s": round(time.perf_counter() - started, 3)}
     store.finish_run(run_id, "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok",
@@ -123,13 +130,13 @@ def write_outputs(store: Store, run_id: int | None = None, out: Path | None = No
     return results_path, report_path
 
 
-def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, outcome: RunOutcome,
-                 console: Console) -> tuple[dict[str, ResolvedCheckpoint], dict[str, list[ImageJob]]]:
+def _plan_images(spec: BenchmarkSpec, cases: Sequence[Case], store: Store, run_id: int, dtype: str,
+                 outcome: RunOutcome, console: Console
+                 ) -> tuple[dict[str, ResolvedCheckpoint], dict[str, list[ImageJob]]]:
     generation = spec.generation
     settings = SamplingSettings(sampler=generation.sampler, steps=generation.steps, cfg=generation.cfg,
                                 width=generation.width, height=generation.height, dtype=dtype)
     backend = backend_id()
-    cases = cases_from_spec(spec)
     resolved: dict[str, ResolvedCheckpoint] = {}
     jobs: dict[str, list[ImageJob]] = {}
     items: list[RunItem] = []
@@ -204,9 +211,32 @@ def _fail_checkpoint(store: Store, run_id: int, name: str, source: str, sha256: 
     console.print(f"[red]failed[/]: {message}")
 
 
-def _score_cells(store: Store, run_id: int) -> Sequence[ScoreCell]:
+def _print_notes(truncated: dict[str, dict[str, int]], unreferenced: dict[str, int], console: Console) -> None:
+    for scorer, suites in truncated.items():
+        for suite, count in suites.items():
+            console.print(f"[yellow]note[/]: {count} prompt(s) of suite '{suite}' are longer than the text "
+                          f"encoder's context and are truncated for {scorer}")
+    for scorer, count in unreferenced.items():
+        console.print(f"[yellow]note[/]: {scorer} skips {count} image(s) whose case names no reference images "
+                      f"(set [scorers.{scorer}] references to give a default)")
+
+
+def _cases_per_suite(cases: Sequence[Case]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for case in cases:
+        counts[case.suite] = counts.get(case.suite, 0) + 1
+    return counts
+
+
+def _score_cells(store: Store, run_id: int, cases: Sequence[Case]) -> Sequence[ScoreCell]:
     items = store.run_items(run_id)
     present = items[items["image"].notna()]
-    return [ScoreCell(item=int(row.item), suite=str(row.suite), image_key=str(row.image_key),
-                      image_path=store.root / str(row.image), prompt=str(row.prompt))
+    by_id = {(case.suite, case.case_id): case for case in cases}
+    references = {}
+    for key, case in by_id.items():
+        if case.references:
+            references[key] = reference_set(case.references, store, f"suite '{case.suite}' case {case.case_id}")
+    return [ScoreCell(item=int(row.item), checkpoint=str(row.checkpoint), suite=str(row.suite),
+                      image_key=str(row.image_key), image_path=store.root / str(row.image), prompt=str(row.prompt),
+                      references=references.get((str(row.suite), str(row.case_id))))
             for row in present.itertuples()]

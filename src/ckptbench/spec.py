@@ -113,6 +113,9 @@ class SuiteSpec(_Strict):
 class ScorerOptions(_Strict):
     model: str | None = Field(default=None, description="Backbone: a hub id or a local folder.")
     head: str | None = Field(default=None, description="Head weights file, for scorers that have one.")
+    references: str | None = Field(
+        default=None, description="Folder (or file) of reference images: required by distribution scorers "
+        "(kid, fid, cmmd); for style scorers, used for cases that name no references of their own.")
     dtype: Dtype = "auto"
     batch_size: int = Field(default=16, ge=1, le=1024)
 
@@ -211,20 +214,23 @@ def _resolve_paths(spec: BenchmarkSpec, base: Path) -> BenchmarkSpec:
     info = spec.benchmark.model_copy(update={"store": resolve(spec.benchmark.store) or base})
     options = {
         name: opts.model_copy(update={"head": _resolve_if_local(opts.head, base),
-                                      "model": _resolve_if_local(opts.model, base)})
+                                      "model": _resolve_if_local(opts.model, base),
+                                      "references": _resolve_if_local(opts.references, base, always=True)})
         for name, opts in spec.scorers.options.items()
     }
     scorers = spec.scorers.model_copy(update={"options": options})
     return spec.model_copy(update={"checkpoints": checkpoints, "benchmark": info, "scorers": scorers})
 
 
-def _resolve_if_local(value: str | None, base: Path) -> str | None:
+def _resolve_if_local(value: str | None, base: Path, always: bool = False) -> str | None:
     """A scorer source is a hub id ('org/name') unless it looks like, or exists as, a local path."""
     if value is None:
         return None
+    if value.startswith("hf:"):  # a file in a hub repo: hf:org/repo/path
+        return value
     candidate = (base / Path(value).expanduser())
-    looks_local = value.startswith((".", "/", "~")) or candidate.exists() or value.endswith((".pth", ".pt",
-                                                                                            ".safetensors"))
+    looks_local = always or value.startswith((".", "/", "~")) or candidate.exists() or value.endswith(
+        (".pth", ".pt", ".safetensors"))
     return str(candidate.resolve()) if looks_local else value
 
 
@@ -238,7 +244,7 @@ def _check_files_exist(spec: BenchmarkSpec, path: Path) -> None:
                     "fix the path (relative paths are taken from the spec's folder)."
                 )
     for name, options in spec.scorers.options.items():
-        for field in ("model", "head"):
+        for field in ("model", "head", "references"):
             value = getattr(options, field)
             if value is not None and Path(value).is_absolute() and not Path(value).exists():
                 raise SpecError(
