@@ -92,7 +92,7 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
     console.print(f"{plan.count + set_plan.count} scores to compute ({outcome.cached_scores} already in the store)")
     if not todo_count and not plan.count and not set_plan.count:
         console.print("0 images to generate, 0 to score: everything is already in the store")
-    _print_notes(plan.truncated, plan.unreferenced, console)
+    print_notes(plan.truncated, plan.skipped, console)
     if plan.count or set_plan.count:
         with _progress(console) as progress:
             tasks: dict[str, int] = {}
@@ -111,7 +111,7 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
             store.put_failure(run_id, "set-score", f"suite '{suite}': {message}", checkpoint=checkpoint,
                               scorer=scorer)
 
-    provenance = {**provenance, "text_truncated": plan.truncated, "unreferenced": plan.unreferenced,
+    provenance = {**provenance, "text_truncated": plan.truncated, "skipped": plan.skipped,
                   "scorer_dtypes": {p.name: p.backbone.dtype for p in prepared},
                   "duration_s": round(time.perf_counter() - started, 3)}
     store.finish_run(run_id, "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok",
@@ -211,14 +211,15 @@ def _fail_checkpoint(store: Store, run_id: int, name: str, source: str, sha256: 
     console.print(f"[red]failed[/]: {message}")
 
 
-def _print_notes(truncated: dict[str, dict[str, int]], unreferenced: dict[str, int], console: Console) -> None:
+def print_notes(truncated: dict[str, dict[str, int]], skipped: dict[str, dict[str, int]], console: Console) -> None:
     for scorer, suites in truncated.items():
         for suite, count in suites.items():
             console.print(f"[yellow]note[/]: {count} prompt(s) of suite '{suite}' are longer than the text "
                           f"encoder's context and are truncated for {scorer}")
-    for scorer, count in unreferenced.items():
-        console.print(f"[yellow]note[/]: {scorer} skips {count} image(s) whose case names no reference images "
-                      f"(set [scorers.{scorer}] references to give a default)")
+    for scorer, reasons in skipped.items():
+        for reason, count in reasons.items():
+            hint = f" (set [scorers.{scorer}] references to give a default)" if "reference" in reason else ""
+            console.print(f"[yellow]note[/]: {scorer} skips {count} image(s): {reason}{hint}")
 
 
 def _cases_per_suite(cases: Sequence[Case]) -> dict[str, int]:

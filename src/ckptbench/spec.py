@@ -193,6 +193,31 @@ def load_spec(path: Path | str) -> BenchmarkSpec:
     return spec_from_dict(raw, path)
 
 
+class _ScorersOnly(BaseModel):
+    """A spec file read for its ``[scorers]`` section alone (``ckptbench score``); other sections are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    scorers: ScorersSpec
+
+
+def load_scorers_spec(path: Path | str) -> ScorersSpec:
+    """The validated ``[scorers]`` section of a spec file, its local paths resolved against the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: spec file not found; check the path.")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise SpecError(f"{path}: not a valid UTF-8 TOML file ({error}); fix the syntax.") from None
+    try:
+        scorers = _ScorersOnly.model_validate(raw).scorers
+    except ValidationError as error:
+        raise SpecError(_describe(error, path)) from None
+    base = path.resolve().parent
+    return scorers.model_copy(update={"options": {name: _resolve_options(opts, base)
+                                                  for name, opts in scorers.options.items()}})
+
+
 def spec_from_dict(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
     """Validate a parsed spec; relative paths are taken relative to ``path``'s folder."""
     try:
@@ -212,14 +237,15 @@ def _resolve_paths(spec: BenchmarkSpec, base: Path) -> BenchmarkSpec:
         c.model_copy(update={"path": resolve(c.path), "config": resolve(c.config)}) for c in spec.checkpoints
     )
     info = spec.benchmark.model_copy(update={"store": resolve(spec.benchmark.store) or base})
-    options = {
-        name: opts.model_copy(update={"head": _resolve_if_local(opts.head, base),
-                                      "model": _resolve_if_local(opts.model, base),
-                                      "references": _resolve_if_local(opts.references, base, always=True)})
-        for name, opts in spec.scorers.options.items()
-    }
+    options = {name: _resolve_options(opts, base) for name, opts in spec.scorers.options.items()}
     scorers = spec.scorers.model_copy(update={"options": options})
     return spec.model_copy(update={"checkpoints": checkpoints, "benchmark": info, "scorers": scorers})
+
+
+def _resolve_options(options: ScorerOptions, base: Path) -> ScorerOptions:
+    return options.model_copy(update={"head": _resolve_if_local(options.head, base),
+                                      "model": _resolve_if_local(options.model, base),
+                                      "references": _resolve_if_local(options.references, base, always=True)})
 
 
 def _resolve_if_local(value: str | None, base: Path, always: bool = False) -> str | None:

@@ -220,6 +220,13 @@ class Store:
             found.update((row[0], row[1]) for row in rows)
         return found & set(pairs)
 
+    def score_values(self, scorer_key: str, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], float]:
+        """The stored values of the (image_key, context_key) pairs that have one."""
+        wanted = set(pairs)
+        rows = self._select_rows("SELECT image_key, context_key, value FROM scores WHERE scorer_key = ? AND "
+                                 "image_key IN ({})", sorted({image for image, _ in pairs}), prefix=(scorer_key,))
+        return {(row[0], row[1]): float(row[2]) for row in rows if (row[0], row[1]) in wanted}
+
     def put_scores(self, scorer_key: str, rows: Sequence[tuple[str, str, float]]) -> None:
         now = time.time()
         with self.transaction() as db:
@@ -260,6 +267,11 @@ class Store:
         rows = self._select_rows("SELECT set_key FROM set_scores WHERE scorer_key = ? AND set_key IN ({})",
                                  list(set_keys), prefix=(scorer_key,))
         return {row[0] for row in rows}
+
+    def set_score(self, scorer_key: str, set_key: str) -> float | None:
+        row = self._db.execute("SELECT value FROM set_scores WHERE scorer_key = ? AND set_key = ?",
+                               (scorer_key, set_key)).fetchone()
+        return None if row is None else float(row[0])
 
     def put_set_score(self, scorer_key: str, set_key: str, value: float, images: int, references: int) -> None:
         self._db.execute("INSERT OR REPLACE INTO set_scores VALUES (?, ?, ?, ?, ?, ?)",

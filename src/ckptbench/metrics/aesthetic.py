@@ -77,6 +77,10 @@ class LaionAestheticV2(ImageScorer):
     scale = "AVA rating scale, ≈1–10 (typical SD images 4–7)"
     description = "LAION improved-aesthetic-predictor MLP on the L2-normalised CLIP ViT-L/14 image embedding"
 
+    @classmethod
+    def default_weights(cls) -> str:
+        return f"{cls.default_model} + head {DEFAULT_HEAD}"
+
     @property
     def head_source(self) -> str:
         return self.options.head or DEFAULT_HEAD

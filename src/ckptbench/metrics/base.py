@@ -126,6 +126,11 @@ class ScorerBase(ABC):
     def model_source(self) -> str:
         return self.options.model or self.default_model
 
+    @classmethod
+    def default_weights(cls) -> str:
+        """The weights used when the spec names none (listed by ``ckptbench scorers``)."""
+        return cls.default_model
+
     def backbone_request(self) -> BackboneRequest:
         return BackboneRequest(kind=self.backbone_kind, model=self.model_source)
 

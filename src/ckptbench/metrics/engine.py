@@ -64,7 +64,7 @@ class ScoringPlan:
     todo: dict[str, list[Row]]  # image scorer → rows to compute
     cached: int = 0
     truncated: dict[str, dict[str, int]] = field(default_factory=dict)  # scorer → suite → prompts truncated
-    unreferenced: dict[str, int] = field(default_factory=dict)  # scorer → cells without reference images
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)  # scorer → reason → cells it cannot score
 
     @property
     def count(self) -> int:
@@ -104,21 +104,25 @@ def reference_context(references: ReferenceSet) -> str:
     return f"refs:{references.key}"
 
 
-def _rows_for(entry: PreparedScorer, cells: Sequence[ScoreCell]) -> tuple[list[Row], int]:
+def rows_for(entry: PreparedScorer, cells: Sequence[ScoreCell]) -> tuple[list[Row], dict[str, int]]:
     scorer = entry.scorer
     assert isinstance(scorer, ImageScorer)
-    rows, unreferenced = [], 0
+    rows: list[Row] = []
+    skipped: dict[str, int] = defaultdict(int)
     for cell in cells:
         if scorer.needs_references:
             references = cell.references or entry.references
             if references is None:
-                unreferenced += 1
+                skipped["no reference images"] += 1
                 continue
             rows.append(Row(cell, "", reference_context(references), references))
         else:
             text = scorer.text_for(cell.prompt)
+            if scorer.needs_prompt and not text:
+                skipped["no prompt"] += 1
+                continue
             rows.append(Row(cell, text, context_key(text), None))
-    return rows, unreferenced
+    return rows, dict(skipped)
 
 
 def plan_scoring(store: Store, run_id: int | None, prepared: Sequence[PreparedScorer], cells: Sequence[ScoreCell]
@@ -129,9 +133,9 @@ def plan_scoring(store: Store, run_id: int | None, prepared: Sequence[PreparedSc
         store.put_scorer(entry.info.key, entry.name, entry.info.as_dict())
         if entry.scorer.level != "image":
             continue
-        rows, unreferenced = _rows_for(entry, cells)
-        if unreferenced:
-            plan.unreferenced[entry.name] = unreferenced
+        rows, skipped = rows_for(entry, cells)
+        if skipped:
+            plan.skipped[entry.name] = skipped
         if run_id is not None:
             store.put_run_scores(run_id, [(row.cell.item, entry.name, entry.info.key, row.context) for row in rows])
         existing = store.existing_scores(entry.info.key, [(row.cell.image_key, row.context) for row in rows])

@@ -27,7 +27,7 @@ from ckptbench.hashing import DigestCache, sha256_file
 from ckptbench.metrics.base import BackboneRequest, BackboneSpec
 
 KIND = "fid-inception"
-HUB_SOURCE = "torchvision-hub:pt_inception"
+HUB_SOURCE = "torch-hub:pt_inception-2015-12-05"
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_FILE}"
 SIZE = 299

@@ -105,6 +105,11 @@ class _KenjiqqScorer(ImageScorer):
     features = ("pooled",)
     head_file: ClassVar[str]
 
+    @classmethod
+    def default_weights(cls) -> str:
+        return f"CLIP named by the head file ({cls.default_model} for ViT-L/14 heads) + head {cls.head_file}.pth " \
+               "(required, no hub copy)"
+
     def _head_path(self) -> Path:
         if self.options.head is None:
             raise WeightsUnavailableError(

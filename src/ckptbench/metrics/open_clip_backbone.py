@@ -14,6 +14,7 @@ the OpenAI CLIP mean/std. Features: ``image`` — ``encode_image`` (not normalis
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,16 @@ def resolve(request: BackboneRequest, dtype: str, scorer: str, cache: DigestCach
                         preprocessing=preprocessing, config={"model_cfg": config}, paths={"name": name})
 
 
+def create_open_clip(name: str) -> torch.nn.Module:
+    """The architecture with random weights (a checkpoint is loaded into it afterwards)."""
+    # open_clip logs a warning on the root logger whenever a model starts without weights: expected here.
+    logging.disable(logging.WARNING)
+    try:
+        return open_clip.create_model(name, load_weights=False)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
     """The state dict of an open_clip checkpoint, never unpickling code."""
     try:
@@ -105,7 +116,7 @@ class OpenClipBackbone:
 
         self.spec = spec
         self.device = device
-        model = open_clip.create_model(spec.paths["name"], load_weights=False)
+        model = create_open_clip(spec.paths["name"])
         state = load_checkpoint_state(Path(spec.location))
         try:
             model.load_state_dict(state, strict=True)

@@ -37,6 +37,10 @@ class _HPS(ImageScorer):
     scale = "cosine of HPS-tuned ViT-H-14 features, ≈0.2–0.35 (compare within a prompt)"
     default_head: ClassVar[str]
 
+    @classmethod
+    def default_weights(cls) -> str:
+        return f"open_clip {cls.default_model} + checkpoint {cls.default_head}"
+
     @property
     def head_source(self) -> str:
         return self.options.head or self.default_head
@@ -83,6 +87,10 @@ class PickScore(ImageScorer):
     scale = "logit_scale · cosine, ≈18–23 (compare within a prompt)"
     description = "PickScore v1 (CLIP-H fine-tune): logit_scale · cos(image, prompt)"
     uses_meta = True
+
+    @classmethod
+    def default_weights(cls) -> str:
+        return f"{cls.default_model} (processor {cls.processor_source})"
 
     def backbone_request(self) -> BackboneRequest:
         return BackboneRequest(kind=self.backbone_kind, model=self.model_source, processor=self.processor_source)
