@@ -178,7 +178,16 @@ def execute_scoring(store: Store, prepared: Sequence[PreparedScorer], plan: Scor
         if plan.todo.get(entry.name):
             groups[entry.backbone.key].append(entry)
     for entries in groups.values():
-        _score_group(store, entries, plan, device, report, advance)
+        try:
+            _score_group(store, entries, plan, device, report, advance)
+        except Exception as error:  # a backbone or head that cannot load fails its own scorers only
+            message = f"cannot score: {type(error).__name__}: {error}"
+            stored = {entry.name: store.existing_scores(entry.info.key, [(row.cell.image_key, row.context)
+                                                                         for row in plan.todo[entry.name]])
+                      for entry in entries}
+            report.failures.extend((entry.name, row.cell.image_key, message) for entry in entries
+                                   for row in plan.todo[entry.name]
+                                   if (row.cell.image_key, row.context) not in stored[entry.name])
     return report
 
 

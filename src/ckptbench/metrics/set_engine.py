@@ -101,6 +101,9 @@ def execute_sets(store: Store, prepared: Sequence[PreparedScorer], plan: SetPlan
         scorer = entry.scorer
         assert isinstance(scorer, SetScorer) and entry.references is not None
         (feature,) = scorer.features
+        jobs = _refuse_small_sets(entry, scorer, jobs, report)
+        if not jobs:
+            continue
         source = FeatureSource(store, entry.backbone, device, {feature}, scorer.options.batch_size)
         try:
             references = source.references(entry.references)[feature]
@@ -115,17 +118,31 @@ def execute_sets(store: Store, prepared: Sequence[PreparedScorer], plan: SetPlan
     return report
 
 
+def _refuse_small_sets(entry: PreparedScorer, scorer: SetScorer, jobs: list[SetJob], report: SetReport
+                      ) -> list[SetJob]:
+    """Record the sets too small for the scorer (before any feature is computed); return the others."""
+    assert entry.references is not None
+    kept = []
+    for job in jobs:
+        refused = scorer.check_sizes(len({cell.image_key for cell in job.cells}), len(entry.references))
+        if refused:
+            report.failures.append((entry.name, job.checkpoint, job.suite, refused))
+        else:
+            kept.append(job)
+    return kept
+
+
 def _score_job(store: Store, source: FeatureSource, entry: PreparedScorer, scorer: SetScorer, job: SetJob,
                references: np.ndarray, feature: str, report: SetReport) -> None:
     paths = {cell.image_key: cell.image_path for cell in job.cells}
     problems: list[str] = []
-    features = source.images(list(paths), paths, lambda _key, message: problems.append(message))
+    try:
+        features = source.images(list(paths), paths, lambda _key, message: problems.append(message))
+    except Exception as error:  # a backbone that cannot load fails this scorer only
+        report.failures.append((entry.name, job.checkpoint, job.suite, f"{type(error).__name__}: {error}"))
+        return
     if problems:
         report.failures.append((entry.name, job.checkpoint, job.suite, problems[0]))
-        return
-    refused = scorer.check_sizes(len(features), len(references))
-    if refused:
-        report.failures.append((entry.name, job.checkpoint, job.suite, refused))
         return
     try:
         value = scorer.score_set(np.stack([features[key][feature] for key in paths]), references)
