@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ckptbench.metrics.base import BackboneRequest
 from ckptbench.metrics.backbones import resolve_backbone
+from ckptbench.metrics.base import BackboneRequest
 from ckptbench.metrics.style import gram_loss, summarize_grams
 from ckptbench.metrics.vgg import STYLE_LAYERS, VGGGramBackbone, load_vgg19_features
 from ckptbench.score_folder import score_folder
