@@ -25,9 +25,12 @@ def render_report(results: dict[str, Any], out: Path) -> Path:
                                      undefined=jinja2.StrictUndefined)
     environment.filters["num"] = _number
     scorers = results["scorers"]
+    image_scorers = {name: info for name, info in scorers.items() if info.get("level") != "set"}
+    set_scorers = {name: info for name, info in scorers.items() if info.get("level") == "set"}
     checkpoints = sorted(results["checkpoints"], key=lambda c: (c["status"] != "ok", c["name"]))
     html = environment.get_template("index.html.j2").render(
-        results=results, scorers=scorers, checkpoints=checkpoints,
+        results=results, scorers=scorers, image_scorers=image_scorers, set_scorers=set_scorers,
+        checkpoints=checkpoints,
     )
     path = out / "index.html"
     atomic_write_text(path, html)
