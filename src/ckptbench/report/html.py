@@ -16,6 +16,8 @@ _TEMPLATES = Path(__file__).parent / "templates"
 def _number(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
+    if value != 0 and not 1e-3 <= abs(value) < 1e6:  # Gram losses (~1e9) and tiny values stay readable
+        return f"{value:.{max(digits, 1)}e}"
     return f"{value:.{digits}f}"
 
 
