@@ -11,7 +11,6 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ckptbench.analysis.results import build_results
 from ckptbench.device import resolve_device, resolve_dtype_name
 from ckptbench.errors import CkptbenchError
 from ckptbench.generate.base import FailedImage, ImageJob, LoraUse, SamplingSettings
@@ -20,14 +19,17 @@ from ckptbench.generate.hires import hires_settings
 from ckptbench.generate.lora import LoraLibrary
 from ckptbench.generate.samplers import sampler_recipe
 from ckptbench.metrics.engine import ScoreCell, execute_scoring, plan_scoring, prepare_scorers
+from ckptbench.metrics.references import reference_set
 from ckptbench.metrics.registry import check_scorer_names
+from ckptbench.metrics.set_engine import check_planned_sizes, execute_sets, plan_sets
 from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from ckptbench.provenance import collect_provenance
-from ckptbench.report.exports import write_results_json, write_scores_csv
-from ckptbench.report.html import render_report
+from ckptbench.report.outputs import write_outputs
 from ckptbench.spec import BenchmarkSpec
 from ckptbench.store import RunItem, Store
-from ckptbench.suites import Case, cases_from_spec
+from ckptbench.suites import Case
+from ckptbench.suites.load import LoadedSuite, load_suites
+from ckptbench.suites.loras import resolve_case_loras
 
 
 @dataclass
@@ -54,26 +56,31 @@ def run_benchmark(spec: BenchmarkSpec, store_root: Path | None = None, console: 
     console = console or Console(stderr=True)
     check_scorer_names(spec)
     sampler_recipe(spec.generation.sampler)
+    suites = load_suites(spec)  # a missing suite file or reference folder stops the run before any work
     store = Store(store_root or spec.store_path)
     try:
         with store.exclusive():
-            return _run(spec, store, console)
+            return _run(spec, suites, store, console)
     finally:
         store.close()
 
 
-def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
+def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: Console) -> RunOutcome:
     started = time.perf_counter()
     device = resolve_device(spec.generation.device)
     dtype = resolve_dtype_name(spec.generation.dtype, device)
     # Scorer weights are resolved before any image is made: a missing model should stop the run now,
     # not after hours of generation.
     prepared = prepare_scorers(spec.scorers, device, store)
+    cases = [case for suite in suites for case in suite.cases]
+    check_planned_sizes(prepared, {suite.name: len(suite.cases) * len(suite.seeds) for suite in suites})
     provenance = collect_provenance(device, dtype)
     run_id = store.start_run(spec.model_dump(mode="json", by_alias=True), provenance)
     outcome = RunOutcome(store=store.root, run_id=run_id)
 
-    resolved, jobs = _plan_images(spec, store, run_id, dtype, outcome, console)
+    store.put_run_cases(run_id, [(suite.name, case.case_id, case.metadata())
+                                 for suite in suites for case in suite.cases])
+    resolved, jobs = _plan_images(spec, suites, store, run_id, dtype, outcome, console)
     existing = store.existing_images(job.key for jobs_of in jobs.values() for job in jobs_of)
     todo = {name: [job for job in jobs_of if job.key not in existing] for name, jobs_of in jobs.items()}
     todo_count = len({job.key for jobs_of in todo.values() for job in jobs_of})
@@ -83,17 +90,15 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
     if todo_count:
         _generate(spec, store, run_id, device, resolved, todo, outcome, console)
 
-    cells = _score_cells(store, run_id)
+    cells = _score_cells(store, run_id, cases)
     plan = plan_scoring(store, run_id, prepared, cells)
-    outcome.cached_scores = plan.cached
-    console.print(f"{plan.count} scores to compute ({plan.cached} already in the store)")
-    if not todo_count and not plan.count:
+    set_plan = plan_sets(store, run_id, prepared, cells)
+    outcome.cached_scores = plan.cached + set_plan.cached
+    console.print(f"{plan.count + set_plan.count} scores to compute ({outcome.cached_scores} already in the store)")
+    if not todo_count and not plan.count and not set_plan.count:
         console.print("0 images to generate, 0 to score: everything is already in the store")
-    for scorer, suites in plan.truncated.items():
-        for suite, count in suites.items():
-            console.print(f"[yellow]note[/]: {count} prompt(s) of suite '{suite}' are longer than the text "
-                          f"encoder's context and are truncated for {scorer}")
-    if plan.count:
+    print_notes(plan.truncated, plan.skipped, console)
+    if plan.count or set_plan.count:
         with _progress(console) as progress:
             tasks: dict[str, int] = {}
 
@@ -103,11 +108,16 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
                 progress.update(tasks[label], completed=done)
 
             report = execute_scoring(store, prepared, plan, device, advance)
-        outcome.scored = report.scored
+            set_report = execute_sets(store, prepared, set_plan, device, advance)
+        outcome.scored = report.scored + set_report.scored
         for scorer, image_key, message in report.failures:
             store.put_failure(run_id, "score", message, image_key=image_key, scorer=scorer)
+        for scorer, checkpoint, suite, message in set_report.failures:
+            store.put_failure(run_id, "set-score", f"suite '{suite}': {message}", checkpoint=checkpoint,
+                              scorer=scorer)
 
-    provenance = {**provenance, "text_truncated": plan.truncated, "checkpoints": outcome.models,
+    provenance = {**provenance, "text_truncated": plan.truncated, "skipped": plan.skipped,
+                  "checkpoints": outcome.models,
                   "scorer_dtypes": {p.name: p.backbone.dtype for p in prepared},
                   "duration_s": round(time.perf_counter() - started, 3)}
     store.finish_run(run_id, "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok",
@@ -116,24 +126,15 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
     return outcome
 
 
-def write_outputs(store: Store, run_id: int | None = None, out: Path | None = None) -> tuple[Path, Path]:
-    """results.json, scores.csv and report/index.html for a run (default: the latest)."""
-    results, frame = build_results(store, run_id)
-    out = out or store.root
-    results_path = write_results_json(results, out)
-    write_scores_csv(frame, out)
-    report_path = render_report(results, out / "report")
-    return results_path, report_path
-
-
-def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, outcome: RunOutcome,
-                 console: Console) -> tuple[dict[str, ResolvedCheckpoint], dict[str, list[ImageJob]]]:
+def _plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, run_id: int, dtype: str,
+                 outcome: RunOutcome, console: Console
+                 ) -> tuple[dict[str, ResolvedCheckpoint], dict[str, list[ImageJob]]]:
     generation = spec.generation
     settings = SamplingSettings(sampler=generation.sampler, steps=generation.steps, cfg=generation.cfg,
                                 width=generation.width, height=generation.height, dtype=dtype,
                                 hires=hires_settings(generation.hires, store))
     backend = backend_id()
-    cases = _cases_with_loras(spec, store, run_id, console)
+    cases = _cases_with_loras(spec, suites, store, run_id, console)
     resolved: dict[str, ResolvedCheckpoint] = {}
     jobs: dict[str, list[ImageJob]] = {}
     items: list[RunItem] = []
@@ -148,9 +149,9 @@ def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, out
         outcome.models[ckpt.name] = dict(ckpt.detection)
         store.put_run_checkpoint(run_id, ckpt.name, ckpt.source, ckpt.sha256, "ok", None)
         jobs[ckpt.name] = []
-        for case, loras in cases:
+        for seeds, case, loras in cases:
             inputs = case.pixel_inputs(generation.negative_prompt)
-            for seed in generation.seeds:
+            for seed in seeds:
                 job = ImageJob(checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256, case=case, seed=seed,
                                prompt=inputs["prompt"], negative_prompt=inputs["negative_prompt"],
                                settings=settings, backend=backend, checkpoint_identity=ckpt.identity,
@@ -171,16 +172,17 @@ def _log_detection(ckpt: ResolvedCheckpoint, console: Console) -> None:
         console.print(f"[yellow]warning[/]: {ckpt.name}: {warning}", highlight=False)
 
 
-def _cases_with_loras(spec: BenchmarkSpec, store: Store, run_id: int, console: Console
-                      ) -> list[tuple[Case, tuple[LoraUse, ...]]]:
-    """Every case with its LoRAs resolved to files; a case whose LoRA cannot be found is recorded and skipped."""
+def _cases_with_loras(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, run_id: int, console: Console
+                      ) -> list[tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]]:
+    """Every case with its seeds and its LoRAs resolved to files; a case whose LoRA cannot be found is recorded
+    and skipped."""
     generation = spec.generation
     library = LoraLibrary(generation.lora_dirs, generation.default_lora_weight, generation.allow_pickle_loras,
                           store)
-    cases: list[tuple[Case, tuple[LoraUse, ...]]] = []
-    for case in cases_from_spec(spec):
+    cases: list[tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]] = []
+    for suite, case in ((loaded, case) for loaded in suites for case in loaded.cases):
         try:
-            cases.append((case, library.loras_for(case.prompt, case.loras)))
+            cases.append((suite.seeds, case, resolve_case_loras(case, library)))
         except (CkptbenchError, ValueError) as error:
             message = f"case {case.suite}/{case.case_id}: {error}"
             store.put_failure(run_id, "case", message)
@@ -244,9 +246,26 @@ def _fail_checkpoint(store: Store, run_id: int, name: str, source: str, sha256: 
     console.print(f"[red]failed[/]: {message}")
 
 
-def _score_cells(store: Store, run_id: int) -> Sequence[ScoreCell]:
+def print_notes(truncated: dict[str, dict[str, int]], skipped: dict[str, dict[str, int]], console: Console) -> None:
+    for scorer, suites in truncated.items():
+        for suite, count in suites.items():
+            console.print(f"[yellow]note[/]: {count} prompt(s) of suite '{suite}' are longer than the text "
+                          f"encoder's context and are truncated for {scorer}")
+    for scorer, reasons in skipped.items():
+        for reason, count in reasons.items():
+            hint = f" (set [scorers.{scorer}] references to give a default)" if "reference" in reason else ""
+            console.print(f"[yellow]note[/]: {scorer} skips {count} image(s): {reason}{hint}")
+
+
+def _score_cells(store: Store, run_id: int, cases: Sequence[Case]) -> Sequence[ScoreCell]:
     items = store.run_items(run_id)
     present = items[items["image"].notna()]
-    return [ScoreCell(item=int(row.item), suite=str(row.suite), image_key=str(row.image_key),
-                      image_path=store.root / str(row.image), prompt=str(row.prompt))
+    by_id = {(case.suite, case.case_id): case for case in cases}
+    references = {}
+    for key, case in by_id.items():
+        if case.references:
+            references[key] = reference_set(case.references, store, f"suite '{case.suite}' case {case.case_id}")
+    return [ScoreCell(item=int(row.item), checkpoint=str(row.checkpoint), suite=str(row.suite),
+                      image_key=str(row.image_key), image_path=store.root / str(row.image), prompt=str(row.prompt),
+                      references=references.get((str(row.suite), str(row.case_id))))
             for row in present.itertuples()]
