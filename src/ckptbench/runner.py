@@ -11,7 +11,6 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ckptbench.analysis.results import build_results
 from ckptbench.device import resolve_device, resolve_dtype_name
 from ckptbench.errors import CkptbenchError
 from ckptbench.generate.base import FailedImage, ImageJob, SamplingSettings
@@ -21,8 +20,7 @@ from ckptbench.metrics.engine import ScoreCell, execute_scoring, plan_scoring, p
 from ckptbench.metrics.registry import check_scorer_names
 from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from ckptbench.provenance import collect_provenance
-from ckptbench.report.exports import write_results_json, write_scores_csv
-from ckptbench.report.html import render_report
+from ckptbench.report.outputs import write_outputs
 from ckptbench.spec import BenchmarkSpec
 from ckptbench.store import RunItem, Store
 from ckptbench.suites import cases_from_spec
@@ -109,18 +107,8 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
                   "duration_s": round(time.perf_counter() - started, 3)}
     store.finish_run(run_id, "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok",
                      provenance)
-    outcome.results_path, outcome.report_path = write_outputs(store, run_id)
+    outcome.results_path, outcome.report_path = write_outputs(store, run_id, console=console)
     return outcome
-
-
-def write_outputs(store: Store, run_id: int | None = None, out: Path | None = None) -> tuple[Path, Path]:
-    """results.json, scores.csv and report/index.html for a run (default: the latest)."""
-    results, frame = build_results(store, run_id)
-    out = out or store.root
-    results_path = write_results_json(results, out)
-    write_scores_csv(frame, out)
-    report_path = render_report(results, out / "report")
-    return results_path, report_path
 
 
 def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, outcome: RunOutcome,
