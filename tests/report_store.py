@@ -1,0 +1,74 @@
+"""A small finished run written straight through the Store's API (no generation), for report tests.
+
+Three checkpoints × two prompts × three seeds with real PNGs carrying A1111 infotext, two scorers with
+known values, one image that failed (its cell has no picture and no score) and one checkpoint that failed
+to load (no cells at all). Builds in well under a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ckptbench.hashing import content_key
+from ckptbench.infotext import format_infotext
+from ckptbench.store import RunItem, Store
+
+CHECKPOINTS = ("alpha", "beta", "gamma")
+FAILED_CHECKPOINT = "broken"
+PROMPTS = ("a lighthouse at dusk, oil painting", "portrait of an old fisherman </script><b>bold?</b>")
+SEEDS = (1, 2, 3)
+SCORERS = {"aesthetic": True, "artifacts": False}  # name → higher is better
+FAILED_CELL = ("gamma", 1, 3)  # checkpoint, prompt index, seed
+
+
+def score_of(checkpoint: str, prompt: int, seed: int, scorer: str) -> float:
+    """Known values: alpha > beta > gamma on "aesthetic", by clear margins; "artifacts" the other way."""
+    base = {"alpha": 6.0, "beta": 5.0, "gamma": 4.0}[checkpoint]
+    value = base + 0.3 * prompt + 0.05 * seed
+    return value if scorer == "aesthetic" else 10.0 - value
+
+
+def build_report_store(root: Path, *, size: tuple[int, int] = (96, 64)) -> Store:
+    store = Store(root)
+    spec = {"benchmark": {"name": "report test", "bootstrap": 200}, "scorers": {"use": list(SCORERS)}}
+    run_id = store.start_run(spec, {"device": "cpu", "device_name": "test", "generation_dtype": "fp32",
+                                    "packages": {"numpy": "x"}})
+    store.put_run_checkpoint(run_id, FAILED_CHECKPOINT, "models/broken.safetensors", None, "failed",
+                             "checkpoint 'broken': models/broken.safetensors is truncated; download it again.")
+    store.put_failure(run_id, "checkpoint", "checkpoint 'broken': models/broken.safetensors is truncated; "
+                      "download it again.", checkpoint=FAILED_CHECKPOINT)
+    rng = np.random.default_rng(0)
+    items: list[RunItem] = []
+    for checkpoint in CHECKPOINTS:
+        sha = content_key({"checkpoint": checkpoint})
+        store.put_run_checkpoint(run_id, checkpoint, f"models/{checkpoint}.safetensors", sha, "ok", None)
+        for prompt_index, prompt in enumerate(PROMPTS):
+            for seed in SEEDS:
+                key = content_key({"checkpoint": checkpoint, "prompt": prompt, "seed": seed})
+                items.append(RunItem(checkpoint, "quality", f"{prompt_index:03d}", prompt, seed, key))
+                if (checkpoint, prompt_index, seed) == FAILED_CELL:
+                    store.put_failure(run_id, "image", "CUDA out of memory", checkpoint=checkpoint, image_key=key)
+                    continue
+                pixels = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+                infotext = format_infotext(prompt, "lowres", {"Steps": 4, "Sampler": "Euler a", "CFG scale": 7,
+                                                              "Seed": seed, "Size": f"{size[0]}x{size[1]}",
+                                                              "Model": checkpoint})
+                store.put_image(key, Image.fromarray(pixels), infotext, checkpoint_sha256=sha, prompt=prompt,
+                                negative_prompt="lowres", seed=seed, settings={}, backend="test", seconds=0.1)
+    store.put_run_items(run_id, items)
+    present = set(store.existing_images(item.image_key for item in items))
+    for scorer, higher in SCORERS.items():
+        scorer_key = content_key({"scorer": scorer})
+        store.put_scorer(scorer_key, scorer, {"id": scorer, "version": "1", "higher_is_better": higher,
+                                              "weights_sha256": "0" * 64, "dtype": "fp32",
+                                              "description": f"test scorer {scorer}"})
+        store.put_run_scores(run_id, [(index, scorer, scorer_key, "") for index in range(len(items))])
+        store.put_scores(scorer_key, [
+            (item.image_key, "", score_of(item.checkpoint, int(item.case_id), item.seed, scorer))
+            for item in items if item.image_key in present])
+    store.finish_run(run_id, "ok", {"device": "cpu", "device_name": "test", "generation_dtype": "fp32",
+                                    "duration_s": 1.5})
+    return store
