@@ -52,18 +52,24 @@ def validate(spec: Annotated[Path, typer.Argument(help="Benchmark spec (TOML).")
     from ckptbench.generate.samplers import sampler_recipe
     from ckptbench.metrics.registry import check_scorer_names
     from ckptbench.spec import load_spec
+    from ckptbench.suites.load import load_suites
 
     try:
         loaded = load_spec(spec)
         check_scorer_names(loaded)
         sampler_recipe(loaded.generation.sampler)
+        suites = load_suites(loaded)
     except CkptbenchError as error:
         _fail(error)
         return
-    cases = sum(len(s.prompts) for s in loaded.suites)
-    images = cases * len(loaded.generation.seeds) * len(loaded.checkpoints)
-    out.print(f"{spec}: valid — {len(loaded.checkpoints)} checkpoints × {cases} cases × "
-              f"{len(loaded.generation.seeds)} seeds = {images} images, scorers: {', '.join(loaded.scorers.use)}")
+    per_checkpoint = sum(len(s.cases) * len(s.seeds) for s in suites)
+    seed_counts = {len(s.seeds) for s in suites}
+    cases = sum(len(s.cases) for s in suites)
+    shape = (f"{cases} cases × {seed_counts.pop()} seeds" if len(seed_counts) == 1 else
+             f"{per_checkpoint} images ({', '.join(f'{s.name}: {len(s.cases)}×{len(s.seeds)}' for s in suites)})")
+    out.print(f"{spec}: valid — {len(loaded.checkpoints)} checkpoints × {shape} = "
+              f"{per_checkpoint * len(loaded.checkpoints)} images; suites: "
+              f"{', '.join(f'{s.name} ({s.kind})' for s in suites)}; scorers: {', '.join(loaded.scorers.use)}")
 
 
 @app.command()
@@ -128,6 +134,67 @@ def report(
         _fail(error)
         return
     out.print(f"results: {results_path}\nreport: {report_path}")
+
+
+import_app = typer.Typer(help="Bring results or prompts made elsewhere into ckptbench.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("ghostreview")
+def import_ghostreview(
+    folder: Annotated[Path, typer.Argument(help="The GhostReview release folder (holds dataresult/).")],
+    store: Annotated[Path, typer.Option(help="Store folder to import into (created if missing).")],
+    name: Annotated[str, typer.Option(help="Benchmark name shown in the report.")] = "GhostReview (imported)",
+    baseline: Annotated[str | None, typer.Option(help="Checkpoint to anchor scores to.")] = None,
+    bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 1000,
+) -> None:
+    """Import GhostReview's per-image results as a run; then `ckptbench report --store STORE`."""
+    from ckptbench.imports.ghostreview import import_results
+    from ckptbench.store import Store
+
+    try:
+        opened = Store(store)
+        try:
+            with opened.exclusive():
+                run_id = import_results(opened, folder, name=name, baseline=baseline, bootstrap=bootstrap)
+        finally:
+            opened.close()
+    except CkptbenchError as error:
+        _fail(error)
+        return
+    out.print(f"imported {folder} into {store} as run {run_id}; write the report with "
+              f"`ckptbench report --store {store}`")
+
+
+@import_app.command("infotext")
+def import_infotext(
+    source: Annotated[Path, typer.Argument(help="An image, or a folder of images, carrying A1111 infotext.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Suite file to write.")] = Path("suite.toml"),
+    name: Annotated[str | None, typer.Option(help="Suite name; default: the output file's name.")] = None,
+    kind: Annotated[str | None, typer.Option(help="quality, style or lora; default: lora when the prompts "
+                                                  "carry <lora:…> tags, else quality.")] = None,
+) -> None:
+    """Write a suite file with one case per image: its prompt, negative prompt, LoRAs and showcase model."""
+    from ckptbench.suites.infotext_suite import cases_from_images
+    from ckptbench.suites.toml_suite import write_suite_file
+
+    try:
+        if kind not in (None, "quality", "style", "lora"):
+            raise CkptbenchError(f"--kind '{kind}': give quality, style or lora.")
+        suite_name = name or out_file.stem
+        cases, skipped = cases_from_images(source, suite_name, kind)  # type: ignore[arg-type]
+        if not cases:
+            raise CkptbenchError(f"{source}: no image carries A1111 infotext; nothing to write.")
+        suite_kind = kind or ("lora" if any(c.kind == "lora" for c in cases) else "quality")
+        write_suite_file(out_file, cases, name=suite_name, kind=suite_kind,  # type: ignore[arg-type]
+                         description=f"imported from the infotext of {len(cases)} image(s)")
+    except CkptbenchError as error:
+        _fail(error)
+        return
+    for path in skipped:
+        console.print(f"[yellow]skipped[/]: {path} (no A1111 infotext)")
+    out.print(f"wrote {out_file}: {len(cases)} case(s), kind {suite_kind}"
+              + (f"; {len(skipped)} image(s) without infotext skipped" if skipped else ""))
 
 
 def _summarize(outcome: object) -> None:

@@ -21,3 +21,11 @@ class WeightsUnavailableError(CkptbenchError):
 
 class StoreError(CkptbenchError):
     """The result store is locked, corrupt or from an incompatible version."""
+
+
+class SuiteError(CkptbenchError):
+    """A suite file or an external prompt source is missing, malformed or incomplete."""
+
+
+class DataImportError(CkptbenchError):
+    """Results made elsewhere (e.g. the GhostReview release) cannot be read into the store."""

@@ -13,8 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ckptbench.device import resolve_device, resolve_dtype_name
 from ckptbench.errors import CkptbenchError
-from ckptbench.generate.base import FailedImage, ImageJob, SamplingSettings
+from ckptbench.generate.base import FailedImage, ImageJob, LoraUse, SamplingSettings
 from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id
+from ckptbench.generate.hires import hires_settings
+from ckptbench.generate.lora import LoraLibrary
 from ckptbench.generate.samplers import sampler_recipe
 from ckptbench.metrics.engine import ScoreCell, execute_scoring, plan_scoring, prepare_scorers
 from ckptbench.metrics.registry import check_scorer_names
@@ -23,7 +25,9 @@ from ckptbench.provenance import collect_provenance
 from ckptbench.report.outputs import write_outputs
 from ckptbench.spec import BenchmarkSpec
 from ckptbench.store import RunItem, Store
-from ckptbench.suites import cases_from_spec
+from ckptbench.suites import Case
+from ckptbench.suites.load import LoadedSuite, load_suites
+from ckptbench.suites.loras import resolve_case_loras
 
 
 @dataclass
@@ -49,15 +53,16 @@ def run_benchmark(spec: BenchmarkSpec, store_root: Path | None = None, console: 
     console = console or Console(stderr=True)
     check_scorer_names(spec)
     sampler_recipe(spec.generation.sampler)
+    suites = load_suites(spec)  # a missing suite file or reference folder stops the run before any work
     store = Store(store_root or spec.store_path)
     try:
         with store.exclusive():
-            return _run(spec, store, console)
+            return _run(spec, suites, store, console)
     finally:
         store.close()
 
 
-def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
+def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: Console) -> RunOutcome:
     started = time.perf_counter()
     device = resolve_device(spec.generation.device)
     dtype = resolve_dtype_name(spec.generation.dtype, device)
@@ -68,7 +73,9 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
     run_id = store.start_run(spec.model_dump(mode="json", by_alias=True), provenance)
     outcome = RunOutcome(store=store.root, run_id=run_id)
 
-    resolved, jobs = _plan_images(spec, store, run_id, dtype, outcome, console)
+    store.put_run_cases(run_id, [(suite.name, case.case_id, case.metadata())
+                                 for suite in suites for case in suite.cases])
+    resolved, jobs = _plan_images(spec, suites, store, run_id, dtype, outcome, console)
     existing = store.existing_images(job.key for jobs_of in jobs.values() for job in jobs_of)
     todo = {name: [job for job in jobs_of if job.key not in existing] for name, jobs_of in jobs.items()}
     todo_count = len({job.key for jobs_of in todo.values() for job in jobs_of})
@@ -111,13 +118,15 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
     return outcome
 
 
-def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, outcome: RunOutcome,
-                 console: Console) -> tuple[dict[str, ResolvedCheckpoint], dict[str, list[ImageJob]]]:
+def _plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, run_id: int, dtype: str,
+                 outcome: RunOutcome, console: Console
+                 ) -> tuple[dict[str, ResolvedCheckpoint], dict[str, list[ImageJob]]]:
     generation = spec.generation
     settings = SamplingSettings(sampler=generation.sampler, steps=generation.steps, cfg=generation.cfg,
-                                width=generation.width, height=generation.height, dtype=dtype)
+                                width=generation.width, height=generation.height, dtype=dtype,
+                                hires=hires_settings(generation.hires, store))
     backend = backend_id()
-    cases = cases_from_spec(spec)
+    cases = _cases_with_loras(spec, suites, store, run_id, console)
     resolved: dict[str, ResolvedCheckpoint] = {}
     jobs: dict[str, list[ImageJob]] = {}
     items: list[RunItem] = []
@@ -130,23 +139,42 @@ def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, out
         ckpt = resolved[checkpoint.name]
         store.put_run_checkpoint(run_id, ckpt.name, ckpt.source, ckpt.sha256, "ok", None)
         jobs[ckpt.name] = []
-        for case in cases:
+        for seeds, case, loras in cases:
             inputs = case.pixel_inputs(generation.negative_prompt)
-            for seed in generation.seeds:
+            for seed in seeds:
                 job = ImageJob(checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256, case=case, seed=seed,
                                prompt=inputs["prompt"], negative_prompt=inputs["negative_prompt"],
-                               settings=settings, backend=backend)
+                               settings=settings, backend=backend, loras=loras)
                 jobs[ckpt.name].append(job)
                 items.append(RunItem(ckpt.name, case.suite, case.case_id, case.prompt, seed, job.key))
     store.put_run_items(run_id, items)
     return resolved, jobs
 
 
+def _cases_with_loras(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, run_id: int, console: Console
+                      ) -> list[tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]]:
+    """Every case with its seeds and its LoRAs resolved to files; a case whose LoRA cannot be found is recorded
+    and skipped."""
+    generation = spec.generation
+    library = LoraLibrary(generation.lora_dirs, generation.default_lora_weight, generation.allow_pickle_loras,
+                          store)
+    cases: list[tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]] = []
+    for suite, case in ((loaded, case) for loaded in suites for case in loaded.cases):
+        try:
+            cases.append((suite.seeds, case, resolve_case_loras(case, library)))
+        except (CkptbenchError, ValueError) as error:
+            message = f"case {case.suite}/{case.case_id}: {error}"
+            store.put_failure(run_id, "case", message)
+            console.print(f"[red]skipped[/]: {message}")
+    return cases
+
+
 def _generate(spec: BenchmarkSpec, store: Store, run_id: int, device: torch.device,
               resolved: dict[str, ResolvedCheckpoint], todo: dict[str, list[ImageJob]], outcome: RunOutcome,
               console: Console) -> None:
-    generator = DiffusersGenerator(device, spec.generation.batch_size)
+    generator = DiffusersGenerator(device, spec.generation.batch_size, spec.generation.allow_pickle_loras)
     done_keys: set[str] = set()
+    warned: set[tuple[str, str]] = set()
     with _progress(console) as progress:
         for name, jobs in todo.items():
             # The same image may be asked for twice (one file under two names): make it once.
@@ -159,6 +187,11 @@ def _generate(spec: BenchmarkSpec, store: Store, run_id: int, device: torch.devi
                     if isinstance(result, FailedImage):
                         store.put_failure(run_id, "image", result.error, checkpoint=name, image_key=result.job.key)
                     else:
+                        for warning in result.warnings:  # once per checkpoint, not once per image
+                            if (name, warning) not in warned:
+                                warned.add((name, warning))
+                                store.put_failure(run_id, "warning", warning, checkpoint=name,
+                                                  image_key=result.job.key)
                         job = result.job
                         store.put_image(job.key, result.image, result.infotext,
                                         checkpoint_sha256=job.checkpoint_sha256, prompt=job.prompt,

@@ -15,8 +15,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ckptbench.errors import SpecError
+from ckptbench.presets import PresetName, apply_preset
 
 Dtype = Literal["auto", "fp32", "fp16", "bf16"]
+SuiteKind = Literal["quality", "style", "lora"]
+SuiteFormat = Literal["ghostreview-prompts", "ghostreview-styles", "ghostreview-loras", "partiprompts", "infotext"]
+BuiltinSuite = Literal["quality", "styles"]
 
 
 class _Strict(BaseModel):
@@ -30,6 +34,9 @@ class BenchmarkInfo(_Strict):
     )
     bootstrap: int = Field(default=1000, ge=100, description="Bootstrap resamples for confidence intervals.")
     analysis_seed: int = Field(default=0, description="Seed of the bootstrap, so intervals are reproducible.")
+    preset: PresetName | None = Field(
+        default=None, description="Start from a preset ('ghostreview', 'quick'); every key set here overrides it."
+    )
 
 
 class CheckpointSpec(_Strict):
@@ -66,6 +73,49 @@ class SeedRange(_Strict):
         return self
 
 
+def _expand_seeds(value: Any) -> Any:
+    if isinstance(value, dict):
+        seed_range = SeedRange.model_validate(value)
+        return tuple(range(seed_range.start, seed_range.to + 1))
+    return value
+
+
+def _check_seeds(value: tuple[int, ...]) -> tuple[int, ...]:
+    if not value:
+        raise ValueError("give at least one seed")
+    if len(set(value)) != len(value):
+        raise ValueError("seeds repeat; each seed must appear once")
+    if any(seed < 0 or seed >= 2**63 for seed in value):
+        raise ValueError("seeds must be between 0 and 2**63 - 1")
+    return value
+
+
+LATENT_UPSCALERS = ("latent", "latent-antialiased", "latent-bicubic", "latent-bicubic-antialiased", "latent-nearest",
+                    "latent-nearest-exact")
+PIXEL_UPSCALERS = ("lanczos", "nearest")
+PICKLE_UPSCALER_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+
+
+class HiresSpec(_Strict):
+    """A1111's hires fix: sample at the base size, upscale, then img2img at the larger size."""
+
+    scale: float = Field(default=2.0, ge=1.0, le=8.0, description="Upscale factor of the second pass.")
+    denoise: float = Field(default=0.7, gt=0.0, le=1.0, description="Denoising strength of the second pass.")
+    steps: int = Field(default=0, ge=0, le=500, description="Steps of the second pass; 0 = the base steps.")
+    upscaler: str = Field(
+        default="latent",
+        description=f"One of {', '.join(LATENT_UPSCALERS + PIXEL_UPSCALERS)}, or an ESRGAN-family model file "
+        "(.safetensors; .pth only with allow_pickle).",
+    )
+    allow_pickle: bool = Field(
+        default=False, description="Allow a pickle upscaler file (.pth/.pt), loaded only with weights_only=True."
+    )
+
+    @property
+    def upscaler_is_file(self) -> bool:
+        return self.upscaler not in LATENT_UPSCALERS + PIXEL_UPSCALERS
+
+
 class GenerationSettings(_Strict):
     sampler: str = Field(default="Euler a", description="A1111 sampler name, e.g. 'DPM++ 2M Karras'.")
     steps: int = Field(default=20, ge=1, le=500)
@@ -73,29 +123,32 @@ class GenerationSettings(_Strict):
     width: int = Field(default=512, ge=8, le=4096)
     height: int = Field(default=512, ge=8, le=4096)
     seeds: tuple[int, ...] = Field(default=(1, 2, 3, 4), description="A list, or {from = 1, to = 32}.")
+    lora_seeds: tuple[int, ...] | None = Field(
+        default=None, description="Seeds of LoRA suites (GhostReview makes 20 images per LoRA); default: `seeds`."
+    )
     batch_size: int = Field(default=4, ge=1, le=256)
     negative_prompt: str = ""
     dtype: Dtype = Field(default="auto", description="'auto' is fp32 on CPU and fp16 on a GPU.")
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps'.")
+    lora_dirs: tuple[Path, ...] = Field(
+        default=(), description="Folders where <lora:name> tags and suite LoRAs are looked up by file stem."
+    )
+    default_lora_weight: float = Field(default=0.8, ge=-10.0, le=10.0,
+                                       description="Weight of a LoRA named without one (<lora:name>).")
+    allow_pickle_loras: bool = Field(
+        default=False, description="Allow pickle LoRA files (.pt/.ckpt/.bin), loaded only with weights_only=True."
+    )
+    hires: HiresSpec | None = Field(default=None, description="A1111 hires fix; absent = off.")
 
-    @field_validator("seeds", mode="before")
+    @field_validator("seeds", "lora_seeds", mode="before")
     @classmethod
     def _expand_seed_range(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            seed_range = SeedRange.model_validate(value)
-            return tuple(range(seed_range.start, seed_range.to + 1))
-        return value
+        return _expand_seeds(value)
 
-    @field_validator("seeds")
+    @field_validator("seeds", "lora_seeds")
     @classmethod
-    def _seeds_unique(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if not value:
-            raise ValueError("give at least one seed")
-        if len(set(value)) != len(value):
-            raise ValueError("seeds repeat; each seed must appear once")
-        if any(seed < 0 or seed >= 2**63 for seed in value):
-            raise ValueError("seeds must be between 0 and 2**63 - 1")
-        return value
+    def _seeds_unique(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        return None if value is None else _check_seeds(value)
 
     @field_validator("width", "height")
     @classmethod
@@ -105,9 +158,92 @@ class GenerationSettings(_Strict):
         return value
 
 
+_SUITE_SOURCES = ("prompts", "file", "builtin", "format")
+_FORMAT_KIND: dict[str, SuiteKind] = {"ghostreview-styles": "style", "ghostreview-loras": "lora"}
+
+
 class SuiteSpec(_Strict):
-    name: str
-    prompts: tuple[str, ...] = Field(min_length=1, description="Inline prompts, one case each.")
+    """One suite of cases, from exactly one source: inline ``prompts``, a suite ``file`` (ckptbench TOML), a
+    ``builtin`` suite shipped with ckptbench, or an external ``format`` read from ``path``."""
+
+    name: str = Field(description="Name of the suite in tables; default: the builtin's, file's or format's name.")
+    prompts: tuple[str, ...] | None = Field(default=None, min_length=1, description="Inline prompts, one case each.")
+    file: Path | None = Field(default=None, description="A ckptbench suite file (TOML, see docs/suites.md).")
+    builtin: BuiltinSuite | None = Field(default=None, description="A suite shipped with ckptbench.")
+    format: SuiteFormat | None = Field(default=None, description="An external prompt source read from `path`.")
+    path: Path | None = Field(default=None, description="File or folder the `format` is read from.")
+    kind: SuiteKind | None = Field(default=None, description="quality, style or lora; default: from the source.")
+    seeds: tuple[int, ...] | None = Field(default=None, description="Seeds of this suite; default: [generation].")
+    negative_prompt: str | None = Field(default=None, description="Negative prompt of cases that set none.")
+    references: Path | None = Field(
+        default=None, description="Folder of reference images (style suites: one sub-folder per style).")
+    showcase_models: Path | None = Field(
+        default=None, description="LoRAUseModel-style CSV naming the checkpoint each showcase was made with.")
+    lora_files: dict[str, str] = Field(
+        default_factory=dict, description="LoRA name → file name, path or hash ('autov2:…'), for every case.")
+    category: tuple[str, ...] = Field(default=(), description="partiprompts: keep these categories only.")
+    challenge: tuple[str, ...] = Field(default=(), description="partiprompts: keep these challenges only.")
+    limit: int | None = Field(default=None, ge=1, description="Keep the first N cases (after filtering).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "name" not in data:
+            if isinstance(data.get("builtin"), str):
+                return {**data, "name": data["builtin"]}
+            if isinstance(data.get("file"), str):
+                return {**data, "name": Path(data["file"]).stem}
+            if isinstance(data.get("format"), str):
+                return {**data, "name": data["format"]}
+        return data
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _expand_seed_range(cls, value: Any) -> Any:
+        return _expand_seeds(value)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_unique(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        return None if value is None else _check_seeds(value)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SuiteSpec:
+        given = [key for key in _SUITE_SOURCES if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one source: `prompts`, `file`, `builtin` or `format` (with `path`)"
+                             + (f"; got {', '.join(given)}" if given else ""))
+        if (self.format is None) != (self.path is None):
+            raise ValueError("`path` goes with `format` (the file or folder that format is read from)")
+        if (self.category or self.challenge) and self.format != "partiprompts":
+            raise ValueError("`category` and `challenge` filter PartiPrompts; use them with format = 'partiprompts'")
+        if self.showcase_models is not None and self.format not in ("ghostreview-loras", None):
+            raise ValueError("`showcase_models` belongs to LoRA suites (format 'ghostreview-loras' or a suite file)")
+        return self
+
+    @property
+    def declared_kind(self) -> SuiteKind | None:
+        """The kind the spec or the source fixes before the cases are read (None: from the suite file)."""
+        if self.kind is not None:
+            return self.kind
+        if self.builtin == "styles":
+            return "style"
+        if self.format is not None:
+            return _FORMAT_KIND.get(self.format, "quality" if self.format != "infotext" else None)
+        return "quality" if self.prompts is not None else None
+
+
+class AnalysisSpec(_Strict):
+    """How results are analysed (docs/results.md)."""
+
+    baseline: str | None = Field(
+        default=None, description="Checkpoint every other one is compared with on shared cells (pool-independent).")
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="Good-image threshold τ per scorer (overrides the documented defaults).")
+    composite: dict[str, float] = Field(
+        default_factory=dict, description="Weights of the composite ranking, per scorer.")
+    within_prompt: tuple[str, ...] = Field(
+        default=(), description="More scorers whose values are compared only within a prompt (preference models).")
 
 
 class ScorerOptions(_Strict):
@@ -151,6 +287,7 @@ class BenchmarkSpec(_Strict):
     generation: GenerationSettings = GenerationSettings()
     suites: Annotated[tuple[SuiteSpec, ...], Field(min_length=1)]
     scorers: ScorersSpec
+    analysis: AnalysisSpec = AnalysisSpec()
     spec_path: Path | None = Field(default=None, exclude=True, description="Where the spec was read from.")
 
     @model_validator(mode="after")
@@ -160,6 +297,16 @@ class BenchmarkSpec(_Strict):
             repeated = sorted({n for n in names if names.count(n) > 1})
             if repeated:
                 raise ValueError(f"{label} names must be unique; repeated: {', '.join(repeated)}")
+        names = [c.name for c in self.checkpoints]
+        if self.analysis.baseline is not None and self.analysis.baseline not in names:
+            hint = _did_you_mean(self.analysis.baseline, names)
+            raise ValueError(f"analysis.baseline '{self.analysis.baseline}' is not a checkpoint name{hint}")
+        for table in ("thresholds", "composite"):
+            known = set(self.scorers.use) | {name.split(":", 1)[0] for name in self.scorers.use}
+            for scorer in getattr(self.analysis, table):
+                if scorer not in known:
+                    hint = _did_you_mean(scorer, sorted(known))
+                    raise ValueError(f"analysis.{table} names scorer '{scorer}', which is not in scorers.use{hint}")
         return self
 
     @property
@@ -192,10 +339,11 @@ def load_spec(path: Path | str) -> BenchmarkSpec:
 
 def spec_from_dict(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
     """Validate a parsed spec; relative paths are taken relative to ``path``'s folder."""
+    raw = apply_preset(raw, path)
     try:
         spec = BenchmarkSpec.model_validate({**raw, "spec_path": path.resolve()})
     except ValidationError as error:
-        raise SpecError(_describe(error, path)) from None
+        raise SpecError(describe_validation_error(error, path)) from None
     spec = _resolve_paths(spec, path.resolve().parent)
     _check_files_exist(spec, path)
     return spec
@@ -209,13 +357,29 @@ def _resolve_paths(spec: BenchmarkSpec, base: Path) -> BenchmarkSpec:
         c.model_copy(update={"path": resolve(c.path), "config": resolve(c.config)}) for c in spec.checkpoints
     )
     info = spec.benchmark.model_copy(update={"store": resolve(spec.benchmark.store) or base})
+    generation = _resolve_generation_paths(spec.generation, base)
     options = {
         name: opts.model_copy(update={"head": _resolve_if_local(opts.head, base),
                                       "model": _resolve_if_local(opts.model, base)})
         for name, opts in spec.scorers.options.items()
     }
     scorers = spec.scorers.model_copy(update={"options": options})
-    return spec.model_copy(update={"checkpoints": checkpoints, "benchmark": info, "scorers": scorers})
+    suites = tuple(
+        suite.model_copy(update={field: resolve(getattr(suite, field))
+                                 for field in ("file", "path", "references", "showcase_models")})
+        for suite in spec.suites
+    )
+    return spec.model_copy(update={"checkpoints": checkpoints, "benchmark": info, "scorers": scorers,
+                                   "generation": generation, "suites": suites})
+
+
+def _resolve_generation_paths(generation: GenerationSettings, base: Path) -> GenerationSettings:
+    update: dict[str, Any] = {"lora_dirs": tuple((base / d.expanduser()).resolve() for d in generation.lora_dirs)}
+    hires = generation.hires
+    if hires is not None and hires.upscaler_is_file:
+        upscaler = str((base / Path(hires.upscaler).expanduser()).resolve())
+        update["hires"] = hires.model_copy(update={"upscaler": upscaler})
+    return generation.model_copy(update=update)
 
 
 def _resolve_if_local(value: str | None, base: Path) -> str | None:
@@ -237,6 +401,24 @@ def _check_files_exist(spec: BenchmarkSpec, path: Path) -> None:
                     f"{path}: checkpoints[{index}].{field} ('{checkpoint.name}'): {value} does not exist; "
                     "fix the path (relative paths are taken from the spec's folder)."
                 )
+    for index, suite in enumerate(spec.suites):
+        for field in ("file", "path", "references", "showcase_models"):
+            value = getattr(suite, field)
+            if value is not None and not value.exists():
+                raise SpecError(
+                    f"{path}: suites[{index}].{field} ('{suite.name}'): {value} does not exist; "
+                    "fix the path (relative paths are taken from the spec's folder)."
+                )
+    for index, folder in enumerate(spec.generation.lora_dirs):
+        if not folder.is_dir():
+            raise SpecError(f"{path}: generation.lora_dirs[{index}]: {folder} is not a folder; fix the path "
+                            "(relative paths are taken from the spec's folder).")
+    hires = spec.generation.hires
+    if hires is not None and hires.upscaler_is_file and not Path(hires.upscaler).is_file():
+        raise SpecError(
+            f"{path}: generation.hires.upscaler: {hires.upscaler} is neither a known upscaler "
+            f"({', '.join(LATENT_UPSCALERS + PIXEL_UPSCALERS)}) nor an existing model file; fix the name or path."
+        )
     for name, options in spec.scorers.options.items():
         for field in ("model", "head"):
             value = getattr(options, field)
@@ -246,20 +428,21 @@ def _check_files_exist(spec: BenchmarkSpec, path: Path) -> None:
                 )
 
 
-def _describe(error: ValidationError, path: Path) -> str:
-    messages = [_describe_one(item, path) for item in error.errors()]
+def describe_validation_error(error: ValidationError, path: Path, root: type[BaseModel] | None = None) -> str:
+    """One sentence (plus a count of further problems) for a validation error of ``root`` read from ``path``."""
+    messages = [_describe_one(item, path, root or BenchmarkSpec) for item in error.errors()]
     if len(messages) == 1:
         return messages[0]
     return messages[0] + f" (and {len(messages) - 1} more problem(s): " + "; ".join(
         m.split(": ", 1)[-1] for m in messages[1:4]) + ")"
 
 
-def _describe_one(item: Any, path: Path) -> str:
+def _describe_one(item: Any, path: Path, root: type[BaseModel]) -> str:
     loc = tuple(part for part in item["loc"] if part not in ("function-after", "function-before"))
     where = _format_loc(loc)
     kind = item["type"]
     if kind == "extra_forbidden":
-        valid = _valid_keys_at(loc[:-1])
+        valid = _valid_keys_at(loc[:-1], root)
         hint = _did_you_mean(str(loc[-1]), valid)
         listing = f" Valid keys here: {', '.join(sorted(valid))}." if valid and not hint else ""
         return f"{path}: unknown key '{where}'{hint}; remove or rename it.{listing}"
@@ -281,8 +464,8 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return text.replace(".options.", ".")
 
 
-def _valid_keys_at(loc: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] | None = BenchmarkSpec
+def _valid_keys_at(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
+    model: type[BaseModel] | None = root
     parts = [part for part in loc if not isinstance(part, int)]
     index = 0
     while index < len(parts) and model is not None:

@@ -63,6 +63,9 @@ CREATE TABLE IF NOT EXISTS run_checkpoints (
 CREATE TABLE IF NOT EXISTS run_failures (
     run_id INTEGER NOT NULL, scope TEXT NOT NULL, checkpoint TEXT, image_key TEXT, scorer TEXT,
     message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS run_cases (
+    run_id INTEGER NOT NULL, suite TEXT NOT NULL, case_id TEXT NOT NULL, case_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, suite, case_id));
 CREATE INDEX IF NOT EXISTS run_items_by_image ON run_items (image_key);
 """
 
@@ -265,6 +268,19 @@ class Store:
         with self.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO run_scores VALUES (?, ?, ?, ?, ?)",
                            [(run_id, *row) for row in rows])
+
+    def put_run_cases(self, run_id: int, cases: Sequence[tuple[str, str, dict[str, object]]]) -> None:
+        """(suite, case id, metadata) of every case a run asked for: kind, style, LoRAs, references,
+        showcase checkpoints — what the analysis needs beyond the scores (NoTM, matrices)."""
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO run_cases VALUES (?, ?, ?, ?)",
+                           [(run_id, suite, case_id, json.dumps(meta, sort_keys=True, default=str))
+                            for suite, case_id, meta in cases])
+
+    def run_cases(self, run_id: int) -> dict[tuple[str, str], dict[str, Any]]:
+        rows = self._db.execute("SELECT suite, case_id, case_json FROM run_cases WHERE run_id = ?",
+                                (run_id,)).fetchall()
+        return {(row[0], row[1]): json.loads(row[2]) for row in rows}
 
     def put_run_checkpoint(self, run_id: int, name: str, source: str, sha256: str | None, status: str,
                            error: str | None) -> None:

@@ -44,6 +44,16 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float
     return float(low), float(high)
 
 
+def finite_interval(samples: np.ndarray, level: float = 0.95) -> list[float | None]:
+    """Percentile interval over the finite samples (a resample that drew no data is NaN); JSON-ready."""
+    finite = samples[np.isfinite(samples)]
+    if finite.size == 0:
+        return [None, None]
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(finite, [tail, 100.0 - tail])
+    return [float(low), float(high)]
+
+
 def stable_rng(seed: int, *labels: str) -> np.random.Generator:
     """A generator that depends only on the seed and the labels, so adding a checkpoint to the pool never
     changes another checkpoint's interval."""

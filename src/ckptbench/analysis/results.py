@@ -6,12 +6,29 @@ from typing import Any
 
 import pandas as pd
 
+from ckptbench.analysis.analyze import analyze
+from ckptbench.analysis.suite import AnalysisSettings
 from ckptbench.analysis.summary import summarize
 from ckptbench.errors import StoreError
 from ckptbench.hashing import autov2
 from ckptbench.store import Store
+from ckptbench.suites.notm import CheckpointIdentity
 
 RESULTS_SCHEMA = "ckptbench.results/1"
+
+
+def analysis_settings(spec: dict[str, Any]) -> AnalysisSettings:
+    """The analysis settings of a run, read from the effective spec it recorded."""
+    benchmark = spec.get("benchmark", {})
+    section = spec.get("analysis") or {}
+    return AnalysisSettings(
+        resamples=int(benchmark.get("bootstrap", 1000)),
+        seed=int(benchmark.get("analysis_seed", 0)),
+        baseline=section.get("baseline"),
+        thresholds={str(k): float(v) for k, v in (section.get("thresholds") or {}).items()},
+        composite={str(k): float(v) for k, v in (section.get("composite") or {}).items()},
+        within_prompt=frozenset(section.get("within_prompt") or ()),
+    )
 
 
 def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -23,11 +40,22 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
     spec: dict[str, Any] = run["spec"]
     frame = store.frame(run_id)
     items = store.run_items(run_id)
-    analysis = spec.get("benchmark", {})
-    summaries = summarize(frame, int(analysis.get("bootstrap", 1000)), int(analysis.get("analysis_seed", 0)))
+    benchmark = spec.get("benchmark", {})
+    summaries = summarize(frame, int(benchmark.get("bootstrap", 1000)), int(benchmark.get("analysis_seed", 0)))
     scorer_keys = store.run_scorer_keys(run_id)
     infos = store.scorer_infos(scorer_keys.values())
     failures = store.run_failures(run_id)
+    identities = [CheckpointIdentity(str(c["name"]), str(c["source"]) if c["source"] else None,
+                                     str(c["sha256"]) if c["sha256"] else None)
+                  for c in store.run_checkpoints(run_id)]
+    directions = {name: info.get("higher_is_better") for name, key in scorer_keys.items()
+                  if (info := infos.get(key)) is not None}
+    settings = analysis_settings(spec)
+    if settings.baseline is not None and settings.baseline not in {c.name for c in identities}:
+        raise StoreError(f"{store.root}: run {run_id}: analysis.baseline '{settings.baseline}' is not a checkpoint "
+                         "of this run; name one of: " + ", ".join(c.name for c in identities) + ".")
+    analysis = analyze(frame, settings, checkpoints=identities, cases=store.run_cases(run_id),
+                       directions=directions)
     checkpoints = []
     for entry in store.run_checkpoints(run_id):
         name = str(entry["name"])
@@ -49,11 +77,12 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
     started, finished = run["started_at"], run["finished_at"]
     results = {
         "schema": RESULTS_SCHEMA,
-        "benchmark": {"name": analysis.get("name"), "store": str(store.root)},
+        "benchmark": {"name": benchmark.get("name"), "preset": benchmark.get("preset"), "store": str(store.root)},
         "run": {"id": run_id, "status": run["status"], "started_at": started, "finished_at": finished,
                 "duration_s": (finished - started) if finished else None},
         "checkpoints": checkpoints,
         "scorers": {name: _scorer_entry(infos.get(key, {})) for name, key in sorted(scorer_keys.items())},
+        "analysis": analysis,
         "failures": failures,
         "text_truncated": provenance.get("text_truncated", {}),
         "provenance": provenance,

@@ -4,12 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from PIL import Image
 
 from ckptbench.hashing import content_key
 from ckptbench.suites import Case
+
+
+@dataclass(frozen=True)
+class HiresSettings:
+    """A1111's hires fix as planned: the upscaler is a built-in name or a model file known by its sha256."""
+
+    scale: float
+    denoise: float
+    steps: int  # 0 = the base steps
+    upscaler: str  # a built-in name ("latent", "lanczos", ...) or the model file's path
+    upscaler_sha256: str | None = None  # set when the upscaler is a model file
+    allow_pickle: bool = False  # the spec allowed a pickle upscaler file (loaded with weights_only=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        # The file's content, not its path, changes the pixels.
+        upscaler = self.upscaler_sha256 or self.upscaler
+        return {"scale": self.scale, "denoise": self.denoise, "steps": self.steps, "upscaler": upscaler}
 
 
 @dataclass(frozen=True)
@@ -22,10 +40,27 @@ class SamplingSettings:
     width: int
     height: int
     dtype: str  # resolved: fp32 / fp16 / bf16
+    hires: HiresSettings | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sampler": self.sampler, "steps": self.steps, "cfg": self.cfg, "width": self.width,
-                "height": self.height, "dtype": self.dtype}
+        settings: dict[str, Any] = {"sampler": self.sampler, "steps": self.steps, "cfg": self.cfg,
+                                    "width": self.width, "height": self.height, "dtype": self.dtype}
+        if self.hires is not None:  # absent rather than null, so keys of images without hires fix stay as they were
+            settings["hires"] = self.hires.as_dict()
+        return settings
+
+
+@dataclass(frozen=True, order=True)
+class LoraUse:
+    """A LoRA applied to an image: resolved to a file, known by its content, with the weight it is applied at."""
+
+    sha256: str
+    weight: float
+    name: str  # as named in the prompt or suite (the file's stem)
+    path: Path
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "weight": self.weight}
 
 
 @dataclass(frozen=True)
@@ -40,20 +75,24 @@ class ImageJob:
     negative_prompt: str
     settings: SamplingSettings
     backend: str  # generator backend id and version: a new version may change pixels
+    loras: tuple[LoraUse, ...] = ()  # sorted by file content; the prompt's <lora:…> tags and the suite's LoRAs
 
     @property
     def key(self) -> str:
         return image_key(self.checkpoint_sha256, self.prompt, self.negative_prompt, self.seed, self.settings,
-                         self.backend)
+                         self.backend, self.loras)
 
 
 def image_key(checkpoint_sha256: str, prompt: str, negative_prompt: str, seed: int, settings: SamplingSettings,
-              backend: str) -> str:
+              backend: str, loras: Sequence[LoraUse] = ()) -> str:
     """Content key of an image: a hash of everything that changes its pixels (batch size does not)."""
-    return content_key({
+    fields: dict[str, Any] = {
         "checkpoint": checkpoint_sha256, "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed,
         "settings": settings.as_dict(), "backend": backend,
-    })
+    }
+    if loras:  # absent rather than empty, so keys of images without LoRAs stay as they were
+        fields["loras"] = [lora.as_dict() for lora in loras]
+    return content_key(fields)
 
 
 @dataclass(frozen=True)
@@ -62,6 +101,7 @@ class GeneratedImage:
     image: Image.Image
     infotext: str
     seconds: float
+    warnings: tuple[str, ...] = ()  # e.g. a LoRA that matched only part of the model, a VAE decode redone in fp32
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Suites of cases: what to generate, independent of checkpoint and seed."""
 
-from ckptbench.suites.case import Case, cases_from_spec
+from ckptbench.suites.case import Case
 
-__all__ = ["Case", "cases_from_spec"]
+__all__ = ["Case"]

@@ -1,0 +1,127 @@
+"""Paired comparisons of checkpoints on identical (case, seed) cells.
+
+Two checkpoints are compared only on the cells both have a value for (a missing or failed image drops
+that cell for this pair alone). Per pair: the mean difference with a 95% interval from the joint cluster
+bootstrap; the win rate (share of shared cells where the first is better, ties count half); and Wilcoxon
+signed-rank p-values, Holm-corrected over all pairs of the same suite and scorer.
+
+Two p-values are given. ``p_cases`` tests the per-case mean differences: cases are the independent
+units of the design, so this is the one to trust. ``p_cells`` tests the per-image differences as if
+every image were independent; images of one case share the case's effect, so it overstates the
+evidence when cases differ, and is kept for comparison with tools that report it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ckptbench.analysis.bootstrap import finite_interval
+from ckptbench.analysis.joint import resampled_means
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment (family-wise error); ``None`` entries are left out and stay ``None``."""
+    indexed = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    count = len(indexed)
+    for rank, (p, index) in enumerate(indexed):
+        running = max(running, min(1.0, (count - rank) * p))
+        adjusted[index] = running
+    return adjusted
+
+
+def wilcoxon_p(differences: np.ndarray) -> float | None:
+    """Two-sided Wilcoxon signed-rank p-value; 1.0 when every difference is zero, None without data."""
+    return wilcoxon_many([differences])[0]
+
+
+def wilcoxon_many(samples: Sequence[np.ndarray]) -> list[float | None]:
+    """``wilcoxon_p`` of many samples; samples of equal length go to scipy in one vectorised call."""
+    cleaned = [sample[np.isfinite(sample)] for sample in samples]
+    result: list[float | None] = [None] * len(cleaned)
+    by_length: dict[int, list[int]] = {}
+    for index, sample in enumerate(cleaned):
+        if sample.size == 0:
+            continue
+        if not np.any(sample != 0):
+            result[index] = 1.0
+            continue
+        by_length.setdefault(sample.size, []).append(index)
+    for indices in by_length.values():
+        stacked = np.stack([cleaned[i] for i in indices])
+        p_values = np.atleast_1d(stats.wilcoxon(stacked, axis=1, zero_method="wilcox", alternative="two-sided").pvalue)
+        for i, p in zip(indices, p_values, strict=True):
+            result[i] = float(p) if np.isfinite(p) else None
+    return result
+
+
+def compare_pair(first: np.ndarray, second: np.ndarray, boot: np.ndarray, higher_is_better: bool,
+                 with_p_values: bool = True) -> dict[str, Any]:
+    """Compare two (cases, seeds) arrays on their shared cells; difference = first − second.
+
+    ``boot`` holds the bootstrap means of the difference (``pair_bootstrap``)."""
+    difference = first - second
+    shared = np.isfinite(difference)
+    either = np.isfinite(first) | np.isfinite(second)
+    result: dict[str, Any] = {"n_cells": int(shared.sum()), "excluded_cells": int((either & ~shared).sum())}
+    if not shared.any():
+        return {**result, "n_cases": 0, "mean_diff": None, "ci95": [None, None], "win_rate": None,
+                "p_cells": None, "p_cases": None}
+    values = difference[shared]
+    sign = 1.0 if higher_is_better else -1.0
+    better = np.sign(values * sign)
+    entry = {
+        **result,
+        "n_cases": int(shared.any(axis=1).sum()),
+        "mean_diff": float(values.mean()),
+        "ci95": finite_interval(boot),
+        "win_rate": float(((better > 0).sum() + 0.5 * (better == 0).sum()) / values.size),
+    }
+    if with_p_values:
+        entry["p_cells"], entry["p_cases"] = wilcoxon_many([values, case_differences(difference)])
+    return entry
+
+
+def case_differences(difference: np.ndarray) -> np.ndarray:
+    """Per case, the mean of the finite cell differences (cases without one are left out)."""
+    finite = np.isfinite(difference)
+    counts = finite.sum(axis=1)
+    sums = np.where(finite, difference, 0.0).sum(axis=1)
+    return sums[counts > 0] / counts[counts > 0]
+
+
+def pair_bootstrap(values: np.ndarray, pairs: Sequence[tuple[int, int]], weights: np.ndarray) -> np.ndarray:
+    """(resamples, pairs) bootstrap means of values[i] − values[j] over the cells both have, all pairs in
+    one matrix product."""
+    if not pairs:
+        return np.empty((weights.shape[0], 0))
+    flat = values.reshape(values.shape[0], -1)
+    differences = np.stack([flat[i] - flat[j] for i, j in pairs])
+    return resampled_means(weights, differences)
+
+
+def all_pairs(values: np.ndarray, names: Sequence[str], weights: np.ndarray, higher_is_better: bool
+              ) -> list[dict[str, Any]]:
+    """Every pair (a, b) with a before b in ``names``; ``values`` is (checkpoints, cases, seeds)."""
+    index_pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
+    boot = pair_bootstrap(values, index_pairs, weights)
+    pairs = []
+    for column, (i, j) in enumerate(index_pairs):
+        entry = compare_pair(values[i], values[j], boot[:, column], higher_is_better, with_p_values=False)
+        diff = entry["mean_diff"]
+        winner = None if diff is None or diff == 0 else (names[i] if (diff > 0) == higher_is_better else names[j])
+        pairs.append({"a": names[i], "b": names[j], "better": winner, **entry})
+    differences = [values[i] - values[j] for i, j in index_pairs]
+    for pair, p in zip(pairs, wilcoxon_many([d[np.isfinite(d)] for d in differences]), strict=True):
+        pair["p_cells"] = p
+    for pair, p in zip(pairs, wilcoxon_many([case_differences(d) for d in differences]), strict=True):
+        pair["p_cases"] = p
+    for field in ("p_cells", "p_cases"):
+        for pair, adjusted in zip(pairs, holm([p[field] for p in pairs]), strict=True):
+            pair[f"{field}_holm"] = adjusted
+    return pairs

@@ -1,0 +1,211 @@
+"""A1111's hires fix: first pass at the base size, upscale, then img2img at the larger size.
+
+Faithful to A1111 (``processing.py`` ``sample_hr_pass`` and ``setup_img2img_steps``):
+
+* "Latent" upscalers interpolate the latents (bilinear, no antialiasing, for plain "Latent"); pixel
+  upscalers decode, resize with PIL (or an ESRGAN-family model, then Lanczos to the exact size) and
+  encode again;
+* the second pass runs ``hires steps`` (0 = the base steps) denoising steps: A1111 builds a schedule of
+  ``int(steps / min(denoise, 0.999))`` steps and runs its last ``steps``; we ask diffusers for the same;
+* its noise comes from the same per-image seeds, as A1111 re-seeds its generator for the second pass;
+* the img2img pipeline shares every loaded module (UNet, VAE, text encoders, active LoRAs) with the
+  text-to-image pipeline: nothing is loaded twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ckptbench.errors import ModelFileError, SpecError
+from ckptbench.generate.base import HiresSettings
+from ckptbench.generate.decode import decode_latents
+from ckptbench.hashing import DigestCache, sha256_file
+from ckptbench.spec import LATENT_UPSCALERS, PICKLE_UPSCALER_SUFFIXES, HiresSpec
+
+# spec name → (torch interpolate mode, antialias, the name A1111 writes in its infotext)
+_LATENT_MODES = {
+    "latent": ("bilinear", False, "Latent"),
+    "latent-antialiased": ("bilinear", True, "Latent (antialiased)"),
+    "latent-bicubic": ("bicubic", False, "Latent (bicubic)"),
+    "latent-bicubic-antialiased": ("bicubic", True, "Latent (bicubic antialiased)"),
+    "latent-nearest": ("nearest", False, "Latent (nearest)"),
+    "latent-nearest-exact": ("nearest-exact", False, "Latent (nearest-exact)"),
+}
+_PIXEL_MODES = {"lanczos": (Image.Resampling.LANCZOS, "Lanczos"), "nearest": (Image.Resampling.NEAREST, "Nearest")}
+assert set(_LATENT_MODES) == set(LATENT_UPSCALERS)
+
+
+def hires_settings(spec: HiresSpec | None, cache: DigestCache | None = None) -> HiresSettings | None:
+    """The planned hires fix; an upscaler model file is known by its content hash."""
+    if spec is None:
+        return None
+    digest = None
+    if spec.upscaler_is_file:
+        path = Path(spec.upscaler)
+        if path.suffix.lower() in PICKLE_UPSCALER_SUFFIXES and not spec.allow_pickle:
+            raise SpecError(f"generation.hires.upscaler: {path} is a pickle file, which can run code when loaded; "
+                            "convert it to .safetensors, or set generation.hires.allow_pickle = true to load it "
+                            "with torch.load(weights_only=True).")
+        digest = sha256_file(path, cache)
+    return HiresSettings(scale=spec.scale, denoise=spec.denoise, steps=spec.steps, upscaler=spec.upscaler,
+                         upscaler_sha256=digest, allow_pickle=spec.allow_pickle)
+
+
+def target_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """A1111's ``int(size * scale)``, down to the VAE's 8-pixel grid as its latent upscale does."""
+    return int(width * scale) // 8 * 8, int(height * scale) // 8 * 8
+
+
+def second_pass_schedule(base_steps: int, hires: HiresSettings) -> tuple[int, float, int]:
+    """(schedule length, diffusers strength, steps run) reproducing A1111's ``setup_img2img_steps``.
+
+    diffusers runs ``int(schedule * strength)`` steps from the end of the schedule; asking for half a
+    step more than A1111 runs makes that integer exact despite float rounding.
+    """
+    requested = hires.steps or base_steps
+    schedule = int(requested / min(hires.denoise, 0.999))
+    strength = min(1.0, (requested + 0.5) / schedule)
+    return schedule, strength, requested
+
+
+def upscaler_label(hires: HiresSettings) -> str:
+    """The upscaler's name as A1111 writes it in the infotext ("Latent", "Lanczos", a model's name)."""
+    if hires.upscaler in _LATENT_MODES:
+        return _LATENT_MODES[hires.upscaler][2]
+    if hires.upscaler in _PIXEL_MODES:
+        return _PIXEL_MODES[hires.upscaler][1]
+    return Path(hires.upscaler).stem
+
+
+def infotext_fields(base_steps: int, hires: HiresSettings) -> dict[str, object]:
+    return {"Denoising strength": f"{hires.denoise:g}", "Hires upscale": f"{hires.scale:g}",
+            "Hires steps": second_pass_schedule(base_steps, hires)[2], "Hires upscaler": upscaler_label(hires)}
+
+
+@dataclass(frozen=True)
+class HiresOutput:
+    latents: torch.Tensor
+    failures: tuple[str | None, ...]  # images already broken after the first pass (pixel upscalers decode it)
+    warnings: tuple[str, ...] = ()
+
+
+class HiresFix:
+    """The second pass for one loaded pipeline; builds its img2img pipeline and upscaler models once."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self._img2img: Any = None
+        self._models: dict[str, Any] = {}
+
+    def run(self, latents: torch.Tensor, settings: Any, text_inputs: Mapping[str, Any], seeds: Sequence[int]
+            ) -> HiresOutput:
+        hires: HiresSettings = settings.hires
+        width, height = target_size(settings.width, settings.height, hires.scale)
+        failures: tuple[str | None, ...] = (None,) * len(latents)
+        warnings: tuple[str, ...] = ()
+        if hires.upscaler in _LATENT_MODES:
+            mode, antialias, _ = _LATENT_MODES[hires.upscaler]
+            factor = self.pipeline.vae_scale_factor
+            image: Any = F.interpolate(latents, size=(height // factor, width // factor), mode=mode,
+                                       antialias=antialias)
+        else:
+            decoded = decode_latents(self.pipeline, latents)
+            failures, warning = decoded.failures, decoded.retry_warning
+            warnings = (warning,) if warning else ()
+            image = [self._upscale_pixels(pixels, width, height, hires) for pixels in decoded.pixels]
+        schedule, strength, _ = second_pass_schedule(settings.steps, hires)
+        img2img = self._img2img_pipeline()
+        img2img.scheduler = self.pipeline.scheduler
+        output = img2img(
+            **text_inputs, image=image, strength=strength, num_inference_steps=schedule,
+            guidance_scale=settings.cfg,
+            generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds], output_type="latent",
+        )
+        return HiresOutput(output.images, failures, warnings)
+
+    def _img2img_pipeline(self) -> Any:
+        if self._img2img is None:
+            from diffusers import AutoPipelineForImage2Image
+
+            self._img2img = AutoPipelineForImage2Image.from_pipe(self.pipeline)
+            self._img2img.set_progress_bar_config(disable=True)
+        return self._img2img
+
+    def _upscale_pixels(self, pixels: torch.Tensor, width: int, height: int, hires: HiresSettings) -> Image.Image:
+        image = _to_pil(pixels)
+        if hires.upscaler in _PIXEL_MODES:
+            return image.resize((width, height), resample=_PIXEL_MODES[hires.upscaler][0])
+        model = self._model(hires)
+        # As A1111's Upscaler.upscale: apply the model up to three times until the target is reached, then
+        # Lanczos to the exact size.
+        for _ in range(3):
+            if image.width >= width and image.height >= height:
+                break
+            before = image.size
+            image = _run_model(model, image)
+            if image.size == before:
+                break
+        if image.size != (width, height):
+            image = image.resize((width, height), resample=Image.Resampling.LANCZOS)
+        return image
+
+    def _model(self, hires: HiresSettings) -> Any:
+        if hires.upscaler not in self._models:
+            device = self.pipeline.unet.device
+            self._models[hires.upscaler] = load_upscaler(Path(hires.upscaler), hires.allow_pickle, device)
+        return self._models[hires.upscaler]
+
+
+def load_upscaler(path: Path, allow_pickle: bool, device: torch.device) -> Any:
+    """An ESRGAN-family image upscaler through spandrel, from a state dict we read ourselves (safely)."""
+    from spandrel import ImageModelDescriptor, ModelLoader
+
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        elif path.suffix.lower() in PICKLE_UPSCALER_SUFFIXES and allow_pickle:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise ModelFileError(f"upscaler {path} is neither .safetensors nor an allowed pickle file; convert it "
+                                 "to .safetensors.")
+        descriptor = ModelLoader().load_from_state_dict(state)
+    except ModelFileError:
+        raise
+    except Exception as error:
+        raise ModelFileError(f"upscaler {path} could not be loaded as an image upscaler ({type(error).__name__}: "
+                             f"{str(error).strip()[:200]}); give an ESRGAN-family model file.") from None
+    if not isinstance(descriptor, ImageModelDescriptor) or descriptor.scale < 2:
+        raise ModelFileError(f"upscaler {path} is a {descriptor.architecture.name} model that does not upscale; "
+                             "give an upscaling model (ESRGAN, Real-ESRGAN, SwinIR, …).")
+    descriptor.to(device).eval()
+    if device.type == "cuda" and descriptor.supports_half:
+        descriptor.half()
+    return descriptor
+
+
+def _run_model(model: Any, image: Image.Image) -> Image.Image:
+    dtype = next(model.model.parameters()).dtype
+    pixels = torch.from_numpy(_pil_array(image)).permute(2, 0, 1)[None].to(model.device, dtype)
+    with torch.inference_mode():
+        upscaled = model(pixels).float().clamp(0, 1)
+    return _to_pil(upscaled[0].cpu())
+
+
+def _pil_array(image: Image.Image) -> Any:
+    import numpy as np
+
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def _to_pil(pixels: torch.Tensor) -> Image.Image:
+    array = (pixels.float().clamp(0, 1).nan_to_num(0.0) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(array)

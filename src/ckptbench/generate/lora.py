@@ -1,0 +1,290 @@
+"""LoRAs: found by name in the spec's folders, read safely, applied with diffusers/peft, checked that they matched.
+
+A LoRA that loads "fine" but names no layer of the model changes nothing, silently; so every LoRA is
+counted after loading: the layers that received its weights against the layers its file names. None is
+an error, part is a warning recorded with the run. Kohya files with LDM block names
+(``lora_unet_input_blocks_1_1_…``) are mapped by diffusers' own converter, which needs the UNet config;
+the SD1/SD2 loader does not pass it (the ``NoMatchingPeftModuleError`` users meet), so we do.
+
+Loaded LoRAs stay on the pipeline as named peft adapters for all the cases of one checkpoint: a batch
+activates its own set with its weights (``set_adapters``) and a batch without LoRAs disables them all,
+which runs the base layers alone, bit for bit as before. ``close`` unloads them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ckptbench.errors import CkptbenchError
+from ckptbench.generate.base import LoraUse
+from ckptbench.hashing import DigestCache, sha256_file
+from ckptbench.prompt import LoraTag, extract_lora_tags
+
+SAFE_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".pt", ".ckpt", ".bin", ".pth")
+# The keys that mark one adapted layer: kohya (lora_down), peft (lora_A), old diffusers attention processors.
+_DOWN_SUFFIXES = ("lora_down.weight", "lora_A.weight", "lora.down.weight")
+_FAMILY_BY_CROSS_ATTENTION = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}
+
+
+class LoraError(CkptbenchError):
+    """A LoRA could not be found, read or applied; the message names the file and the checkpoint."""
+
+
+@dataclass
+class LoraLibrary:
+    """Resolves LoRA names (file stems) in ``[generation] lora_dirs`` to files hashed by content."""
+
+    dirs: tuple[Path, ...]
+    default_weight: float = 0.8
+    allow_pickle: bool = False
+    cache: DigestCache | None = None
+    _index: dict[str, list[Path]] | None = field(default=None, repr=False)
+
+    def loras_for(self, prompt: str, suite_loras: Sequence[LoraTag] = ()) -> tuple[LoraUse, ...]:
+        """The LoRAs one case applies: the prompt's ``<lora:…>`` tags and the suite's, one entry per file."""
+        _, tags = extract_lora_tags(prompt)
+        return combine_loras(self.resolve(tag) for tag in (*tags, *suite_loras))
+
+    def resolve(self, tag: LoraTag) -> LoraUse:
+        path = self.find(tag.name)
+        weight = self.default_weight if tag.weight is None else tag.weight
+        return LoraUse(sha256=sha256_file(path, self.cache), weight=float(weight), name=tag.name, path=path)
+
+    def find(self, name: str) -> Path:
+        if not self.dirs:
+            raise LoraError(f"LoRA '{name}' is named but [generation] lora_dirs is empty; add the folder that holds "
+                            f"{name}.safetensors to lora_dirs.")
+        index = self._build_index()
+        found = index.get(name, [])
+        safe = [path for path in found if path.suffix.lower() in SAFE_SUFFIXES]
+        pickled = [path for path in found if path.suffix.lower() in PICKLE_SUFFIXES]
+        if len(safe) > 1 or (not safe and len(pickled) > 1):
+            listing = ", ".join(str(path) for path in (safe or pickled))
+            raise LoraError(f"LoRA name '{name}' is ambiguous: {listing}; rename or remove all but one of them.")
+        if safe:
+            return safe[0]
+        if pickled:
+            if not self.allow_pickle:
+                raise LoraError(
+                    f"LoRA '{name}' is only available as {pickled[0]}, a pickle file that can run code when loaded; "
+                    "convert it to .safetensors, or set [generation] allow_pickle_loras = true to load it with "
+                    "torch.load(weights_only=True).")
+            return pickled[0]
+        close = difflib.get_close_matches(name, list(index), n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        folders = ", ".join(str(folder) for folder in self.dirs)
+        raise LoraError(f"LoRA '{name}' was not found in lora_dirs ({folders}){hint}; put {name}.safetensors in "
+                        "one of them or fix the name.")
+
+    def _build_index(self) -> dict[str, list[Path]]:
+        if self._index is None:
+            index: dict[str, list[Path]] = {}
+            for folder in self.dirs:
+                for path in sorted(folder.rglob("*")):
+                    if path.is_file() and path.suffix.lower() in SAFE_SUFFIXES + PICKLE_SUFFIXES:
+                        index.setdefault(path.stem, []).append(path)
+            self._index = index
+        return self._index
+
+
+def combine_loras(uses: Iterable[LoraUse]) -> tuple[LoraUse, ...]:
+    """One entry per file, weights of repeats added (as applying a LoRA twice does), in a canonical order."""
+    by_file: dict[str, LoraUse] = {}
+    for use in uses:
+        if use.sha256 in by_file:
+            first = by_file[use.sha256]
+            by_file[use.sha256] = LoraUse(first.sha256, first.weight + use.weight, first.name, first.path)
+        else:
+            by_file[use.sha256] = use
+    return tuple(sorted(by_file.values()))
+
+
+def read_lora_file(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """A LoRA's tensors: safetensors, or a pickle file only when allowed and only with ``weights_only=True``."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in SAFE_SUFFIXES:
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        if suffix in PICKLE_SUFFIXES and allow_pickle:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+            if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+                raise LoraError(f"LoRA file {path} does not hold a flat dictionary of tensors; it is not a LoRA.")
+            return dict(state)
+    except LoraError:
+        raise
+    except Exception as error:
+        raise LoraError(f"LoRA file {path} could not be read ({type(error).__name__}: "
+                        f"{_first_line(error)}); replace it with a complete .safetensors copy.") from None
+    raise LoraError(f"LoRA file {path} is not a .safetensors file; convert it, or allow pickle LoRAs in the spec.")
+
+
+def lora_layer_count(state: dict[str, torch.Tensor]) -> int:
+    """How many model layers a LoRA file adapts (one down/A matrix each)."""
+    return sum(1 for key in state if key.endswith(_DOWN_SUFFIXES))
+
+
+def _cross_attention_widths(state: dict[str, torch.Tensor]) -> set[int]:
+    """Input widths of the LoRA's cross-attention key projections: the text embedding width it was made for."""
+    widths = set()
+    for key, tensor in state.items():
+        flat = key.replace(".", "_")
+        if "attn2_to_k" in flat and flat.endswith(("lora_down_weight", "lora_A_weight")) and tensor.ndim >= 2:
+            widths.add(int(tensor.shape[1]))
+    return widths
+
+
+def _family(width: int) -> str:
+    family = _FAMILY_BY_CROSS_ATTENTION.get(width)
+    return f"{family} (cross-attention width {width})" if family else f"a model with cross-attention width {width}"
+
+
+def check_architecture(state: dict[str, torch.Tensor], pipeline: Any, lora: LoraUse, checkpoint: str) -> None:
+    """Refuse a LoRA made for another family (e.g. SDXL on SD1.5) before peft meets mismatched shapes."""
+    model_width = pipeline.unet.config.cross_attention_dim
+    widths = _cross_attention_widths(state)
+    has_second_encoder = any(key.startswith(("lora_te2_", "text_encoder_2.")) for key in state)
+    if has_second_encoder and getattr(pipeline, "text_encoder_2", None) is None:
+        widths = widths or {2048}
+    if isinstance(model_width, int) and widths and widths != {model_width}:
+        raise LoraError(
+            f"LoRA {lora.path.name} was made for {_family(max(widths))} but checkpoint '{checkpoint}' is "
+            f"{_family(model_width)}; use a LoRA made for the checkpoint's architecture.")
+
+
+@contextlib.contextmanager
+def _quiet_loaders() -> Iterator[None]:
+    """diffusers and transformers narrate adapter loading (and report LoRA keys as 'missing'); we count instead."""
+    loggers = [logging.getLogger(name) for name in ("diffusers", "transformers", "peft")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # peft: "several adapters in the model" is our intent
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:300]
+
+
+def adapter_name(lora: LoraUse) -> str:
+    return f"lora_{lora.sha256[:16]}"
+
+
+class LoraApplier:
+    """Applies LoRA sets to one loaded pipeline; loads each file once and keeps up to ``max_loaded`` adapters."""
+
+    def __init__(self, pipeline: Any, checkpoint: str, allow_pickle: bool = False, max_loaded: int = 8) -> None:
+        self.pipeline = pipeline
+        self.checkpoint = checkpoint
+        self.allow_pickle = allow_pickle
+        self.max_loaded = max_loaded
+        self._loaded: OrderedDict[str, tuple[str, ...]] = OrderedDict()  # adapter → its warnings, oldest first
+        self._failed: dict[str, LoraError] = {}
+
+    def activate(self, loras: Sequence[LoraUse]) -> tuple[str, ...]:
+        """Make exactly ``loras`` (with their weights) act on the next calls; return their warnings."""
+        if not loras:
+            if self._loaded:
+                self.pipeline.disable_lora()
+            return ()
+        names = [adapter_name(lora) for lora in loras]
+        for lora, name in zip(loras, names, strict=True):
+            if name in self._failed:
+                raise self._failed[name]
+            if name in self._loaded:
+                self._loaded.move_to_end(name)
+                continue
+            self._evict(keep=set(names))
+            try:
+                self._loaded[name] = self._load(lora, name)
+            except LoraError as error:
+                self._failed[name] = error  # not read and tried again for every case that names it
+                with contextlib.suppress(Exception):
+                    self.pipeline.delete_adapters(name)
+                raise
+        self.pipeline.enable_lora()
+        self.pipeline.set_adapters(names, [lora.weight for lora in loras])
+        return tuple(warning for name in names for warning in self._loaded[name])
+
+    def close(self) -> None:
+        """Remove every adapter: the pipeline's layers are the base layers again."""
+        if self._loaded:
+            self.pipeline.unload_lora_weights()
+            self._loaded.clear()
+
+    def _evict(self, keep: set[str]) -> None:
+        while len(self._loaded) >= self.max_loaded:
+            oldest = next((name for name in self._loaded if name not in keep), None)
+            if oldest is None:
+                return
+            self.pipeline.delete_adapters(oldest)
+            del self._loaded[oldest]
+
+    def _load(self, lora: LoraUse, name: str) -> tuple[str, ...]:
+        state = read_lora_file(lora.path, self.allow_pickle)
+        expected = lora_layer_count(state)
+        if expected == 0:
+            raise LoraError(f"LoRA file {lora.path.name} holds no LoRA layers (no lora_down/lora_up or lora_A/lora_B "
+                            "tensors; LyCORIS LoHa/LoKr files are not supported); use a LoRA file.")
+        check_architecture(state, self.pipeline, lora, self.checkpoint)
+        from diffusers.loaders import StableDiffusionXLLoraLoaderMixin
+
+        # The SDXL loader passes the UNet config to the kohya converter itself; the SD1/SD2 loader does not.
+        extra = {} if isinstance(self.pipeline, StableDiffusionXLLoraLoaderMixin) else {
+            "unet_config": self.pipeline.unet.config}
+        try:
+            with _quiet_loaders():
+                self.pipeline.load_lora_weights(state, adapter_name=name, **extra)
+        except Exception as error:
+            if "not found in the base model" in str(error) or type(error).__name__ == "NoMatchingPeftModuleError":
+                raise self._no_match(lora, expected) from None
+            raise LoraError(f"LoRA {lora.path.name} could not be applied to checkpoint '{self.checkpoint}' "
+                            f"({type(error).__name__}: {_first_line(error)}); check that it is a LoRA for this "
+                            "checkpoint's architecture.") from None
+        matched = self._count_loaded(name)
+        if matched == 0:
+            raise self._no_match(lora, expected)
+        if matched < expected:
+            return (f"LoRA {lora.path.name} matched only {matched} of its {expected} layers in checkpoint "
+                    f"'{self.checkpoint}'; the other {expected - matched} have no effect.",)
+        return ()
+
+    def _no_match(self, lora: LoraUse, expected: int) -> LoraError:
+        return LoraError(f"LoRA {lora.path.name} matches no layer of checkpoint '{self.checkpoint}' (none of its "
+                         f"{expected} layers was found); check that it is a LoRA for this checkpoint's architecture.")
+
+    def _count_loaded(self, name: str) -> int:
+        """Layers that hold this adapter with weights from the file (peft starts lora_B at zero: no effect)."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        count = 0
+        for component in self.pipeline._lora_loadable_modules:
+            module = getattr(self.pipeline, component, None)
+            if not isinstance(module, torch.nn.Module):
+                continue
+            for layer in module.modules():
+                if isinstance(layer, BaseTunerLayer) and name in getattr(layer, "lora_B", {}):
+                    up = layer.lora_B[name].weight
+                    if bool(up.detach().abs().sum() > 0):
+                        count += 1
+        return count

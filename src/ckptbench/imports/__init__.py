@@ -1,0 +1,1 @@
+"""Importers of results made by other tools (GhostReview)."""
