@@ -84,7 +84,7 @@ def render_report(results: Mapping[str, Any], frame: pd.DataFrame, store: Store,
         "board": board,
         "other_boards": others,
         "baseline": build_baseline_view(results, primary) if primary else None,
-        "heatmaps": case_heatmaps(results),
+        "heatmaps": case_heatmaps(results, order),
         "win_rates": [m for c in board.scorers if primary and (m := win_rate_heatmap(results, primary, c.name, order))],
         "kendall": kendall_rows(results, primary) if primary else [],
         "distributions": distribution_charts(frame, board),
@@ -118,8 +118,12 @@ def _grids(results: Mapping[str, Any], frame: pd.DataFrame, store: Store, report
     for suite, block in ((results.get("analysis") or {}).get("suites") or {}).items():
         for case_id, label in (block.get("case_labels") or {}).items():
             labels[(str(suite), str(case_id))] = str(label)
-    return build_grids(frame, order, list(all_scorers(results, frame)), scorer_directions(results), labels,
-                       urls, {key: path.as_posix() for key, path in thumbnails.items()})
+    grids = build_grids(frame, order, list(all_scorers(results, frame)), scorer_directions(results), labels,
+                        urls, {key: path.as_posix() for key, path in thumbnails.items()})
+    # The leaderboard's suite first, then the others in the analysis' order.
+    suites = [s for s in [primary_suite(results), *suite_names(results)] if s]
+    rank = {suite: i for i, suite in enumerate(dict.fromkeys(suites))}
+    return sorted(grids, key=lambda g: rank.get(g.suite, len(rank)))
 
 
 def _write_infotexts(grids: list[SeedGrid], store: Store, report_dir: Path) -> None:
@@ -141,7 +145,7 @@ def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True,
                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     environment.filters.update(num=format_number, est=format_estimate, pct=format_percent, heat=heat_style,
-                               sortkey=sort_key)
+                               sortkey=sort_key, scorer_index=lambda name, names: names.index(name))
     return environment
 
 

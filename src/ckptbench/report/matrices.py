@@ -51,11 +51,15 @@ def heat(values: Sequence[float | None], higher_is_better: bool | None) -> list[
     return result
 
 
-def case_heatmaps(results: Mapping[str, Any]) -> list[Heatmap]:
-    """One heatmap per (style or LoRA suite, scorer): checkpoints × cases, mean over seeds.
+def case_heatmaps(results: Mapping[str, Any], order: Sequence[str] = ()) -> list[Heatmap]:
+    """One heatmap per (style or LoRA suite, scorer): checkpoints × cases, mean over seeds; rows in
+    ``order`` (the leaderboard's), the rest after.
 
-    For a LoRA suite with NoTM the cells left out for a checkpoint are marked; their value is still
-    shown (it is what the checkpoint made), but it does not enter that checkpoint's NoTM summary."""
+    Colours compare checkpoints within each column: cases differ in scale (one LoRA's showcase image is
+    simply harder to match than another's), and the question a column answers is "which checkpoint does
+    this style or LoRA best". For a LoRA suite with NoTM the cells left out for a checkpoint are marked;
+    their value is still shown (it is what the checkpoint made), but it does not enter that
+    checkpoint's NoTM summary."""
     maps = []
     for suite, block in ((results.get("analysis") or {}).get("suites") or {}).items():
         tables: Mapping[str, Any] = block.get("matrices") or {}
@@ -68,18 +72,17 @@ def case_heatmaps(results: Mapping[str, Any]) -> list[Heatmap]:
             table = tables[scorer]
             excluded = (notm_tables.get(scorer) or {}).get("excluded")
             direction = table.get("higher_is_better")
-            flat = [v for row in table["mean"] for v in row]
-            heats = heat(flat, direction)
-            width = len(table["columns"])
-            cells = []
-            for i, row in enumerate(table["mean"]):
-                cells.append([HeatCell(value=v, heat=heats[i * width + j], n=int(table["n"][i][j]),
-                                       excluded=bool(excluded[i][j]) if excluded else False)
-                              for j, v in enumerate(row)])
+            rows = [str(r) for r in table["rows"]]
+            position = {name: i for i, name in enumerate(order)}
+            row_order = sorted(range(len(rows)), key=lambda i: (position.get(rows[i], len(position)), i))
             columns = [str(c) for c in table["columns"]]
+            column_heats = [heat([row[j] for row in table["mean"]], direction) for j in range(len(columns))]
+            cells = [[HeatCell(value=table["mean"][i][j], heat=column_heats[j][i], n=int(table["n"][i][j]),
+                               excluded=bool(excluded[i][j]) if excluded else False)
+                      for j in range(len(columns))] for i in row_order]
             caption = (f"Mean {scorer} over seeds for each checkpoint and {('style' if kind == 'style' else 'case')}"
-                       f"; {'higher' if direction else 'lower'} is better; colour runs from the table's worst to its"
-                       " best value.")
+                       f"; {'higher' if direction else 'lower'} is better; in each column the colour runs from the"
+                       " worst checkpoint (orange) to the best (blue).")
             if excluded:
                 caption += " Crossed-out cells are left out of that checkpoint's NoTM summary (the LoRA's showcase " \
                            "images were made with that checkpoint)."
@@ -87,7 +90,7 @@ def case_heatmaps(results: Mapping[str, Any]) -> list[Heatmap]:
                 title=f"{suite}: checkpoint × {'style' if kind == 'style' else 'LoRA' if kind == 'lora' else 'case'}"
                       f" — {scorer}",
                 suite=str(suite), scorer=scorer, higher_is_better=direction,
-                row_labels=[str(r) for r in table["rows"]],
+                row_labels=[rows[i] for i in row_order],
                 column_labels=[str(labels.get(c, c)) for c in columns], column_titles=columns,
                 cells=cells, caption=caption))
     return maps
@@ -115,9 +118,12 @@ def win_rate_heatmap(results: Mapping[str, Any], suite: str, scorer: str, order:
     if not lookup:
         return None
     cells = [[lookup.get((row, column), HeatCell(None, None)) for column in names] for row in names]
+    # Columns are numbered by leaderboard position (full names would make the table as wide as a screen).
+    numbers = [f"#{i + 1}" for i in range(len(names))]
     return Heatmap(
         title=f"{suite}: pairwise win rate — {scorer}", suite=suite, scorer=scorer, higher_is_better=True,
-        row_labels=names, column_labels=names, column_titles=names, cells=cells,
+        row_labels=[f"{n} {name}" for n, name in zip(numbers, names, strict=True)], column_labels=numbers,
+        column_titles=names, cells=cells,
         caption="Share of shared (prompt, seed) images on which the row checkpoint scored better than the column "
                 "checkpoint (ties count half). Bold: the difference is significant (per-prompt Wilcoxon, "
                 f"Holm-corrected over all pairs, p < {SIGNIFICANCE}).")

@@ -64,9 +64,16 @@
     var wanted = window.location.hash.slice(1);
     if (wanted && document.getElementById(wanted) && showGrid(wanted)) promptPicker.value = wanted;
   }
+  // Each grid shows the chosen scorer when it has it, else its own first scorer (a style suite's grid has
+  // only style scores).
   var scorerPicker = document.getElementById("grid-scorer");
   if (scorerPicker && grids) {
-    scorerPicker.addEventListener("change", function () { grids.setAttribute("data-scorer", scorerPicker.value); });
+    scorerPicker.addEventListener("change", function () {
+      document.querySelectorAll(".seed-grid").forEach(function (grid) {
+        var own = (grid.getAttribute("data-scorers") || "").split(" ");
+        grid.setAttribute("data-scorer", own.indexOf(scorerPicker.value) >= 0 ? scorerPicker.value : own[0]);
+      });
+    });
   }
 
   // --- lightbox: the full PNG and its A1111 infotext ------------------------------------------------
