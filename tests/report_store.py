@@ -31,9 +31,27 @@ def score_of(checkpoint: str, prompt: int, seed: int, scorer: str) -> float:
     return value if scorer == "aesthetic" else 10.0 - value
 
 
-def build_report_store(root: Path, *, size: tuple[int, int] = (96, 64)) -> Store:
+LORA_SCORER = "style-loss"  # lower is better
+SHOWCASE = {1: "beta"}  # LoRA case → the checkpoint its showcase image was made with (NoTM)
+
+
+def lora_loss(checkpoint: str, case: int, seed: int) -> float:
+    """Per case a different scale (as real LoRA showcase images differ); beta best on case 1."""
+    base = {"alpha": 1.0, "beta": 2.0, "gamma": 3.0}[checkpoint]
+    if case == 1 and checkpoint == "beta":
+        base = 0.5
+    return (case + 1) * 10.0 * base + 0.1 * seed
+
+
+def build_report_store(root: Path, *, size: tuple[int, int] = (96, 64), prompts: int = 2,
+                       analysis: dict[str, object] | None = None, lora_cases: int = 0) -> Store:
+    """``prompts`` quality prompts (the first two are PROMPTS); ``analysis``: the spec's [analysis]
+    section (baseline, thresholds, composite); ``lora_cases``: a LoRA suite "loras" with that many cases,
+    scored only by LORA_SCORER, without images."""
     store = Store(root)
-    spec = {"benchmark": {"name": "report test", "bootstrap": 200}, "scorers": {"use": list(SCORERS)}}
+    spec = {"benchmark": {"name": "report test", "bootstrap": 200}, "scorers": {"use": [*SCORERS, LORA_SCORER]},
+            "analysis": analysis or {}}
+    texts = [*PROMPTS, *(f"test prompt number {i}" for i in range(len(PROMPTS), prompts))][:prompts]
     run_id = store.start_run(spec, {"device": "cpu", "device_name": "test", "generation_dtype": "fp32",
                                     "packages": {"numpy": "x"}})
     store.put_run_checkpoint(run_id, FAILED_CHECKPOINT, "models/broken.safetensors", None, "failed",
@@ -45,7 +63,7 @@ def build_report_store(root: Path, *, size: tuple[int, int] = (96, 64)) -> Store
     for checkpoint in CHECKPOINTS:
         sha = content_key({"checkpoint": checkpoint})
         store.put_run_checkpoint(run_id, checkpoint, f"models/{checkpoint}.safetensors", sha, "ok", None)
-        for prompt_index, prompt in enumerate(PROMPTS):
+        for prompt_index, prompt in enumerate(texts):
             for seed in SEEDS:
                 key = content_key({"checkpoint": checkpoint, "prompt": prompt, "seed": seed})
                 items.append(RunItem(checkpoint, "quality", f"{prompt_index:03d}", prompt, seed, key))
@@ -58,17 +76,34 @@ def build_report_store(root: Path, *, size: tuple[int, int] = (96, 64)) -> Store
                                                               "Model": checkpoint})
                 store.put_image(key, Image.fromarray(pixels), infotext, checkpoint_sha256=sha, prompt=prompt,
                                 negative_prompt="lowres", seed=seed, settings={}, backend="test", seconds=0.1)
+    quality_items = len(items)
+    cases = [("quality", f"{i:03d}", {"kind": "quality", "prompt": text}) for i, text in enumerate(texts)]
+    for case in range(lora_cases):
+        cases.append(("loras", f"{case:03d}", {"kind": "lora", "prompt": f"<lora:style{case}:0.8> a cat",
+                                               "label": f"style{case}",
+                                               "showcase_models": [SHOWCASE[case]] if case in SHOWCASE else []}))
+        for checkpoint in CHECKPOINTS:
+            for seed in SEEDS:
+                key = content_key({"lora": case, "checkpoint": checkpoint, "seed": seed})
+                items.append(RunItem(checkpoint, "loras", f"{case:03d}", f"<lora:style{case}:0.8> a cat", seed, key))
     store.put_run_items(run_id, items)
+    store.put_run_cases(run_id, cases)
     present = set(store.existing_images(item.image_key for item in items))
-    for scorer, higher in SCORERS.items():
+    for scorer, higher in {**SCORERS, LORA_SCORER: False}.items():
         scorer_key = content_key({"scorer": scorer})
         store.put_scorer(scorer_key, scorer, {"id": scorer, "version": "1", "higher_is_better": higher,
                                               "weights_sha256": "0" * 64, "dtype": "fp32",
                                               "description": f"test scorer {scorer}"})
-        store.put_run_scores(run_id, [(index, scorer, scorer_key, "") for index in range(len(items))])
-        store.put_scores(scorer_key, [
-            (item.image_key, "", score_of(item.checkpoint, int(item.case_id), item.seed, scorer))
-            for item in items if item.image_key in present])
+        if scorer == LORA_SCORER:
+            mine = list(range(quality_items, len(items)))
+            values = [(items[i].image_key, "", lora_loss(items[i].checkpoint, int(items[i].case_id), items[i].seed))
+                      for i in mine]
+        else:
+            mine = list(range(quality_items))
+            values = [(items[i].image_key, "", score_of(items[i].checkpoint, int(items[i].case_id), items[i].seed,
+                                                        scorer)) for i in mine if items[i].image_key in present]
+        store.put_run_scores(run_id, [(index, scorer, scorer_key, "") for index in mine])
+        store.put_scores(scorer_key, values)
     store.finish_run(run_id, "ok", {"device": "cpu", "device_name": "test", "generation_dtype": "fp32",
                                     "duration_s": 1.5})
     return store

@@ -273,16 +273,17 @@ def _mark_neighbours(rows: list[LeaderboardRow], pairs: Mapping[str, Sequence[Ma
 
 def _fallback_leaderboard(results: Mapping[str, Any], failures: Mapping[str, int]) -> Leaderboard:
     infos = results.get("scorers") or {}
-    names = scorer_order(results, list(infos))
-    columns = [ScorerColumn(n, (infos[n] or {}).get("higher_is_better"), None,
-                            str((infos[n] or {}).get("description") or "")) for n in names]
-    primary = names[0] if names else None
     checkpoints = list(results.get("checkpoints") or [])
+    present = dict.fromkeys([*infos, *(name for c in checkpoints for name in (c.get("scores") or {}))])
+    names = scorer_order(results, list(present))
+    columns = [ScorerColumn(n, (infos.get(n) or {}).get("higher_is_better"), None,
+                            str((infos.get(n) or {}).get("description") or "")) for n in names]
+    primary = names[0] if names else None
 
     def primary_mean(c: Mapping[str, Any]) -> float | None:
         return ((c.get("scores") or {}).get(primary) or {}).get("mean") if primary else None
 
-    sign = -1.0 if primary and infos[primary].get("higher_is_better") is False else 1.0
+    sign = -1.0 if primary and (infos.get(primary) or {}).get("higher_is_better") is False else 1.0
     ranked = sorted((c for c in checkpoints if primary_mean(c) is not None), key=lambda c: -sign * primary_mean(c))
     ranks = {str(c["name"]): i + 1 for i, c in enumerate(ranked)}
     order = ranked + [c for c in checkpoints if primary_mean(c) is None]
