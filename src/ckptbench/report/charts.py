@@ -63,12 +63,8 @@ def nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     start = math.floor(low / step) * step
-    ticks = []
-    value = start
-    while value <= high + step * 0.5:
-        ticks.append(round(value, 12))
-        value += step
-    return ticks
+    count = math.ceil((high - start) / step - 1e-9)  # the first tick at or above ``high`` ends the axis
+    return [round(start + i * step, 12) for i in range(count + 1)]
 
 
 def _scale(low: float, high: float) -> tuple[float, float]:
