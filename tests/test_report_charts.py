@@ -30,7 +30,7 @@ def test_nice_ticks_cover_the_range_with_round_steps() -> None:
     assert ticks[0] <= -0.20394 and ticks[-1] >= -0.20369 and 3 <= len(ticks) <= 8
     assert np.allclose(steps, steps[0])
     mantissa = steps[0] / 10 ** np.floor(np.log10(steps[0]))
-    assert any(np.isclose(mantissa, m) for m in (1, 2, 2.5, 5))
+    assert any(np.isclose(mantissa, m) for m in (1, 2, 2.5, 5, 10))
     assert nice_ticks(5.0, 5.0)[0] <= 5.0 <= nice_ticks(5.0, 5.0)[-1]
     assert nice_ticks(float("nan"), 1.0) == []
 
