@@ -161,3 +161,25 @@ def test_demo_report_in_chromium(tmp_path: Path, chromium_path: str) -> None:
     with chromium(chromium_path, tmp_path / "profile") as browser:
         check_report(browser, demo / "report" / "index.html", [c["name"] for c in results["checkpoints"]],
                      tmp_path / "report-demo.png", images=True)
+
+
+@pytest.mark.slow
+def test_ghostreview_import_report_in_chromium(tmp_path: Path, chromium_path: str, shared_data: Path) -> None:
+    """The report of GhostReview's real per-image scores (8 checkpoints, no images) in the browser."""
+    store = tmp_path / "ghostreview"
+    for command in (["import", "ghostreview", str(shared_data / "ghostreview"), "--store", str(store)],
+                    ["report", "--store", str(store)]):
+        done = subprocess.run([sys.executable, "-m", "ckptbench", *command], capture_output=True, text=True,
+                              timeout=900)
+        assert done.returncode == 0, done.stderr
+    results = json.loads((store / "results.json").read_text())
+    names = [c["name"] for c in results["checkpoints"]]
+    assert len(names) == 8
+    with chromium(chromium_path, tmp_path / "profile") as browser:
+        check_report(browser, store / "report" / "index.html", names, tmp_path / "report-ghostreview.png",
+                     images=False)
+        # Each suite of the release has its grids; the LoRA matrix marks the NoTM exclusions.
+        suites = browser.evaluate("[...new Set([...document.querySelectorAll('#prompt-picker option')]"
+                                  ".map(o => o.textContent.split(' · ')[0]))]")
+        assert sorted(suites) == ["lora", "quality", "style"]
+        assert browser.evaluate("document.querySelectorAll('table.case-matrix td.excluded').length") > 0
