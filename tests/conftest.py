@@ -58,6 +58,50 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="session")
+def tiny_scorer_models(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Path]) -> dict[str, Path]:
+    """Tiny scorer models in their real formats, plus a few small images.
+
+    Keys: ``open_clip`` (folder with open_clip_config.json + weights), ``hps`` (HPS-format checkpoint for
+    it), ``vgg`` (narrow VGG19, torchvision layout), ``kenjiqq_rating`` / ``kenjiqq_artifacts`` (heads
+    with .config for the tiny CLIP's 32-wide vision tower), ``clip`` (the tiny transformers CLIP),
+    ``images`` (folder of 6 PNGs), ``references`` (folder of 3 PNGs).
+    """
+    import numpy as np
+    from PIL import Image
+
+    from ckptbench.models.tiny_scorers import (
+        save_hps_style_checkpoint,
+        save_tiny_kenjiqq_head,
+        save_tiny_open_clip,
+        save_vgg19,
+    )
+
+    root = tmp_path_factory.mktemp("tiny-scorers")
+    open_clip_folder = save_tiny_open_clip(root / "open-clip", seed=11)
+    rng = np.random.default_rng(0)
+    folders = {}
+    for name, count in (("images", 6), ("references", 3)):
+        folder = root / name
+        folder.mkdir()
+        for index in range(count):
+            base = rng.integers(0, 255, size=3)
+            pixels = np.clip(base + rng.normal(0, 40, size=(48, 40, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{index}.png")
+        folders[name] = folder
+    return {
+        "open_clip": open_clip_folder,
+        "hps": save_hps_style_checkpoint(open_clip_folder, root / "HPS_tiny.pt", seed=12),
+        "vgg": save_vgg19(root / "vgg19-tiny.pth", seed=13),
+        "kenjiqq_rating": save_tiny_kenjiqq_head(root / "rating_openclip_vit_l_14.pth", 32, seed=14),
+        "kenjiqq_artifacts": save_tiny_kenjiqq_head(root / "artifacts_openclip_vit_l_14.pth", 32, seed=15,
+                                                    relu=True, sigmoid=True),
+        "clip": tiny_models["clip"],
+        "head": tiny_models["head"],
+        **folders,
+    }
+
+
 SpecWriter = Callable[..., Path]
 
 
@@ -110,3 +154,34 @@ def write_spec(tmp_path: Path, tiny_models: dict[str, Path]) -> SpecWriter:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def fid_inception_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The FID Inception at real size with random weights (its architecture cannot shrink), saved once."""
+    from ckptbench.models.tiny_scorers import save_random_fid_inception
+
+    return save_random_fid_inception(tmp_path_factory.mktemp("inception") / "pt_inception-random.pth")
+
+
+@pytest.fixture
+def tiny_scorer_options(tiny_scorer_models: dict[str, Path]) -> Callable[[str], dict[str, str]]:
+    """Spec options that point a scorer at the tiny models (the KID/FID model is added by tests that need it)."""
+    m = {key: str(value) for key, value in tiny_scorer_models.items()}
+    table = {
+        "laion-aesthetic-v2": {"model": m["clip"], "head": m["head"]},
+        "kenjiqq-rating": {"model": m["clip"], "head": m["kenjiqq_rating"]},
+        "kenjiqq-artifacts": {"model": m["clip"], "head": m["kenjiqq_artifacts"]},
+        "clip-score": {"model": m["clip"]},
+        "clip-cosine": {"model": m["clip"]},
+        "hps-v2": {"model": m["open_clip"], "head": m["hps"]},
+        "hps-v2.1": {"model": m["open_clip"], "head": m["hps"]},
+        "pickscore": {"model": m["clip"]},
+        "style-gram": {"model": m["vgg"], "references": m["references"]},
+        "style-gram:ghostreview": {"model": m["vgg"], "references": m["references"]},
+        "style-clip": {"model": m["clip"], "references": m["references"]},
+        "kid": {"references": m["references"]},
+        "fid": {"references": m["references"]},
+        "cmmd": {"model": m["clip"], "references": m["references"]},
+    }
+    return lambda name: dict(table[name])

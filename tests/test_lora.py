@@ -15,7 +15,7 @@ from ckptbench.hashing import sha256_file
 from ckptbench.models.tiny import tiny_sd15_pipeline
 from ckptbench.models.tiny_lora import kohya_lora, peft_lora, save_lora, unet_lora_targets
 from ckptbench.prompt import LoraTag
-from generation_helpers import checkpoint, generate, job, pixels, settings
+from tests.generation_helpers import checkpoint, generate, job, pixels, settings
 
 RANK, ALPHA = 4, 2.0
 

@@ -136,6 +136,62 @@ def report(
     out.print(f"results: {results_path}\nreport: {report_path}")
 
 
+@app.command()
+def scorers() -> None:
+    """List the registered scorers: id, version, level, backbone, default weights, direction and scale."""
+    from rich.table import Table
+
+    from ckptbench.metrics.registry import SCORERS
+
+    table = Table(show_lines=False)
+    for column in ("id", "version", "level", "backbone", "default weights", "better", "scale"):
+        table.add_column(column, overflow="fold")
+    for name, cls in SCORERS.items():
+        table.add_row(name, cls.version, cls.level, cls.backbone_kind, cls.default_weights(),
+                      "higher" if cls.higher_is_better else "lower", cls.scale)
+    out.print(table)
+
+
+@app.command()
+def score(
+    folder: Annotated[Path, typer.Argument(help="Folder of images made elsewhere (searched recursively).")],
+    spec: Annotated[Path, typer.Option(help="Spec whose [scorers] section names the scorers.")],
+    out_path: Annotated[Path, typer.Option("--out", help="CSV to write: image, prompt, scorer, value.")] = Path(
+        "scores.csv"),
+    store: Annotated[Path | None, typer.Option(help="Store that keeps embeddings and scores between calls; "
+                                                    "default: a temporary one.")] = None,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")] = "auto",
+) -> None:
+    """Score a folder of images (prompt from each PNG's A1111 infotext, else a sidecar .txt)."""
+    _quiet_libraries()
+    import tempfile
+
+    from ckptbench.atomic import atomic_write_text
+    from ckptbench.device import resolve_device
+    from ckptbench.runner import print_notes
+    from ckptbench.score_folder import score_folder
+    from ckptbench.spec import load_scorers_spec
+    from ckptbench.store import Store
+
+    try:
+        scorers_spec = load_scorers_spec(spec)
+        with tempfile.TemporaryDirectory(prefix="ckptbench-score-") as scratch:
+            opened = Store(store or Path(scratch))
+            try:
+                result = score_folder(folder, scorers_spec, opened, resolve_device(device))
+            finally:
+                opened.close()
+    except CkptbenchError as error:
+        _fail(error)
+        return
+    print_notes(result.truncated, result.skipped, console)
+    for failure in result.failures:
+        console.print(f"[red]failed[/]: {failure}", highlight=False)
+    atomic_write_text(out_path, result.frame.to_csv(index=False))
+    scored = int(result.frame["value"].notna().sum())
+    out.print(f"{scored} scores of {result.frame['image'].nunique()} images written to {out_path}")
+
+
 import_app = typer.Typer(help="Bring results or prompts made elsewhere into ckptbench.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 

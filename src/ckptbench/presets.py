@@ -56,7 +56,7 @@ def apply_preset(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     name = benchmark.get("preset") if isinstance(benchmark, dict) else None
     if name is None:
         return raw
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         close = difflib.get_close_matches(str(name), PRESETS, n=1, cutoff=0.5)
         hint = f" — did you mean '{close[0]}'?" if close else ""
         raise SpecError(f"{path}: benchmark.preset: unknown preset '{name}'{hint}; known presets: "

@@ -19,7 +19,9 @@ from ckptbench.generate.hires import hires_settings
 from ckptbench.generate.lora import LoraLibrary
 from ckptbench.generate.samplers import sampler_recipe
 from ckptbench.metrics.engine import ScoreCell, execute_scoring, plan_scoring, prepare_scorers
+from ckptbench.metrics.references import reference_set
 from ckptbench.metrics.registry import check_scorer_names
+from ckptbench.metrics.set_engine import check_planned_sizes, execute_sets, plan_sets
 from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from ckptbench.provenance import collect_provenance
 from ckptbench.report.outputs import write_outputs
@@ -69,6 +71,8 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
     # Scorer weights are resolved before any image is made: a missing model should stop the run now,
     # not after hours of generation.
     prepared = prepare_scorers(spec.scorers, device, store)
+    cases = [case for suite in suites for case in suite.cases]
+    check_planned_sizes(prepared, {suite.name: len(suite.cases) * len(suite.seeds) for suite in suites})
     provenance = collect_provenance(device, dtype)
     run_id = store.start_run(spec.model_dump(mode="json", by_alias=True), provenance)
     outcome = RunOutcome(store=store.root, run_id=run_id)
@@ -85,17 +89,15 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
     if todo_count:
         _generate(spec, store, run_id, device, resolved, todo, outcome, console)
 
-    cells = _score_cells(store, run_id)
+    cells = _score_cells(store, run_id, cases)
     plan = plan_scoring(store, run_id, prepared, cells)
-    outcome.cached_scores = plan.cached
-    console.print(f"{plan.count} scores to compute ({plan.cached} already in the store)")
-    if not todo_count and not plan.count:
+    set_plan = plan_sets(store, run_id, prepared, cells)
+    outcome.cached_scores = plan.cached + set_plan.cached
+    console.print(f"{plan.count + set_plan.count} scores to compute ({outcome.cached_scores} already in the store)")
+    if not todo_count and not plan.count and not set_plan.count:
         console.print("0 images to generate, 0 to score: everything is already in the store")
-    for scorer, suites in plan.truncated.items():
-        for suite, count in suites.items():
-            console.print(f"[yellow]note[/]: {count} prompt(s) of suite '{suite}' are longer than the text "
-                          f"encoder's context and are truncated for {scorer}")
-    if plan.count:
+    print_notes(plan.truncated, plan.skipped, console)
+    if plan.count or set_plan.count:
         with _progress(console) as progress:
             tasks: dict[str, int] = {}
 
@@ -105,11 +107,15 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
                 progress.update(tasks[label], completed=done)
 
             report = execute_scoring(store, prepared, plan, device, advance)
-        outcome.scored = report.scored
+            set_report = execute_sets(store, prepared, set_plan, device, advance)
+        outcome.scored = report.scored + set_report.scored
         for scorer, image_key, message in report.failures:
             store.put_failure(run_id, "score", message, image_key=image_key, scorer=scorer)
+        for scorer, checkpoint, suite, message in set_report.failures:
+            store.put_failure(run_id, "set-score", f"suite '{suite}': {message}", checkpoint=checkpoint,
+                              scorer=scorer)
 
-    provenance = {**provenance, "text_truncated": plan.truncated,
+    provenance = {**provenance, "text_truncated": plan.truncated, "skipped": plan.skipped,
                   "scorer_dtypes": {p.name: p.backbone.dtype for p in prepared},
                   "duration_s": round(time.perf_counter() - started, 3)}
     store.finish_run(run_id, "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok",
@@ -225,9 +231,26 @@ def _fail_checkpoint(store: Store, run_id: int, name: str, source: str, sha256: 
     console.print(f"[red]failed[/]: {message}")
 
 
-def _score_cells(store: Store, run_id: int) -> Sequence[ScoreCell]:
+def print_notes(truncated: dict[str, dict[str, int]], skipped: dict[str, dict[str, int]], console: Console) -> None:
+    for scorer, suites in truncated.items():
+        for suite, count in suites.items():
+            console.print(f"[yellow]note[/]: {count} prompt(s) of suite '{suite}' are longer than the text "
+                          f"encoder's context and are truncated for {scorer}")
+    for scorer, reasons in skipped.items():
+        for reason, count in reasons.items():
+            hint = f" (set [scorers.{scorer}] references to give a default)" if "reference" in reason else ""
+            console.print(f"[yellow]note[/]: {scorer} skips {count} image(s): {reason}{hint}")
+
+
+def _score_cells(store: Store, run_id: int, cases: Sequence[Case]) -> Sequence[ScoreCell]:
     items = store.run_items(run_id)
     present = items[items["image"].notna()]
-    return [ScoreCell(item=int(row.item), suite=str(row.suite), image_key=str(row.image_key),
-                      image_path=store.root / str(row.image), prompt=str(row.prompt))
+    by_id = {(case.suite, case.case_id): case for case in cases}
+    references = {}
+    for key, case in by_id.items():
+        if case.references:
+            references[key] = reference_set(case.references, store, f"suite '{case.suite}' case {case.case_id}")
+    return [ScoreCell(item=int(row.item), checkpoint=str(row.checkpoint), suite=str(row.suite),
+                      image_key=str(row.image_key), image_path=store.root / str(row.image), prompt=str(row.prompt),
+                      references=references.get((str(row.suite), str(row.case_id))))
             for row in present.itertuples()]

@@ -249,6 +249,9 @@ class AnalysisSpec(_Strict):
 class ScorerOptions(_Strict):
     model: str | None = Field(default=None, description="Backbone: a hub id or a local folder.")
     head: str | None = Field(default=None, description="Head weights file, for scorers that have one.")
+    references: str | None = Field(
+        default=None, description="Folder (or file) of reference images: required by distribution scorers "
+        "(kid, fid, cmmd); for style scorers, used for cases that name no references of their own.")
     dtype: Dtype = "auto"
     batch_size: int = Field(default=16, ge=1, le=1024)
 
@@ -337,6 +340,31 @@ def load_spec(path: Path | str) -> BenchmarkSpec:
     return spec_from_dict(raw, path)
 
 
+class _ScorersOnly(BaseModel):
+    """A spec file read for its ``[scorers]`` section alone (``ckptbench score``); other sections are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    scorers: ScorersSpec
+
+
+def load_scorers_spec(path: Path | str) -> ScorersSpec:
+    """The validated ``[scorers]`` section of a spec file, its local paths resolved against the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: spec file not found; check the path.")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise SpecError(f"{path}: not a valid UTF-8 TOML file ({error}); fix the syntax.") from None
+    try:
+        scorers = _ScorersOnly.model_validate(raw).scorers
+    except ValidationError as error:
+        raise SpecError(describe_validation_error(error, path)) from None
+    base = path.resolve().parent
+    return scorers.model_copy(update={"options": {name: _resolve_options(opts, base)
+                                                  for name, opts in scorers.options.items()}})
+
+
 def spec_from_dict(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
     """Validate a parsed spec; relative paths are taken relative to ``path``'s folder."""
     raw = apply_preset(raw, path)
@@ -358,11 +386,7 @@ def _resolve_paths(spec: BenchmarkSpec, base: Path) -> BenchmarkSpec:
     )
     info = spec.benchmark.model_copy(update={"store": resolve(spec.benchmark.store) or base})
     generation = _resolve_generation_paths(spec.generation, base)
-    options = {
-        name: opts.model_copy(update={"head": _resolve_if_local(opts.head, base),
-                                      "model": _resolve_if_local(opts.model, base)})
-        for name, opts in spec.scorers.options.items()
-    }
+    options = {name: _resolve_options(opts, base) for name, opts in spec.scorers.options.items()}
     scorers = spec.scorers.model_copy(update={"options": options})
     suites = tuple(
         suite.model_copy(update={field: resolve(getattr(suite, field))
@@ -382,13 +406,21 @@ def _resolve_generation_paths(generation: GenerationSettings, base: Path) -> Gen
     return generation.model_copy(update=update)
 
 
-def _resolve_if_local(value: str | None, base: Path) -> str | None:
+def _resolve_options(options: ScorerOptions, base: Path) -> ScorerOptions:
+    return options.model_copy(update={"head": _resolve_if_local(options.head, base),
+                                      "model": _resolve_if_local(options.model, base),
+                                      "references": _resolve_if_local(options.references, base, always=True)})
+
+
+def _resolve_if_local(value: str | None, base: Path, always: bool = False) -> str | None:
     """A scorer source is a hub id ('org/name') unless it looks like, or exists as, a local path."""
     if value is None:
         return None
+    if value.startswith("hf:"):  # a file in a hub repo: hf:org/repo/path
+        return value
     candidate = (base / Path(value).expanduser())
-    looks_local = value.startswith((".", "/", "~")) or candidate.exists() or value.endswith((".pth", ".pt",
-                                                                                            ".safetensors"))
+    looks_local = always or value.startswith((".", "/", "~")) or candidate.exists() or value.endswith(
+        (".pth", ".pt", ".safetensors"))
     return str(candidate.resolve()) if looks_local else value
 
 
@@ -420,7 +452,7 @@ def _check_files_exist(spec: BenchmarkSpec, path: Path) -> None:
             f"({', '.join(LATENT_UPSCALERS + PIXEL_UPSCALERS)}) nor an existing model file; fix the name or path."
         )
     for name, options in spec.scorers.options.items():
-        for field in ("model", "head"):
+        for field in ("model", "head", "references"):
             value = getattr(options, field)
             if value is not None and Path(value).is_absolute() and not Path(value).exists():
                 raise SpecError(

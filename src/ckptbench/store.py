@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS scores (
 CREATE TABLE IF NOT EXISTS embeddings (
     image_key TEXT NOT NULL, backbone_key TEXT NOT NULL, vector BLOB NOT NULL,
     PRIMARY KEY (image_key, backbone_key));
+CREATE TABLE IF NOT EXISTS reference_summaries (
+    set_key TEXT NOT NULL, scorer_key TEXT NOT NULL, arrays BLOB NOT NULL, PRIMARY KEY (set_key, scorer_key));
+CREATE TABLE IF NOT EXISTS set_scores (
+    scorer_key TEXT NOT NULL, set_key TEXT NOT NULL, value REAL NOT NULL, images INTEGER NOT NULL,
+    references_count INTEGER NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (scorer_key, set_key));
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT, started_at REAL NOT NULL, finished_at REAL,
     status TEXT NOT NULL, spec_json TEXT NOT NULL, provenance_json TEXT NOT NULL);
@@ -57,6 +62,9 @@ CREATE TABLE IF NOT EXISTS run_items (
 CREATE TABLE IF NOT EXISTS run_scores (
     run_id INTEGER NOT NULL, item INTEGER NOT NULL, scorer TEXT NOT NULL, scorer_key TEXT NOT NULL,
     context_key TEXT NOT NULL, PRIMARY KEY (run_id, item, scorer));
+CREATE TABLE IF NOT EXISTS run_sets (
+    run_id INTEGER NOT NULL, checkpoint TEXT NOT NULL, suite TEXT NOT NULL, scorer TEXT NOT NULL,
+    scorer_key TEXT NOT NULL, set_key TEXT NOT NULL, PRIMARY KEY (run_id, checkpoint, suite, scorer));
 CREATE TABLE IF NOT EXISTS run_checkpoints (
     run_id INTEGER NOT NULL, name TEXT NOT NULL, source TEXT NOT NULL, sha256 TEXT, status TEXT NOT NULL,
     error TEXT, PRIMARY KEY (run_id, name));
@@ -220,6 +228,13 @@ class Store:
             found.update((row[0], row[1]) for row in rows)
         return found & set(pairs)
 
+    def score_values(self, scorer_key: str, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], float]:
+        """The stored values of the (image_key, context_key) pairs that have one."""
+        wanted = set(pairs)
+        rows = self._select_rows("SELECT image_key, context_key, value FROM scores WHERE scorer_key = ? AND "
+                                 "image_key IN ({})", sorted({image for image, _ in pairs}), prefix=(scorer_key,))
+        return {(row[0], row[1]): float(row[2]) for row in rows if (row[0], row[1]) in wanted}
+
     def put_scores(self, scorer_key: str, rows: Sequence[tuple[str, str, float]]) -> None:
         now = time.time()
         with self.transaction() as db:
@@ -241,6 +256,34 @@ class Store:
             db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
                            [(key, backbone_key, np.asarray(v, dtype=np.float32).tobytes())
                             for key, v in vectors.items()])
+
+    def reference_summary(self, set_key: str, scorer_key: str) -> dict[str, np.ndarray] | None:
+        row = self._db.execute("SELECT arrays FROM reference_summaries WHERE set_key = ? AND scorer_key = ?",
+                               (set_key, scorer_key)).fetchone()
+        if row is None:
+            return None
+        with np.load(io.BytesIO(row[0]), allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+
+    def put_reference_summary(self, set_key: str, scorer_key: str, arrays: dict[str, np.ndarray]) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        self._db.execute("INSERT OR REPLACE INTO reference_summaries VALUES (?, ?, ?)",
+                         (set_key, scorer_key, buffer.getvalue()))
+
+    def existing_set_scores(self, scorer_key: str, set_keys: Sequence[str]) -> set[str]:
+        rows = self._select_rows("SELECT set_key FROM set_scores WHERE scorer_key = ? AND set_key IN ({})",
+                                 list(set_keys), prefix=(scorer_key,))
+        return {row[0] for row in rows}
+
+    def set_score(self, scorer_key: str, set_key: str) -> float | None:
+        row = self._db.execute("SELECT value FROM set_scores WHERE scorer_key = ? AND set_key = ?",
+                               (scorer_key, set_key)).fetchone()
+        return None if row is None else float(row[0])
+
+    def put_set_score(self, scorer_key: str, set_key: str, value: float, images: int, references: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO set_scores VALUES (?, ?, ?, ?, ?, ?)",
+                         (scorer_key, set_key, float(value), images, references, time.time()))
 
     # --- runs ----------------------------------------------------------------------------------------
 
@@ -282,6 +325,12 @@ class Store:
                                 (run_id,)).fetchall()
         return {(row[0], row[1]): json.loads(row[2]) for row in rows}
 
+    def put_run_sets(self, run_id: int, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
+        """(checkpoint, suite, scorer name, scorer key, set key) rows: which set score answers each set."""
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO run_sets VALUES (?, ?, ?, ?, ?, ?)",
+                           [(run_id, *row) for row in rows])
+
     def put_run_checkpoint(self, run_id: int, name: str, source: str, sha256: str | None, status: str,
                            error: str | None) -> None:
         self._db.execute("INSERT OR REPLACE INTO run_checkpoints VALUES (?, ?, ?, ?, ?, ?)",
@@ -316,9 +365,21 @@ class Store:
                 for row in rows]
 
     def run_scorer_keys(self, run_id: int) -> dict[str, str]:
-        rows = self._db.execute("SELECT DISTINCT scorer, scorer_key FROM run_scores WHERE run_id = ?",
-                                (run_id,)).fetchall()
+        rows = self._db.execute("SELECT DISTINCT scorer, scorer_key FROM run_scores WHERE run_id = ? UNION "
+                                "SELECT DISTINCT scorer, scorer_key FROM run_sets WHERE run_id = ?",
+                                (run_id, run_id)).fetchall()
         return {row[0]: row[1] for row in rows}
+
+    def set_frame(self, run_id: int) -> pd.DataFrame:
+        """A run's set-level scores: one row per (checkpoint, suite, scorer); ``value`` NaN where missing."""
+        query = """
+            SELECT rs.checkpoint, rs.suite, rs.scorer, s.value, s.images, s.references_count AS "references"
+            FROM run_sets rs
+            LEFT JOIN set_scores s ON s.scorer_key = rs.scorer_key AND s.set_key = rs.set_key
+            WHERE rs.run_id = ? ORDER BY rs.checkpoint, rs.suite, rs.scorer"""
+        frame = pd.read_sql_query(query, self._db, params=(run_id,))
+        frame["value"] = frame["value"].astype(float)
+        return frame
 
     def frame(self, run_id: int) -> pd.DataFrame:
         """The tidy score table of a run: one row per (cell, scorer); ``value`` is NaN where missing."""
@@ -348,10 +409,10 @@ class Store:
     def _select_in(self, query: str, values: list[str]) -> list[str]:
         return [row[0] for row in self._select_rows(query, values)]
 
-    def _select_rows(self, query: str, values: list[str]) -> list[tuple]:
+    def _select_rows(self, query: str, values: list[str], prefix: tuple[str, ...] = ()) -> list[tuple]:
         rows: list[tuple] = []
         for chunk in _chunks(values, 500):
-            rows.extend(self._db.execute(query.format(",".join("?" * len(chunk))), chunk).fetchall())
+            rows.extend(self._db.execute(query.format(",".join("?" * len(chunk))), (*prefix, *chunk)).fetchall())
         return rows
 
 

@@ -39,6 +39,7 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
     run_id = int(run["run_id"])
     spec: dict[str, Any] = run["spec"]
     frame = store.frame(run_id)
+    sets = store.set_frame(run_id)
     items = store.run_items(run_id)
     benchmark = spec.get("benchmark", {})
     summaries = summarize(frame, int(benchmark.get("bootstrap", 1000)), int(benchmark.get("analysis_seed", 0)))
@@ -72,6 +73,7 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
             "images": {"planned": len(mine), "ok": int(mine["image"].notna().sum()),
                        "failed": failed_images},
             "scores": {scorer: summary.as_dict() for scorer, summary in summaries.get(name, {}).items()},
+            "sets": _set_scores(sets[sets["checkpoint"] == name]),
         })
     provenance: dict[str, Any] = run["provenance"]
     started, finished = run["started_at"], run["finished_at"]
@@ -91,7 +93,20 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
     return results, frame
 
 
+def _set_scores(rows: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
+    """scorer → suite → value (None where it could not be computed), images and references compared."""
+    result: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in rows.itertuples():
+        missing = pd.isna(row.value)
+        result.setdefault(str(row.scorer), {})[str(row.suite)] = {
+            "value": None if missing else float(row.value),
+            "images": None if missing else int(row.images),
+            "references": None if missing else int(row.references),
+        }
+    return result
+
+
 def _scorer_entry(info: dict[str, Any]) -> dict[str, Any]:
-    keys = ("id", "version", "weights_sha256", "higher_is_better", "scale", "backbone", "preprocessing",
-            "dtype", "needs_prompt", "description", "weights", "key")
+    keys = ("id", "version", "level", "weights_sha256", "higher_is_better", "scale", "backbone", "preprocessing",
+            "dtype", "needs_prompt", "needs_references", "description", "weights", "key")
     return {key: info.get(key) for key in keys}

@@ -18,7 +18,7 @@ from torch import nn
 
 from ckptbench.errors import ModelFileError
 from ckptbench.hashing import sha256_file
-from ckptbench.metrics.base import FeatureBatch, Scorer
+from ckptbench.metrics.base import FeatureBatch, ImageScorer
 from ckptbench.metrics.weights import resolve_file
 
 # The sha256 of the standard head file as published; recorded so a different file is visible.
@@ -66,7 +66,7 @@ def load_aesthetic_head(path: str, scorer: str = "laion-aesthetic-v2") -> Aesthe
     return head.eval()
 
 
-class LaionAestheticV2(Scorer):
+class LaionAestheticV2(ImageScorer):
     """LAION improved aesthetic predictor on L2-normalised CLIP ViT-L/14 image embeddings (1–10)."""
 
     name = "laion-aesthetic-v2"
@@ -76,6 +76,10 @@ class LaionAestheticV2(Scorer):
     higher_is_better = True
     scale = "AVA rating scale, ≈1–10 (typical SD images 4–7)"
     description = "LAION improved-aesthetic-predictor MLP on the L2-normalised CLIP ViT-L/14 image embedding"
+
+    @classmethod
+    def default_weights(cls) -> str:
+        return f"{cls.default_model} + head {DEFAULT_HEAD}"
 
     @property
     def head_source(self) -> str:

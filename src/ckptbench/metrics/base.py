@@ -1,10 +1,20 @@
-"""The scorer contract: what a scorer declares about itself and how it turns features into numbers."""
+"""The scorer contract: what a scorer declares about itself and how it turns features into numbers.
+
+Two levels of scorer share one identity (``ScorerInfo``) and one backbone mechanism:
+
+* ``ImageScorer`` answers one number per image (and per prompt or reference set, its *context*);
+* ``SetScorer`` answers one number per set of images (a checkpoint's images of one suite) against a
+  reference image folder: distribution distances such as KID, FID and CMMD.
+
+A scorer never loads images or runs a network itself: it names a backbone (a shared feature extractor)
+and the features it needs from it; the engine computes each feature once per image per backbone.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -14,21 +24,34 @@ from ckptbench.spec import ScorerOptions
 
 
 @dataclass(frozen=True)
+class BackboneRequest:
+    """What a scorer asks of a backbone kind before anything is resolved: sources as the user gave them."""
+
+    kind: str
+    model: str  # hub id, local folder or file, or a built-in architecture name
+    head: str | None = None  # a weights file some kinds load into the model (HPS checkpoints)
+    processor: str | None = None  # where preprocessing/tokenizer files come from when the model lacks them
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
     """A resolved feature extractor: its kind, files, weights digest and dtype (before loading)."""
 
     kind: str
-    source: str
-    folder: str
-    weights: dict[str, str]  # file name → sha256
+    source: str  # as the user named it
+    location: str  # resolved folder or file
+    weights: dict[str, str]  # file name → sha256 of every file whose values change the features
     dtype: str
     preprocessing: str
+    config: dict[str, Any] = field(default_factory=dict)  # kind-specific settings that change the features
+    paths: dict[str, str] = field(default_factory=dict)  # kind-specific extra locations (not part of the key)
+    cache_features: bool = True  # per-image features small enough to keep in the store
 
     @property
     def key(self) -> str:
         # By content: the same weights at another path are the same backbone.
         return content_key({"kind": self.kind, "weights": self.weights, "dtype": self.dtype,
-                            "preprocessing": self.preprocessing})
+                            "preprocessing": self.preprocessing, "config": self.config})
 
     @property
     def id(self) -> str:
@@ -39,6 +62,7 @@ class BackboneSpec:
 class ScorerInfo:
     id: str
     version: str
+    level: str  # "image" or "set"
     backbone: str
     backbone_key: str
     weights: dict[str, str]  # every file whose values the score depends on → sha256
@@ -47,6 +71,7 @@ class ScorerInfo:
     preprocessing: str
     dtype: str
     needs_prompt: bool
+    needs_references: bool
     description: str
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -67,22 +92,32 @@ class ScorerInfo:
 class FeatureBatch:
     """What a backbone computed for a batch of images, handed to every head that shares it."""
 
-    image_embeds: torch.Tensor  # (N, D) projected, not normalised
+    features: dict[str, torch.Tensor]  # feature name → (N, ...) tensor
     texts: list[str]
     text_embeds: torch.Tensor | None = None  # (N, D) when a head needs the prompt
+    references: list[dict[str, np.ndarray]] | None = None  # per row: the summary of its reference set
+    meta: dict[str, Any] = field(default_factory=dict)  # backbone constants heads need (logit scale, layout)
+
+    @property
+    def image_embeds(self) -> torch.Tensor:
+        return self.features["image"]
 
 
-class Scorer(ABC):
-    """A head on a shared backbone. Subclasses document their reference definition in the docstring."""
+class ScorerBase(ABC):
+    """Identity and backbone of a scorer. Subclasses document their reference definition in the docstring."""
 
     name: ClassVar[str]
     version: ClassVar[str]
+    level: ClassVar[Literal["image", "set"]]
     backbone_kind: ClassVar[str]
     default_model: ClassVar[str]
     higher_is_better: ClassVar[bool] = True
     scale: ClassVar[str]
     needs_prompt: ClassVar[bool] = False
+    needs_references: ClassVar[bool] = False
     description: ClassVar[str]
+    features: ClassVar[tuple[str, ...]] = ("image",)  # the backbone features the scorer reads
+    uses_meta: ClassVar[bool] = False  # reads backbone constants (logit scale, layer layout) in ``score``
 
     def __init__(self, options: ScorerOptions) -> None:
         self.options = options
@@ -91,25 +126,68 @@ class Scorer(ABC):
     def model_source(self) -> str:
         return self.options.model or self.default_model
 
+    @classmethod
+    def default_weights(cls) -> str:
+        """The weights used when the spec names none (listed by ``ckptbench scorers``)."""
+        return cls.default_model
+
+    def backbone_request(self) -> BackboneRequest:
+        return BackboneRequest(kind=self.backbone_kind, model=self.model_source)
+
     def head_files(self) -> dict[str, str]:
         """Resolve and hash the head's own weight files (not the backbone's); none by default."""
         return {}
 
+    def extra_identity(self) -> dict[str, Any]:
+        """Settings besides weights that change this scorer's numbers (they enter the score key)."""
+        return {}
+
     def info(self, backbone: BackboneSpec) -> ScorerInfo:
         return ScorerInfo(
-            id=self.name, version=self.version, backbone=backbone.id, backbone_key=backbone.key,
+            id=self.name, version=self.version, level=self.level, backbone=backbone.id,
+            backbone_key=backbone.key,
             weights={**{f"backbone/{k}": v for k, v in backbone.weights.items()}, **self.head_files()},
             higher_is_better=self.higher_is_better, scale=self.scale, preprocessing=backbone.preprocessing,
-            dtype=backbone.dtype, needs_prompt=self.needs_prompt, description=self.description,
+            dtype=backbone.dtype, needs_prompt=self.needs_prompt, needs_references=self.needs_references,
+            description=self.description, extra=self.extra_identity(),
         )
+
+    def load(self, device: torch.device) -> None:  # noqa: B027 - most heads have nothing to load
+        """Load head weights; called once, only when there is work."""
+
+
+class ImageScorer(ScorerBase):
+    """One number per image (per prompt for prompt scorers, per reference set for reference scorers)."""
+
+    level = "image"
 
     def text_for(self, prompt: str) -> str:
         """The text the score depends on besides the image ('' for image-only scorers)."""
         return ""
 
-    def load(self, device: torch.device) -> None:  # noqa: B027 - most heads have nothing to load
-        """Load head weights; called once, only when there is work."""
+    def summarize_references(self, features: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Reduce a reference set's features (name → (R, ...)) to what ``score`` needs; reference scorers only."""
+        raise NotImplementedError(f"scorer '{self.name}' does not use reference images")
 
     @abstractmethod
     def score(self, batch: FeatureBatch) -> np.ndarray:
         """One finite float per image of the batch."""
+
+
+class SetScorer(ScorerBase):
+    """One number per set of images against a reference image set (distribution distances)."""
+
+    level = "set"
+    needs_references = True
+    min_images: ClassVar[int] = 2
+
+    def check_sizes(self, images: int, references: int) -> str | None:
+        """A sentence saying why these set sizes are refused, or None when they are fine."""
+        if images < self.min_images or references < self.min_images:
+            return (f"scorer '{self.name}' needs at least {self.min_images} images in each set "
+                    f"(got {images} images and {references} references)")
+        return None
+
+    @abstractmethod
+    def score_set(self, features: np.ndarray, references: np.ndarray) -> float:
+        """The distance between the set's features (N, D) and the references' features (R, D)."""

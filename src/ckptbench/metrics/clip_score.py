@@ -1,10 +1,12 @@
-"""CLIPScore (``clip-score``): prompt adherence as 100 · max(cos(image, text), 0).
+"""Prompt adherence: ``clip-score`` (100 · max(cos, 0)) and ``clip-cosine`` (the raw cosine).
 
-Reference definition: Hessel et al. 2021 as implemented by torchmetrics ``CLIPScore`` — cosine
-similarity of the CLIP image and text embeddings, scaled by 100 and clamped at 0 (torchmetrics clamps
-the batch mean; we clamp each image so every image has its own score). The text is the prompt with
-A1111 syntax stripped, truncated to the text encoder's context (77 tokens); truncations are counted.
-The default model is OpenAI CLIP ViT-L/14, as in torchmetrics.
+Reference definition of ``clip-score``: Hessel et al. 2021 as implemented by torchmetrics ``CLIPScore``
+— cosine similarity of the CLIP image and text embeddings, scaled by 100 and clamped at 0 (torchmetrics
+clamps the batch mean; we clamp each image so every image has its own score, which equals torchmetrics
+on a batch of one). ``clip-cosine`` is the unscaled, unclamped cosine that GhostReview reports as
+"ClipScore" (≈0.2–0.35). The text is the prompt with A1111 syntax stripped, truncated to the text
+encoder's context (77 tokens); truncations are counted per suite and reported. The default model is
+OpenAI CLIP ViT-L/14, as in torchmetrics and GhostReview.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ckptbench.metrics.base import FeatureBatch, Scorer
+from ckptbench.metrics.base import FeatureBatch, ImageScorer
 from ckptbench.prompt import strip_prompt_syntax
 
 
@@ -22,7 +24,7 @@ def cosine(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tenso
     return (image * text).sum(-1)
 
 
-class ClipScore(Scorer):
+class ClipScore(ImageScorer):
     """100 · max(cos, 0) between CLIP image and prompt embeddings (torchmetrics definition)."""
 
     name = "clip-score"
@@ -40,3 +42,16 @@ class ClipScore(Scorer):
     def score(self, batch: FeatureBatch) -> np.ndarray:
         assert batch.text_embeds is not None
         return (100.0 * cosine(batch.image_embeds, batch.text_embeds).clamp(min=0)).numpy()
+
+
+class ClipCosine(ClipScore):
+    """The raw cosine between CLIP image and prompt embeddings (GhostReview's "ClipScore")."""
+
+    name = "clip-cosine"
+    version = "1"
+    scale = "cosine, −1–1 (typical SD images 0.2–0.35 with ViT-L/14); not comparable to clip-score"
+    description = "raw cosine of CLIP image and prompt embeddings (GhostReview's ClipScore), no scaling or clamp"
+
+    def score(self, batch: FeatureBatch) -> np.ndarray:
+        assert batch.text_embeds is not None
+        return cosine(batch.image_embeds, batch.text_embeds).numpy()

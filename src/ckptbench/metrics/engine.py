@@ -1,12 +1,12 @@
 """Scoring a run's images: scorers grouped by backbone, one forward pass per image per backbone.
 
-Embeddings are cached in the store by (image key, backbone key), so a head added later costs no new
-forward pass; text embeddings are computed once per distinct text per run.
+Image features are cached in the store by (image key, backbone key, feature), so a head added later
+costs no new forward pass; text embeddings are computed once per distinct text per run; a reference
+set is summarised once per scorer and kept in the store. Set-level scorers live in ``set_engine``.
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,42 +14,57 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-from transformers import CLIPTokenizer
 
 from ckptbench.device import resolve_dtype_name
+from ckptbench.errors import SpecError
 from ckptbench.hashing import DigestCache, content_key
-from ckptbench.metrics.backbones import HF_CLIP, HFClipBackbone, resolve_hf_clip
-from ckptbench.metrics.base import BackboneSpec, FeatureBatch, Scorer, ScorerInfo
+from ckptbench.metrics.backbones import resolve_backbone, token_counter
+from ckptbench.metrics.base import BackboneSpec, FeatureBatch, ImageScorer, ScorerBase, ScorerInfo
+from ckptbench.metrics.features import FeatureSource
+from ckptbench.metrics.references import ReferenceSet, reference_set
 from ckptbench.metrics.registry import create_scorer
 from ckptbench.spec import ScorersSpec
 from ckptbench.store import Store
 
+Progress = Callable[[str, int, int], None]
+
 
 @dataclass(frozen=True)
 class ScoreCell:
-    """One image of a run that a scorer must answer for."""
+    """One image of a run that the scorers must answer for."""
 
     item: int
+    checkpoint: str
     suite: str
     image_key: str
     image_path: Path
     prompt: str
+    references: ReferenceSet | None = None  # the case's own reference images (style, LoRA showcase)
 
 
 @dataclass
 class PreparedScorer:
     name: str
-    scorer: Scorer
+    scorer: ScorerBase
     backbone: BackboneSpec
     info: ScorerInfo
+    references: ReferenceSet | None = None  # from the scorer's own ``references`` option
+
+
+@dataclass(frozen=True)
+class Row:
+    cell: ScoreCell
+    text: str
+    context: str
+    references: ReferenceSet | None
 
 
 @dataclass
 class ScoringPlan:
-    todo: dict[str, list[tuple[ScoreCell, str, str]]]  # scorer → (cell, text, context key) to compute
+    todo: dict[str, list[Row]]  # image scorer → rows to compute
     cached: int = 0
     truncated: dict[str, dict[str, int]] = field(default_factory=dict)  # scorer → suite → prompts truncated
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)  # scorer → reason → cells it cannot score
 
     @property
     def count(self) -> int:
@@ -59,6 +74,7 @@ class ScoringPlan:
 @dataclass
 class ScoringReport:
     scored: int = 0
+    forward_images: int = 0
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (scorer, image key, message)
 
 
@@ -69,71 +85,92 @@ def prepare_scorers(scorers: ScorersSpec, device: torch.device, cache: DigestCac
         options = scorers.options_for(name)
         scorer = create_scorer(name, options)
         dtype = resolve_dtype_name(options.dtype, device)
-        backbone = resolve_backbone(scorer.backbone_kind, scorer.model_source, dtype, name, cache)
-        prepared.append(PreparedScorer(name, scorer, backbone, scorer.info(backbone)))
+        backbone = resolve_backbone(scorer.backbone_request(), dtype, name, cache)
+        references = None
+        if options.references is not None:
+            references = reference_set([Path(options.references)], cache, f"scorers.{name}.references")
+        elif scorer.level == "set":
+            raise SpecError(f"scorer '{name}' compares sets of images with reference images; set "
+                            f'[scorers.{name}] references = "<folder of reference images>".')
+        prepared.append(PreparedScorer(name, scorer, backbone, scorer.info(backbone), references))
     return prepared
-
-
-def resolve_backbone(kind: str, source: str, dtype: str, scorer: str, cache: DigestCache | None) -> BackboneSpec:
-    if kind == HF_CLIP:
-        return resolve_hf_clip(source, dtype, scorer, cache)
-    raise ValueError(f"scorer '{scorer}' asks for unknown backbone kind '{kind}'")
-
-
-def load_backbone(spec: BackboneSpec, device: torch.device) -> HFClipBackbone:
-    if spec.kind == HF_CLIP:
-        return HFClipBackbone(spec, device)
-    raise ValueError(f"unknown backbone kind '{spec.kind}'")
 
 
 def context_key(text: str) -> str:
     return content_key(text) if text else ""
 
 
-def plan_scoring(store: Store, run_id: int, prepared: Sequence[PreparedScorer], cells: Sequence[ScoreCell]
+def reference_context(references: ReferenceSet) -> str:
+    return f"refs:{references.key}"
+
+
+def rows_for(entry: PreparedScorer, cells: Sequence[ScoreCell]) -> tuple[list[Row], dict[str, int]]:
+    scorer = entry.scorer
+    assert isinstance(scorer, ImageScorer)
+    rows: list[Row] = []
+    skipped: dict[str, int] = defaultdict(int)
+    for cell in cells:
+        if scorer.needs_references:
+            references = cell.references or entry.references
+            if references is None:
+                skipped["no reference images"] += 1
+                continue
+            rows.append(Row(cell, "", reference_context(references), references))
+        else:
+            text = scorer.text_for(cell.prompt)
+            if scorer.needs_prompt and not text:
+                skipped["no prompt"] += 1
+                continue
+            rows.append(Row(cell, text, context_key(text), None))
+    return rows, dict(skipped)
+
+
+def plan_scoring(store: Store, run_id: int | None, prepared: Sequence[PreparedScorer], cells: Sequence[ScoreCell]
                  ) -> ScoringPlan:
     """Record which score answers each cell of the run, and find the ones not in the store yet."""
     plan = ScoringPlan(todo={})
     for entry in prepared:
         store.put_scorer(entry.info.key, entry.name, entry.info.as_dict())
-        rows = []
-        for cell in cells:
-            text = entry.scorer.text_for(cell.prompt)
-            rows.append((cell, text, context_key(text)))
-        store.put_run_scores(run_id, [(cell.item, entry.name, entry.info.key, ctx) for cell, _, ctx in rows])
-        existing = store.existing_scores(entry.info.key, [(cell.image_key, ctx) for cell, _, ctx in rows])
+        if entry.scorer.level != "image":
+            continue
+        rows, skipped = rows_for(entry, cells)
+        if skipped:
+            plan.skipped[entry.name] = skipped
+        if run_id is not None:
+            store.put_run_scores(run_id, [(row.cell.item, entry.name, entry.info.key, row.context) for row in rows])
+        existing = store.existing_scores(entry.info.key, [(row.cell.image_key, row.context) for row in rows])
         seen: set[tuple[str, str]] = set()
         todo = []
-        for cell, text, ctx in rows:
-            pair = (cell.image_key, ctx)
+        for row in rows:
+            pair = (row.cell.image_key, row.context)
             if pair in existing or pair in seen:
                 plan.cached += pair in existing
                 continue
             seen.add(pair)
-            todo.append((cell, text, ctx))
+            todo.append(row)
         plan.todo[entry.name] = todo
         if entry.scorer.needs_prompt:
             plan.truncated[entry.name] = count_truncated(entry.backbone, rows)
     return plan
 
 
-def count_truncated(backbone: BackboneSpec, rows: Sequence[tuple[ScoreCell, str, str]]) -> dict[str, int]:
+def count_truncated(backbone: BackboneSpec, rows: Sequence[Row]) -> dict[str, int]:
     """Distinct prompt texts per suite longer than the text encoder's context (they get truncated)."""
-    tokenizer = CLIPTokenizer.from_pretrained(backbone.folder)
-    config = json.loads((Path(backbone.folder) / "config.json").read_text())
-    limit = int(config.get("text_config", {}).get("max_position_embeddings", 77))
+    counter = token_counter(backbone)
+    if counter is None:
+        return {}
     lengths: dict[str, int] = {}
     per_suite: dict[str, set[str]] = defaultdict(set)
-    for cell, text, _ in rows:
-        if text not in lengths:
-            lengths[text] = len(tokenizer(text, truncation=False)["input_ids"])
-        if lengths[text] > limit:
-            per_suite[cell.suite].add(text)
+    for row in rows:
+        if row.text not in lengths:
+            lengths[row.text] = counter(row.text)
+        if lengths[row.text] > counter.context_length:
+            per_suite[row.cell.suite].add(row.text)
     return {suite: len(texts) for suite, texts in sorted(per_suite.items())}
 
 
 def execute_scoring(store: Store, prepared: Sequence[PreparedScorer], plan: ScoringPlan, device: torch.device,
-                    advance: Callable[[str, int, int], None] | None = None) -> ScoringReport:
+                    advance: Progress | None = None) -> ScoringReport:
     """Compute the planned scores, one backbone at a time; ``advance(label, done, total)`` reports progress."""
     report = ScoringReport()
     groups: dict[str, list[PreparedScorer]] = defaultdict(list)
@@ -141,76 +178,95 @@ def execute_scoring(store: Store, prepared: Sequence[PreparedScorer], plan: Scor
         if plan.todo.get(entry.name):
             groups[entry.backbone.key].append(entry)
     for entries in groups.values():
-        _score_group(store, entries, plan, device, report, advance)
+        try:
+            _score_group(store, entries, plan, device, report, advance)
+        except Exception as error:  # a backbone or head that cannot load fails its own scorers only
+            message = f"cannot score: {type(error).__name__}: {error}"
+            stored = {entry.name: store.existing_scores(entry.info.key, [(row.cell.image_key, row.context)
+                                                                         for row in plan.todo[entry.name]])
+                      for entry in entries}
+            report.failures.extend((entry.name, row.cell.image_key, message) for entry in entries
+                                   for row in plan.todo[entry.name]
+                                   if (row.cell.image_key, row.context) not in stored[entry.name])
     return report
 
 
 def _score_group(store: Store, entries: list[PreparedScorer], plan: ScoringPlan, device: torch.device,
-                 report: ScoringReport, advance: Callable[[str, int, int], None] | None) -> None:
-    spec = entries[0].backbone
-    backbone = load_backbone(spec, device)
+                 report: ScoringReport, advance: Progress | None) -> None:
+    wanted = {name for entry in entries for name in entry.scorer.features}
+    batch_size = min(entry.scorer.options.batch_size for entry in entries)
+    source = FeatureSource(store, entries[0].backbone, device, wanted, batch_size)
     for entry in entries:
         entry.scorer.load(device)
     paths: dict[str, Path] = {}
     for entry in entries:
-        for cell, _, _ in plan.todo[entry.name]:
-            paths[cell.image_key] = cell.image_path
+        for row in plan.todo[entry.name]:
+            paths[row.cell.image_key] = row.cell.image_path
     image_keys = list(paths)
-    batch_size = min(entry.scorer.options.batch_size for entry in entries)
-    text_cache: dict[str, np.ndarray] = {}
+    summaries: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     label = f"scoring: {', '.join(e.name for e in entries)}"
+    rows_by_key: dict[str, dict[str, list[Row]]] = {entry.name: defaultdict(list) for entry in entries}
+    for entry in entries:
+        for row in plan.todo[entry.name]:
+            rows_by_key[entry.name][row.cell.image_key].append(row)
+
+    def on_failure(key: str, message: str) -> None:
+        report.failures.extend((entry.name, key, message) for entry in entries)
+
     for start in range(0, len(image_keys), batch_size):
         chunk = image_keys[start : start + batch_size]
-        embeddings = _image_embeddings(store, backbone, chunk, paths, entries, report)
+        features = source.images(chunk, paths, on_failure)
         for entry in entries:
-            rows = [row for row in plan.todo[entry.name] if row[0].image_key in embeddings
-                    and row[0].image_key in set(chunk)]
+            rows = [row for key in chunk if key in features for row in rows_by_key[entry.name].get(key, [])]
             if rows:
-                _score_rows(store, backbone, entry, rows, embeddings, text_cache, report)
+                _score_rows(store, source, entry, rows, features, summaries, report)
         if advance:
             advance(label, min(start + batch_size, len(image_keys)), len(image_keys))
+    report.forward_images += source.forward_images
 
 
-def _image_embeddings(store: Store, backbone: HFClipBackbone, keys: list[str], paths: dict[str, Path],
-                      entries: list[PreparedScorer], report: ScoringReport) -> dict[str, np.ndarray]:
-    cached = store.embeddings(backbone.spec.key, keys)
-    needed = [key for key in keys if key not in cached]
-    images, loaded = [], []
-    for key in needed:
-        try:
-            with Image.open(paths[key]) as image:
-                images.append(image.convert("RGB"))
-            loaded.append(key)
-        except Exception as error:  # an unreadable image fails its own scores only
-            for entry in entries:
-                report.failures.append((entry.name, key, f"cannot read image {paths[key]}: {error}"))
-    if images:
-        vectors = backbone.embed_images(images)
-        fresh = dict(zip(loaded, vectors, strict=True))
-        store.put_embeddings(backbone.spec.key, fresh)
-        cached.update(fresh)
-    return cached
+def _reference_summary(store: Store, source: FeatureSource, entry: PreparedScorer, references: ReferenceSet,
+                       summaries: dict[tuple[str, str], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """A reference set's summary for one scorer: from memory, the store, or computed once."""
+    cache_key = (entry.info.key, references.key)
+    if cache_key not in summaries:
+        summary = store.reference_summary(references.key, entry.info.key)
+        if summary is None:
+            scorer = entry.scorer
+            assert isinstance(scorer, ImageScorer)
+            summary = scorer.summarize_references(source.references(references), source.meta)
+            store.put_reference_summary(references.key, entry.info.key, summary)
+        summaries[cache_key] = summary
+    return summaries[cache_key]
 
 
-def _score_rows(store: Store, backbone: HFClipBackbone, entry: PreparedScorer,
-                rows: list[tuple[ScoreCell, str, str]], embeddings: dict[str, np.ndarray],
-                text_cache: dict[str, np.ndarray], report: ScoringReport) -> None:
-    texts = [text for _, text, _ in rows]
-    text_embeds = None
-    if entry.scorer.needs_prompt:
-        new_texts = sorted({t for t in texts if t not in text_cache})
-        if new_texts:
-            text_cache.update(zip(new_texts, backbone.embed_texts(new_texts), strict=True))
-        text_embeds = torch.from_numpy(np.stack([text_cache[t] for t in texts]))
-    batch = FeatureBatch(
-        image_embeds=torch.from_numpy(np.stack([embeddings[cell.image_key] for cell, _, _ in rows])),
-        texts=texts, text_embeds=text_embeds)
-    values = np.asarray(entry.scorer.score(batch), dtype=np.float64)
+def _score_rows(store: Store, source: FeatureSource, entry: PreparedScorer, rows: list[Row],
+                features: dict[str, dict[str, np.ndarray]], summaries: dict[tuple[str, str], dict[str, np.ndarray]],
+                report: ScoringReport) -> None:
+    scorer = entry.scorer
+    assert isinstance(scorer, ImageScorer)
+    try:
+        texts = [row.text for row in rows]
+        text_embeds = torch.from_numpy(source.texts(texts)) if scorer.needs_prompt else None
+        references = None
+        if scorer.needs_references:
+            references = [_reference_summary(store, source, entry, row.references, summaries)
+                          for row in rows if row.references is not None]
+        batch = FeatureBatch(
+            features={name: torch.from_numpy(np.stack([features[row.cell.image_key][name] for row in rows]))
+                      for name in scorer.features},
+            texts=texts, text_embeds=text_embeds, references=references,
+            meta=source.meta if scorer.uses_meta else {})
+        values = np.asarray(scorer.score(batch), dtype=np.float64)
+    except Exception as error:  # one scorer's failure must not sink the others
+        message = f"scorer '{entry.name}' failed: {type(error).__name__}: {error}"
+        report.failures.extend((entry.name, row.cell.image_key, message) for row in rows)
+        return
     good = []
-    for (cell, _, ctx), value in zip(rows, values, strict=True):
+    for row, value in zip(rows, values, strict=True):
         if np.isfinite(value):
-            good.append((cell.image_key, ctx, float(value)))
+            good.append((row.cell.image_key, row.context, float(value)))
         else:
-            report.failures.append((entry.name, cell.image_key, f"scorer returned a non-finite value ({value})"))
+            report.failures.append((entry.name, row.cell.image_key, f"scorer returned a non-finite value ({value})"))
     store.put_scores(entry.info.key, good)
     report.scored += len(good)

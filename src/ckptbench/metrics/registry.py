@@ -1,4 +1,4 @@
-"""Scorers by short name. Each scorer module registers its class here."""
+"""Scorers by id (``name`` or ``name:tag``). Each scorer module's classes are listed here."""
 
 from __future__ import annotations
 
@@ -6,14 +6,20 @@ import difflib
 
 from ckptbench.errors import SpecError
 from ckptbench.metrics.aesthetic import LaionAestheticV2
-from ckptbench.metrics.base import Scorer
-from ckptbench.metrics.clip_score import ClipScore
+from ckptbench.metrics.base import ScorerBase
+from ckptbench.metrics.clip_score import ClipCosine, ClipScore
+from ckptbench.metrics.distribution import CMMD, FID, KID
+from ckptbench.metrics.kenjiqq import KenjiqqArtifacts, KenjiqqRating
+from ckptbench.metrics.preference import HPSv2, HPSv21, PickScore
+from ckptbench.metrics.style import StyleClip, StyleGram, StyleGramGhostReview
 from ckptbench.spec import BenchmarkSpec, ScorerOptions
 
-SCORERS: dict[str, type[Scorer]] = {cls.name: cls for cls in (LaionAestheticV2, ClipScore)}
+SCORERS: dict[str, type[ScorerBase]] = {cls.name: cls for cls in (
+    LaionAestheticV2, KenjiqqRating, KenjiqqArtifacts, ClipScore, ClipCosine, HPSv2, HPSv21, PickScore,
+    StyleGram, StyleGramGhostReview, StyleClip, KID, FID, CMMD)}
 
 
-def scorer_class(name: str) -> type[Scorer]:
+def scorer_class(name: str) -> type[ScorerBase]:
     if name in SCORERS:
         return SCORERS[name]
     close = difflib.get_close_matches(name, SCORERS, n=1, cutoff=0.5)
@@ -21,7 +27,7 @@ def scorer_class(name: str) -> type[Scorer]:
     raise SpecError(f"unknown scorer '{name}'; {hint}known scorers: {', '.join(sorted(SCORERS))}.")
 
 
-def create_scorer(name: str, options: ScorerOptions) -> Scorer:
+def create_scorer(name: str, options: ScorerOptions) -> ScorerBase:
     return scorer_class(name)(options)
 
 

@@ -1,0 +1,102 @@
+"""Features of one backbone, computed at most once per image and kept in the store where they are small.
+
+``FeatureSource`` loads its backbone only when a feature is missing from the store (so a head added
+later, or a set scorer on features already computed, costs no forward pass), caches text embeddings per
+distinct text for the run, and computes reference-image features once per file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ckptbench.metrics.backbones import Backbone, load_backbone
+from ckptbench.metrics.base import BackboneSpec
+from ckptbench.metrics.references import ReferenceSet
+from ckptbench.store import Store
+
+FailureHandler = Callable[[str, str], None]  # (image key, message)
+
+
+def reference_image_key(digest: str) -> str:
+    """Store key of a reference file's features: by content, so a moved file is found again."""
+    return f"file:{digest}"
+
+
+class FeatureSource:
+    def __init__(self, store: Store, spec: BackboneSpec, device: torch.device, wanted: set[str],
+                 batch_size: int = 16) -> None:
+        self.store = store
+        self.spec = spec
+        self.device = device
+        self.wanted = set(wanted)
+        self.batch_size = batch_size
+        self._backbone: Backbone | None = None
+        self._texts: dict[str, np.ndarray] = {}
+        self.forward_images = 0  # images that went through the backbone (for reports and tests)
+
+    @property
+    def backbone(self) -> Backbone:
+        if self._backbone is None:
+            self._backbone = load_backbone(self.spec, self.device)
+        return self._backbone
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.backbone.meta
+
+    def _store_key(self, name: str) -> str:
+        return f"{self.spec.key}/{name}"
+
+    def images(self, keys: Sequence[str], paths: dict[str, Path], failed: FailureHandler
+               ) -> dict[str, dict[str, np.ndarray]]:
+        """key → feature name → vector for every readable image; unreadable ones are reported to ``failed``."""
+        found: dict[str, dict[str, np.ndarray]] = {key: {} for key in keys}
+        if self.spec.cache_features:
+            for name in self.wanted:
+                for key, vector in self.store.embeddings(self._store_key(name), list(keys)).items():
+                    found[key][name] = vector
+        needed = [key for key in keys if set(found[key]) != self.wanted]
+        for start in range(0, len(needed), self.batch_size):
+            chunk = needed[start : start + self.batch_size]
+            images, loaded = [], []
+            for key in chunk:
+                try:
+                    with Image.open(paths[key]) as image:
+                        images.append(image.convert("RGB"))
+                    loaded.append(key)
+                except Exception as error:  # an unreadable image fails its own scores only
+                    failed(key, f"cannot read image {paths[key]}: {error}")
+            if not images:
+                continue
+            computed = self.backbone.embed_images(images, self.wanted)
+            self.forward_images += len(images)
+            for name, vectors in computed.items():
+                fresh = dict(zip(loaded, vectors, strict=True))
+                if self.spec.cache_features:
+                    self.store.put_embeddings(self._store_key(name), fresh)
+                for key, vector in fresh.items():
+                    found[key][name] = vector
+        return {key: value for key, value in found.items() if set(value) == self.wanted}
+
+    def references(self, references: ReferenceSet) -> dict[str, np.ndarray]:
+        """Feature name → (R, …) array of a reference set's images (raises if one cannot be read)."""
+        keys = [reference_image_key(digest) for digest in references.digests]
+        paths = dict(zip(keys, references.files, strict=True))
+        problems: list[str] = []
+        features = self.images(keys, paths, lambda _key, message: problems.append(message))
+        if problems:
+            raise OSError(f"reference image unreadable: {problems[0]}")
+        return {name: np.stack([features[key][name] for key in keys]) for name in self.wanted}
+
+    def texts(self, texts: Sequence[str]) -> np.ndarray:
+        new = sorted({text for text in texts if text not in self._texts})
+        for start in range(0, len(new), self.batch_size):
+            chunk = new[start : start + self.batch_size]
+            self._texts.update(zip(chunk, self.backbone.embed_texts(chunk), strict=True))
+        return np.stack([self._texts[text] for text in texts])

@@ -1,0 +1,105 @@
+"""The FID Inception backbone (``fid-inception``): 2048-d pool3 features for KID and FID.
+
+The network is the TensorFlow FID Inception v3 as ported to PyTorch by pytorch-fid (torchvision's
+Inception3 with the FID blocks that clean-fid ships in ``cleanfid.inception_pytorch``), with the weights
+file ``pt_inception-2015-12-05-6726825d.pth`` (a plain state dict, read with ``weights_only=True``)
+from the torch hub cache or a local path. Resizing follows clean-fid's "clean" mode: each channel of the
+uint8 image is resized to 299×299 as float with PIL's bicubic filter (``cleanfid.resize.make_resizer``),
+then scaled to [-1, 1]. clean-fid itself runs a TorchScript port of the same TF graph; we do not load
+TorchScript archives, so values can differ from clean-fid's by the port's small numerical differences.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from cleanfid.inception_pytorch import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
+from cleanfid.resize import make_resizer
+from PIL import Image
+from torch import nn
+from torchvision.models.inception import Inception3
+
+from ckptbench.errors import ModelFileError, WeightsUnavailableError
+from ckptbench.hashing import DigestCache, sha256_file
+from ckptbench.metrics.base import BackboneRequest, BackboneSpec
+
+KIND = "fid-inception"
+HUB_SOURCE = "torch-hub:pt_inception-2015-12-05"
+WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_FILE}"
+SIZE = 299
+
+
+def resolve(request: BackboneRequest, dtype: str, scorer: str, cache: DigestCache | None) -> BackboneSpec:
+    if request.model == HUB_SOURCE:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
+        if not path.is_file():
+            raise WeightsUnavailableError(
+                f"scorer '{scorer}': the FID Inception weights are not in the torch hub cache ({path}); download "
+                f"{WEIGHTS_URL} there, or set [scorers.{scorer}] model = \"<path to {WEIGHTS_FILE}>\".")
+    else:
+        path = Path(request.model).expanduser()
+        if not path.is_file():
+            raise WeightsUnavailableError(f"scorer '{scorer}': Inception weights file {request.model} does not "
+                                          f"exist; fix [scorers.{scorer}] model.")
+    return BackboneSpec(kind=KIND, source=request.model, location=str(path),
+                        weights={path.name: sha256_file(path, cache)}, dtype=dtype,
+                        preprocessing=f"clean-fid resize: per-channel float PIL bicubic to {SIZE}×{SIZE}, "
+                                      "scale to [-1, 1]")
+
+
+def fid_inception() -> Inception3:
+    """The FID Inception v3 architecture (random weights until a state dict is loaded)."""
+    model = Inception3(num_classes=1008, aux_logits=False, init_weights=False)
+    model.Mixed_5b = FIDInceptionA(192, pool_features=32)
+    model.Mixed_5c = FIDInceptionA(256, pool_features=64)
+    model.Mixed_5d = FIDInceptionA(288, pool_features=64)
+    model.Mixed_6b = FIDInceptionC(768, channels_7x7=128)
+    model.Mixed_6c = FIDInceptionC(768, channels_7x7=160)
+    model.Mixed_6d = FIDInceptionC(768, channels_7x7=160)
+    model.Mixed_6e = FIDInceptionC(768, channels_7x7=192)
+    model.Mixed_7b = FIDInceptionE_1(1280)
+    model.Mixed_7c = FIDInceptionE_2(2048)
+    return model
+
+
+def pool3_network(model: Inception3) -> nn.Sequential:
+    """Input (N, 3, 299, 299) in [-1, 1] → pool3 features (N, 2048), as pytorch-fid's block 3 output."""
+    return nn.Sequential(
+        model.Conv2d_1a_3x3, model.Conv2d_2a_3x3, model.Conv2d_2b_3x3, nn.MaxPool2d(kernel_size=3, stride=2),
+        model.Conv2d_3b_1x1, model.Conv2d_4a_3x3, nn.MaxPool2d(kernel_size=3, stride=2),
+        model.Mixed_5b, model.Mixed_5c, model.Mixed_5d, model.Mixed_6a, model.Mixed_6b, model.Mixed_6c,
+        model.Mixed_6d, model.Mixed_6e, model.Mixed_7a, model.Mixed_7b, model.Mixed_7c,
+        nn.AdaptiveAvgPool2d(output_size=(1, 1)), nn.Flatten())
+
+
+class FIDInceptionBackbone:
+    def __init__(self, spec: BackboneSpec, device: torch.device) -> None:
+        from ckptbench.metrics.backbones import autocast
+
+        self.spec = spec
+        self.device = device
+        model = fid_inception()
+        try:
+            model.load_state_dict(torch.load(spec.location, map_location="cpu", weights_only=True), strict=True)
+        except Exception as error:
+            raise ModelFileError(f"{spec.location} is not the FID Inception state dict ({type(error).__name__}); "
+                                 f"give {WEIGHTS_FILE}.") from None
+        self.network = pool3_network(model).eval().to(device)
+        self.resize = make_resizer("PIL", False, "bicubic", (SIZE, SIZE))
+        self.meta: dict[str, Any] = {}
+        self._autocast = lambda: autocast(device, spec.dtype)
+
+    @torch.inference_mode()
+    def embed_images(self, images: list[Image.Image], wanted: set[str]) -> dict[str, np.ndarray]:
+        resized = np.stack([self.resize(np.asarray(image.convert("RGB"))) for image in images])
+        pixels = torch.from_numpy(resized).permute(0, 3, 1, 2).to(self.device) / 255.0 * 2.0 - 1.0
+        with self._autocast():
+            features = self.network(pixels)
+        return {"pool3": features.float().cpu().numpy()}
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError("the Inception backbone has no text tower")

@@ -1,0 +1,103 @@
+"""Human-preference scorers: ``hps-v2``, ``hps-v2.1`` (Human Preference Score) and ``pickscore``.
+
+Preference scores rank images *for one prompt*; their absolute level differs between prompts, so
+compare checkpoints on the same prompts (the analysis does, within prompt).
+
+HPS v2 / v2.1 — reference definition (tgxs002/HPSv2, ``hpsv2/img_score.py``): open_clip ViT-H-14 with
+the HPS checkpoint loaded as its full state dict; the model returns L2-normalised image and text
+features and the score is their dot product, ``diag(image_features @ text_features.T)``: the plain
+cosine, with no logit scale and no ×100 (values ≈0.2–0.35). v2.0 and v2.1 are different checkpoints and
+their numbers are not comparable; the version is part of the scorer id.
+
+PickScore — reference definition (yuvalkirstain/PickScore README): the transformers ``CLIPModel``
+``yuvalkirstain/PickScore_v1`` (a CLIP-H fine-tune) with the processor of
+``laion/CLIP-ViT-H-14-laion2B-s32B-b79K``; score = ``logit_scale.exp() · cos(image, text)`` (≈18–23).
+
+The prompt is stripped of A1111 syntax (weights, LoRA tags) before tokenising, as for CLIPScore.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from ckptbench.metrics.base import BackboneRequest, FeatureBatch, ImageScorer
+from ckptbench.metrics.clip_score import cosine
+from ckptbench.prompt import strip_prompt_syntax
+
+HPS_REPO = "hf:xswu/HPSv2"
+
+
+class _HPS(ImageScorer):
+    backbone_kind = "open-clip"
+    default_model = "ViT-H-14"
+    higher_is_better = True
+    needs_prompt = True
+    scale = "cosine of HPS-tuned ViT-H-14 features, ≈0.2–0.35 (compare within a prompt)"
+    default_head: ClassVar[str]
+
+    @classmethod
+    def default_weights(cls) -> str:
+        return f"open_clip {cls.default_model} + checkpoint {cls.default_head}"
+
+    @property
+    def head_source(self) -> str:
+        return self.options.head or self.default_head
+
+    def backbone_request(self) -> BackboneRequest:
+        return BackboneRequest(kind=self.backbone_kind, model=self.model_source, head=self.head_source)
+
+    def text_for(self, prompt: str) -> str:
+        return strip_prompt_syntax(prompt)
+
+    def score(self, batch: FeatureBatch) -> np.ndarray:
+        assert batch.text_embeds is not None
+        return cosine(batch.image_embeds, batch.text_embeds).numpy()
+
+
+class HPSv2(_HPS):
+    """Human Preference Score v2.0: cosine of HPS v2.0 open_clip ViT-H-14 image and prompt features."""
+
+    name = "hps-v2"
+    version = "2.0"
+    description = "Human Preference Score v2.0 (open_clip ViT-H-14 + HPS_v2_compressed.pt), cosine"
+    default_head = f"{HPS_REPO}/HPS_v2_compressed.pt"
+
+
+class HPSv21(_HPS):
+    """Human Preference Score v2.1: cosine of HPS v2.1 open_clip ViT-H-14 image and prompt features."""
+
+    name = "hps-v2.1"
+    version = "2.1"
+    description = "Human Preference Score v2.1 (open_clip ViT-H-14 + HPS_v2.1_compressed.pt), cosine"
+    default_head = f"{HPS_REPO}/HPS_v2.1_compressed.pt"
+
+
+class PickScore(ImageScorer):
+    """PickScore v1: logit_scale · cos of the PickScore CLIP-H image and prompt embeddings."""
+
+    name = "pickscore"
+    version = "1"
+    backbone_kind = "hf-clip"
+    default_model = "yuvalkirstain/PickScore_v1"
+    processor_source = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+    higher_is_better = True
+    needs_prompt = True
+    scale = "logit_scale · cosine, ≈18–23 (compare within a prompt)"
+    description = "PickScore v1 (CLIP-H fine-tune): logit_scale · cos(image, prompt)"
+    uses_meta = True
+
+    @classmethod
+    def default_weights(cls) -> str:
+        return f"{cls.default_model} (processor {cls.processor_source})"
+
+    def backbone_request(self) -> BackboneRequest:
+        return BackboneRequest(kind=self.backbone_kind, model=self.model_source, processor=self.processor_source)
+
+    def text_for(self, prompt: str) -> str:
+        return strip_prompt_syntax(prompt)
+
+    def score(self, batch: FeatureBatch) -> np.ndarray:
+        assert batch.text_embeds is not None
+        return float(batch.meta["logit_scale"]) * cosine(batch.image_embeds, batch.text_embeds).numpy()

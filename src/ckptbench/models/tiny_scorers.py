@@ -1,0 +1,101 @@
+"""Tiny random-weight scorer models built with the real classes and saved in the real file formats.
+
+For tests and the demo: an open_clip model as a folder with ``open_clip_config.json`` (the layout of
+open_clip hub repos) plus an HPS-format checkpoint (``{"state_dict": …}`` ``.pt``), a kenjiqq head
+(``.pth`` + ``.config`` JSON), a VGG19 in torchvision's ``features.N`` layout with narrow channels, and the
+FID Inception at real size (its architecture cannot shrink). The weights are random: the numbers only
+show that the machinery works.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torchvision.models.vgg import make_layers
+
+from ckptbench.metrics.open_clip_backbone import create_open_clip
+
+TINY_OPEN_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 8, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 2},
+}
+# VGG19's layout (16 convolutions, 5 max-pools) with narrow channels; layer indices match vgg19().features.
+TINY_VGG19_WIDTHS = (4, 8, 16, 16, 16)
+
+
+def save_tiny_open_clip(folder: Path, seed: int = 0) -> Path:
+    """A tiny open_clip model as a local folder: ``open_clip_config.json`` and ``open_clip_model.safetensors``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_OPEN_CLIP, "preprocess_cfg": {}}))
+    torch.manual_seed(seed)
+    model = create_open_clip(f"local-dir:{folder}")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    return folder
+
+
+def save_hps_style_checkpoint(architecture: Path, path: Path, seed: int = 0) -> Path:
+    """A random full checkpoint for the architecture folder, in HPS's ``{"state_dict": …}`` ``.pt`` format."""
+    torch.manual_seed(seed)
+    model = create_open_clip(f"local-dir:{architecture}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.state_dict(), "epoch": 1}, path)
+    return path
+
+
+def save_tiny_kenjiqq_head(path: Path, input_size: int, seed: int = 0, relu: bool = False,
+                           sigmoid: bool = False) -> Path:
+    """A random aesthetics-scorer head: ``path`` (.pth state dict) and its ``.config`` JSON file."""
+    generator = torch.Generator().manual_seed(seed)
+    widths = [input_size, 64, 64, 64, 64, 1]
+    indices = (0, 3, 6, 9, 11) if relu else (0, 2, 4, 6, 7)
+    state: dict[str, torch.Tensor] = {}
+    for index, fan_in, fan_out in zip(indices, widths[:-1], widths[1:], strict=True):
+        bound = 1 / fan_in**0.5
+        state[f"layers.{index}.weight"] = (torch.rand(fan_out, fan_in, generator=generator) * 2 - 1) * bound
+        state[f"layers.{index}.bias"] = (torch.rand(fan_out, generator=generator) * 2 - 1) * bound
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    config = {"input_size": input_size, "use_activation": relu, "dropout": 0.0, "hidden_dim": 64,
+              "reduce_dims": False, "output_activation": "sigmoid" if sigmoid else None}
+    path.with_suffix(".config").write_text(json.dumps(config, indent=4))
+    return path
+
+
+def vgg19_layout(widths: tuple[int, ...]) -> list[str | int]:
+    """VGG19's configuration "E" with the given channel width per block."""
+    counts = (2, 2, 4, 4, 4)
+    layout: list[str | int] = []
+    for width, count in zip(widths, counts, strict=True):
+        layout += [width] * count + ["M"]
+    return layout
+
+
+def save_vgg19(path: Path, widths: tuple[int, ...] = TINY_VGG19_WIDTHS, seed: int = 0) -> Path:
+    """A random VGG19 ``features`` state dict in torchvision's key layout (``features.N.weight``).
+
+    With ``widths = (64, 128, 256, 512, 512)`` this is real-size VGG19 with torchvision's own
+    initialisation (Kaiming normal, fan-out, zero bias), as ``torchvision.models.vgg19()`` builds it.
+    """
+    torch.manual_seed(seed)
+    features = make_layers(vgg19_layout(widths))
+    for module in features:
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            torch.nn.init.zeros_(module.bias)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({f"features.{key}": value for key, value in features.state_dict().items()}, path)
+    return path
+
+
+def save_random_fid_inception(path: Path, seed: int = 0) -> Path:
+    """The FID Inception v3 at real size with random weights, as a plain state dict (~95 MB)."""
+    from ckptbench.metrics.inception import fid_inception
+
+    torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(fid_inception().state_dict(), path)
+    return path

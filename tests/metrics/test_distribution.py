@@ -1,0 +1,64 @@
+"""kid, fid and cmmd against reference implementations and hand computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cleanfid.fid import kernel_distance
+from scipy import linalg
+
+from ckptbench.metrics.distribution import FID, cmmd, frechet_inception_distance, kernel_inception_distance
+from ckptbench.spec import ScorerOptions
+
+
+def test_kid_equals_clean_fid_with_the_same_seed() -> None:
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(60, 32))
+    references = rng.normal(loc=0.3, size=(45, 32))
+    np.random.seed(0)  # clean-fid draws its subsets from NumPy's global state
+    expected = kernel_distance(features, references, num_subsets=100, max_subset_size=1000)
+    assert kernel_inception_distance(features, references, seed=0) == pytest.approx(expected, rel=1e-10)
+
+
+def test_kid_of_a_set_against_itself_is_about_zero() -> None:
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(200, 64))
+    shifted = kernel_inception_distance(features, features + 0.5)
+    itself = kernel_inception_distance(features, features)
+    # Identical sets share their samples, so the cross term holds k(x, x): the unbiased estimator is then
+    # exactly −2·(mean k(x, x) − mean k(x, x'))/n, vanishing as 1/n — by hand:
+    kernel = (features @ features.T / 64 + 1) ** 3
+    n = len(features)
+    diagonal, off_diagonal = np.mean(np.diag(kernel)), (kernel.sum() - np.trace(kernel)) / (n * (n - 1))
+    assert itself == pytest.approx(-2 * (diagonal - off_diagonal) / n, rel=1e-9)
+    assert abs(itself) < 0.1 * shifted
+    # Two independent samples of one distribution: ≈0 (the estimator is unbiased).
+    other = rng.normal(size=(200, 64))
+    assert abs(kernel_inception_distance(features, other)) < 0.01 * shifted
+
+
+def test_fid_equals_the_closed_form_and_a_hand_computation() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(4000, 4)) @ np.diag([1.0, 2.0, 0.5, 1.5])
+    b = rng.normal(loc=1.0, size=(3000, 4))
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    by_hand = float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2 * linalg.sqrtm(cov_a @ cov_b).real))
+    assert frechet_inception_distance(a, b) == pytest.approx(by_hand, rel=1e-8)
+    assert frechet_inception_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fid_is_refused_below_2048_images_with_a_pointer_to_kid() -> None:
+    message = FID(ScorerOptions()).check_sizes(960, 5000)
+    assert message is not None and "2,048" in message and "kid" in message
+    assert FID(ScorerOptions()).check_sizes(2048, 2048) is None
+
+
+def test_cmmd_by_hand() -> None:
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(7, 5)), rng.normal(size=(9, 5))
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    yn = y / np.linalg.norm(y, axis=1, keepdims=True)
+    k = lambda a, b: np.mean([[np.exp(-np.sum((p - q) ** 2) / 200.0) for q in b] for p in a])  # noqa: E731
+    assert cmmd(x, y) == pytest.approx(1000 * (k(yn, yn) + k(xn, xn) - 2 * k(xn, yn)), rel=1e-10)
+    assert cmmd(x, x) == pytest.approx(0.0, abs=1e-12)

@@ -1,0 +1,102 @@
+"""hps-v2 equals a direct open_clip computation; pickscore equals logit_scale · cos from transformers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms
+from transformers import CLIPModel, CLIPProcessor
+
+from ckptbench.score_folder import score_folder
+from ckptbench.spec import ScorerOptions, ScorersSpec
+from ckptbench.store import Store
+
+PROMPTS = ["a red cube on a table", "portrait of an old fisherman", "a (cute:1.3) corgi", "isometric room",
+           "a lighthouse at dusk", "watercolor fox"]
+
+
+@pytest.fixture
+def prompted(tiny_scorer_models: dict[str, Path], tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for prompt, source in zip(PROMPTS, sorted(tiny_scorer_models["images"].glob("*.png")), strict=True):
+        (folder / source.name).write_bytes(source.read_bytes())
+        (folder / source.with_suffix(".txt").name).write_text(prompt)
+    return folder
+
+
+def _hps_reference(architecture: Path, checkpoint: Path, image: Image.Image, prompt: str) -> float:
+    """As hpsv2/img_score.py computes it: normalised open_clip features, diag(image @ text.T)."""
+    model = open_clip.create_model(f"local-dir:{architecture}", load_weights=False)
+    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
+    model.eval()
+    size = model.visual.image_size[0]
+    preprocess = transforms.Compose([
+        transforms.ToTensor(), transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.CenterCrop(size),
+        transforms.Normalize((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))])
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{architecture}")
+    with torch.no_grad():
+        image_features = model.encode_image(preprocess(image.convert("RGB")).unsqueeze(0), normalize=True)
+        text_features = model.encode_text(tokenizer([prompt]), normalize=True)
+    return float(torch.diagonal(image_features @ text_features.T)[0])
+
+
+def test_hps_equals_direct_open_clip(prompted: Path, tiny_scorer_models, tmp_path: Path) -> None:
+    models = tiny_scorer_models
+    options = ScorerOptions(model=str(models["open_clip"]), head=str(models["hps"]))
+    result = score_folder(prompted, ScorersSpec(use=("hps-v2",), options={"hps-v2": options}),
+                          Store(tmp_path / "store"), torch.device("cpu"))
+    differences = []
+    for row in result.frame.itertuples():
+        # The reference receives the prompt as written; ours strips A1111 syntax first, so compare on that text.
+        from ckptbench.prompt import strip_prompt_syntax
+
+        expected = _hps_reference(models["open_clip"], models["hps"], Image.open(row.image), strip_prompt_syntax(
+            row.prompt))
+        differences.append(abs(row.value - expected))
+    assert len(differences) == len(PROMPTS)
+    assert max(differences) < 1e-5, differences
+
+
+def test_hps_checkpoint_for_another_architecture_is_refused(prompted, tiny_scorer_models, tmp_path) -> None:
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"state_dict": {"visual.proj": torch.zeros(2, 2)}}, wrong)
+    options = ScorerOptions(model=str(tiny_scorer_models["open_clip"]), head=str(wrong))
+    result = score_folder(prompted, ScorersSpec(use=("hps-v2",), options={"hps-v2": options}),
+                          Store(tmp_path / "store"), torch.device("cpu"))
+    assert result.failures and "does not fit" in result.failures[0]
+
+
+def test_pickscore_is_logit_scale_times_cosine(prompted: Path, tiny_scorer_models, tmp_path: Path) -> None:
+    clip = tiny_scorer_models["clip"]
+    result = score_folder(prompted, ScorersSpec(use=("pickscore",), options={"pickscore": ScorerOptions(
+        model=str(clip))}), Store(tmp_path / "store"), torch.device("cpu"))
+    model = CLIPModel.from_pretrained(clip).eval()
+    processor = CLIPProcessor.from_pretrained(clip)
+    from ckptbench.prompt import strip_prompt_syntax
+
+    for row in result.frame.itertuples():
+        # PickScore's README: normalised embeddings, logit_scale.exp() * text @ image.T
+        with torch.no_grad():
+            image = model.get_image_features(**processor(images=Image.open(row.image).convert("RGB"),
+                                                         return_tensors="pt")).pooler_output
+            text = model.get_text_features(**processor(text=[strip_prompt_syntax(row.prompt)], padding=True,
+                                                       truncation=True, max_length=77,
+                                                       return_tensors="pt")).pooler_output
+        image = image / image.norm(dim=-1, keepdim=True)
+        text = text / text.norm(dim=-1, keepdim=True)
+        expected = float(model.logit_scale.detach().exp() * (text @ image.T)[0, 0])
+        assert row.value == pytest.approx(expected, abs=1e-4)
+
+
+def test_missing_kenjiqq_head_names_where_to_get_it() -> None:
+    from ckptbench.errors import WeightsUnavailableError
+    from ckptbench.metrics.kenjiqq import KenjiqqRating
+
+    with pytest.raises(WeightsUnavailableError, match=r"kenjiqq/aesthetics-scorer.*\[scorers.kenjiqq-rating\] head"):
+        KenjiqqRating(ScorerOptions()).head_files()
