@@ -32,6 +32,7 @@ def score_of(checkpoint: str, prompt: int, seed: int, scorer: str) -> float:
 
 
 LORA_SCORER = "style-loss"  # lower is better
+SET_SCORER = "kid"  # set-level, lower is better
 SHOWCASE = {1: "beta"}  # LoRA case → the checkpoint its showcase image was made with (NoTM)
 
 
@@ -44,10 +45,11 @@ def lora_loss(checkpoint: str, case: int, seed: int) -> float:
 
 
 def build_report_store(root: Path, *, size: tuple[int, int] = (96, 64), prompts: int = 2,
-                       analysis: dict[str, object] | None = None, lora_cases: int = 0) -> Store:
+                       analysis: dict[str, object] | None = None, lora_cases: int = 0,
+                       set_scores: bool = False) -> Store:
     """``prompts`` quality prompts (the first two are PROMPTS); ``analysis``: the spec's [analysis]
     section (baseline, thresholds, composite); ``lora_cases``: a LoRA suite "loras" with that many cases,
-    scored only by LORA_SCORER, without images."""
+    scored only by LORA_SCORER, without images; ``set_scores``: a set-level SET_SCORER value per checkpoint."""
     store = Store(root)
     spec = {"benchmark": {"name": "report test", "bootstrap": 200}, "scorers": {"use": [*SCORERS, LORA_SCORER]},
             "analysis": analysis or {}}
@@ -104,6 +106,20 @@ def build_report_store(root: Path, *, size: tuple[int, int] = (96, 64), prompts:
                                                         scorer)) for i in mine if items[i].image_key in present]
         store.put_run_scores(run_id, [(index, scorer, scorer_key, "") for index in mine])
         store.put_scores(scorer_key, values)
+    if set_scores:
+        scorer_key = content_key({"scorer": SET_SCORER})
+        store.put_scorer(scorer_key, SET_SCORER, {"id": SET_SCORER, "version": "1", "level": "set",
+                                                  "higher_is_better": False, "description": "test set scorer"})
+        rows = []
+        for checkpoint in CHECKPOINTS:
+            set_key = content_key({"set": checkpoint})
+            store.put_set_score(scorer_key, set_key, set_value(checkpoint), 6, 10)
+            rows.append((checkpoint, "quality", SET_SCORER, scorer_key, set_key))
+        store.put_run_sets(run_id, rows)
     store.finish_run(run_id, "ok", {"device": "cpu", "device_name": "test", "generation_dtype": "fp32",
                                     "duration_s": 1.5})
     return store
+
+
+def set_value(checkpoint: str) -> float:
+    return {"alpha": 0.01, "beta": 0.02, "gamma": 0.03}[checkpoint]

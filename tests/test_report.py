@@ -25,9 +25,11 @@ from tests.report_store import (
     FAILED_CHECKPOINT,
     PROMPTS,
     SEEDS,
+    SET_SCORER,
     build_report_store,
     lora_loss,
     score_of,
+    set_value,
 )
 
 ANALYSIS = {"baseline": "beta", "composite": {"aesthetic": 1.0, "artifacts": 1.0}, "thresholds": {"aesthetic": 6.0}}
@@ -49,7 +51,7 @@ def rich_run(tmp_path_factory) -> tuple[dict, pd.DataFrame, Path]:
     """Eight prompts (enough cases for a significant paired test), a baseline, composite weights, a
     good-image threshold and a LoRA suite with one NoTM exclusion."""
     store = build_report_store(tmp_path_factory.mktemp("rich") / "store", prompts=8, analysis=ANALYSIS,
-                               lora_cases=3)
+                               lora_cases=3, set_scores=True)
     try:
         results, frame = build_results(store)
         write_outputs(store)
@@ -247,3 +249,14 @@ def test_every_section_degrades_when_its_part_is_absent(rich_run, tmp_path: Path
     # Without a failures list, the failed checkpoint is still reported from its own status.
     _, failures = read_table(page, "failures")
     assert [(row[0], row[1]) for row in failures] == [("checkpoint", FAILED_CHECKPOINT)]
+
+
+def test_set_level_scores_have_their_own_table(rich_run) -> None:
+    _, _, root = rich_run
+    html = (root / "report" / "index.html").read_text()
+    header, rows = read_table(html, "set-scores")
+    assert SET_SCORER in header[2]
+    assert [(row[0], row[1], float(row[2].split()[0])) for row in rows] == [
+        (c, "quality", set_value(c)) for c in CHECKPOINTS]
+    leaderboard_header, _ = read_table(html, "leaderboard")
+    assert not any(SET_SCORER in h.split() for h in leaderboard_header)

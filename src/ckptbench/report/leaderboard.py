@@ -272,7 +272,8 @@ def _mark_neighbours(rows: list[LeaderboardRow], pairs: Mapping[str, Sequence[Ma
 
 
 def _fallback_leaderboard(results: Mapping[str, Any], failures: Mapping[str, int]) -> Leaderboard:
-    infos = results.get("scorers") or {}
+    # Set-level scorers (one value per checkpoint, no per-image scores) have their own table.
+    infos = {n: i for n, i in (results.get("scorers") or {}).items() if (i or {}).get("level") != "set"}
     checkpoints = list(results.get("checkpoints") or [])
     present = dict.fromkeys([*infos, *(name for c in checkpoints for name in (c.get("scores") or {}))])
     names = scorer_order(results, list(present))

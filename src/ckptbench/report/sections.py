@@ -81,6 +81,36 @@ def rank_charts(results: Mapping[str, Any], board: Leaderboard) -> list[Chart]:
 
 
 @dataclass(frozen=True)
+class SetScoreTable:
+    """Set-level scorers (KID, FID, CMMD…): one value per checkpoint and suite, from
+    ``checkpoints[].sets`` of the results document."""
+
+    scorers: list[tuple[str, bool | None, str]]  # name, higher is better, description
+    rows: list[tuple[str, str, list[Mapping[str, Any] | None]]]  # checkpoint, suite, one entry per scorer
+
+
+def set_score_table(results: Mapping[str, Any], order: Sequence[str]) -> SetScoreTable | None:
+    infos = results.get("scorers") or {}
+    checkpoints = {str(c.get("name")): c for c in results.get("checkpoints") or []}
+    names = scorer_order(results, sorted({n for c in checkpoints.values() for n in (c.get("sets") or {})}))
+    if not names:
+        return None
+    rows = []
+    for checkpoint in [*order, *(c for c in checkpoints if c not in order)]:
+        sets = (checkpoints.get(checkpoint) or {}).get("sets") or {}
+        suites = list(dict.fromkeys(suite for name in names for suite in sets.get(name) or {}))
+        for suite in suites:
+            rows.append((checkpoint, suite, [(sets.get(name) or {}).get(suite) for name in names]))
+    columns = [(n, (infos.get(n) or {}).get("higher_is_better"), str((infos.get(n) or {}).get("description") or ""))
+               for n in names]
+    return SetScoreTable(columns, rows)
+
+
+def is_set_scorer(info: Mapping[str, Any] | None) -> bool:
+    return (info or {}).get("level") == "set"
+
+
+@dataclass(frozen=True)
 class FailureRow:
     scope: str
     checkpoint: str
