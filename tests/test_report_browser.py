@@ -83,7 +83,7 @@ def check_report(browser: Chromium, report: Path, checkpoints: list[str], screen
 
     timing = browser.evaluate("(() => { const t = performance.getEntriesByType('navigation')[0];"
                               " return {dom: t.domContentLoadedEventEnd, load: t.loadEventEnd}; })()")
-    browser.screenshot(screenshot, max_height=2600)
+    browser.screenshot(screenshot, max_height=1800)
     keep_screenshot(screenshot)
 
     # The prompt picker shows another prompt's grid.
