@@ -18,6 +18,7 @@ from ckptbench.report.leaderboard import build_baseline_view, build_leaderboard
 from ckptbench.report.matrices import case_heatmaps, win_rate_heatmap
 from ckptbench.report.outputs import write_outputs
 from ckptbench.report.thumbnails import THUMBNAIL_SIZE
+from ckptbench.store import Store
 from tests.html_tables import read_table
 from tests.report_store import (
     CHECKPOINTS,
@@ -108,7 +109,7 @@ def test_leaderboard_rows_failures_and_grid_rows(small_report: Path) -> None:
 def test_thumbnails_are_made_once_and_the_report_travels(small_report: Path, tmp_path: Path) -> None:
     thumbnails = sorted((small_report / "report" / "thumbs").rglob("*.webp"))
     before = {p: p.stat().st_mtime_ns for p in thumbnails}
-    store = build_report_store.__globals__["Store"](small_report)
+    store = Store(small_report)
     try:
         write_outputs(store)
     finally:
@@ -122,7 +123,7 @@ def test_thumbnails_are_made_once_and_the_report_travels(small_report: Path, tmp
     assert all((copy / "report" / unquote(link)).is_file() for link in hrefs + srcs)
 
     # Written to another folder, the report links back into the store.
-    store = build_report_store.__globals__["Store"](copy)
+    store = Store(copy)
     try:
         _, report = write_outputs(store, out=tmp_path / "published")
     finally:
@@ -234,7 +235,7 @@ def test_every_section_degrades_when_its_part_is_absent(rich_run, tmp_path: Path
     results, frame, root = rich_run
     bare = {key: results[key] for key in ("checkpoints",)}  # no analysis, scorers, failures, provenance, spec
     no_images = frame.assign(image=None)
-    store = build_report_store.__globals__["Store"](root)
+    store = Store(root)
     try:
         page = render_report(bare, no_images, store, tmp_path / "report").read_text()
     finally:

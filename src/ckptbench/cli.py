@@ -117,7 +117,7 @@ def report(
     store: Annotated[Path, typer.Option(help="Store folder of a finished run.")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write; default: the store.")] = None,
 ) -> None:
-    """Rebuild results.json, scores.csv and report/index.html from a store's latest run."""
+    """Rebuild results.json, scores.csv/.parquet, leaderboard.csv and report/index.html from a store's latest run."""
     from ckptbench.report.outputs import write_outputs
     from ckptbench.store import Store
 
