@@ -167,7 +167,10 @@ def test_report_command_rebuilds_results_from_an_imported_store(imported: tuple[
     written = json.loads((tmp_path / "results.json").read_text())
     assert written["benchmark"]["preset"] == "ghostreview"
     assert written["analysis"]["settings"]["baseline"] == "dreamshaper_7.safetensors"
-    assert (tmp_path / "report" / "index.html").is_file() and (tmp_path / "scores.csv").is_file()
+    assert (tmp_path / "scores.csv").is_file()
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "Suite quality" in page and "GR standard (pool-relative)" in page and "NoTM" in page
+    assert "− dreamshaper_7.safetensors" in page
 
 
 def test_import_errors_are_one_clear_sentence(tmp_path: Path) -> None:

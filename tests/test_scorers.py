@@ -7,11 +7,16 @@ from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
 from ckptbench.hashing import sha256_file
+from ckptbench.metrics import hf_clip
 from ckptbench.metrics.aesthetic import LINEAR_MSE_SHA256, LaionAestheticV2, load_aesthetic_head
-from ckptbench.metrics.backbones import HFClipBackbone, resolve_hf_clip
-from ckptbench.metrics.base import FeatureBatch
+from ckptbench.metrics.base import BackboneRequest, BackboneSpec, FeatureBatch
 from ckptbench.metrics.clip_score import ClipScore
+from ckptbench.metrics.hf_clip import HFClipBackbone
 from ckptbench.spec import ScorerOptions
+
+
+def resolve_hf_clip(model: str, dtype: str, scorer: str, cache: None) -> BackboneSpec:
+    return hf_clip.resolve(BackboneRequest(hf_clip.KIND, model), dtype, scorer, cache)
 
 
 def _hand_mlp(state: dict[str, torch.Tensor], x: np.ndarray, indices: tuple[int, ...], relu: bool) -> np.ndarray:
@@ -38,7 +43,7 @@ def test_real_laion_heads_match_hand_computation(shared_data, file, indices, rel
 
     scorer = LaionAestheticV2(ScorerOptions(head=str(path)))
     scorer.load(torch.device("cpu"))
-    got = scorer.score(FeatureBatch(image_embeds=torch.from_numpy(embeddings).float(), texts=[""] * 5))
+    got = scorer.score(FeatureBatch(features={"image": torch.from_numpy(embeddings).float()}, texts=[""] * 5))
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5)
     # The real heads give scores on the AVA scale for unit embeddings, not 20–30 as for raw ones.
     assert np.all(np.abs(got) < 15)
@@ -68,7 +73,8 @@ def test_clip_score_matches_hand_computation_from_clip_forward(tiny_models) -> N
     spec = resolve_hf_clip(str(tiny_models["clip"]), "fp32", "clip-score", None)
     backbone = HFClipBackbone(spec, torch.device("cpu"))
     scorer = ClipScore(ScorerOptions(model=str(tiny_models["clip"])))
-    got = scorer.score(FeatureBatch(image_embeds=torch.from_numpy(backbone.embed_images(images)), texts=texts,
+    image_embeds = torch.from_numpy(backbone.embed_images(images, {"image"})["image"])
+    got = scorer.score(FeatureBatch(features={"image": image_embeds}, texts=texts,
                                     text_embeds=torch.from_numpy(backbone.embed_texts(texts))))
 
     # Independent path: CLIPModel.forward gives normalised embeddings and logit_scale·cos.

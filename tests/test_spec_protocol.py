@@ -26,9 +26,11 @@ def test_ghostreview_preset_and_overrides(write_spec) -> None:
     assert generation.seeds == tuple(range(1, 33)) and generation.lora_seeds == tuple(range(1, 21))
     assert generation.batch_size == 4 and generation.negative_prompt == GHOSTREVIEW_NEGATIVE
     assert generation.steps == 12  # the spec's own key wins over the preset's 30
+    assert generation.hires is not None and (generation.hires.scale, generation.hires.denoise) == (2.0, 0.5)
     assert spec.model_dump(mode="json", by_alias=True)["benchmark"]["preset"] == "ghostreview"
     quick = load_spec(write_spec("q.toml", benchmark='name = "t"\npreset = "quick"', generation="width = 64"))
     assert quick.generation.seeds == (1, 2, 3, 4) and quick.generation.width == 64
+    assert quick.generation.hires is None
     assert "did you mean 'quick'" in _error(write_spec("x.toml", benchmark='name = "t"\npreset = "quik"'))
 
 

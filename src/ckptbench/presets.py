@@ -2,10 +2,12 @@
 keys; any key the spec sets itself wins (tables are merged key by key, lists are replaced whole).
 
 * ``ghostreview`` — GhostReview's published generation settings (METHOD.md): DPM++ 2M Karras, 30 steps,
-  CFG 6, 512×768, seeds 1–32 in batches of 4, its negative prompt with the EasyNegative and
-  ng_deepnegative_v1_75t negative embeddings (found by name in the embedding folders), and 20 images
-  per LoRA case (seeds 1–20).
-* ``quick`` — a first look: the same settings with 4 seeds (1–4) everywhere.
+  CFG 6, 512×768, hires fix ×2 at denoise 0.5, seeds 1–32 in batches of 4, its negative prompt with the
+  EasyNegative and ng_deepnegative_v1_75t negative embeddings, and 20 images per LoRA case (seeds 1–20).
+* ``quick`` — a first look: the same settings with 4 seeds (1–4) everywhere and no hires fix.
+
+A preset's table cannot be removed by a spec (TOML has no "unset"): for no hires fix, use ``quick`` or
+no preset.
 """
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ _GHOSTREVIEW: dict[str, Any] = {
         "lora_seeds": {"from": 1, "to": 20},
         "batch_size": 4,
         "negative_prompt": GHOSTREVIEW_NEGATIVE,
+        # GhostReview upscaled with the 4x-UltraSharp ESRGAN model; that file is the user's to give
+        # ([generation.hires] upscaler = "…/4x-UltraSharp.safetensors"); Lanczos is the built-in pixel upscaler.
+        "hires": {"scale": 2.0, "denoise": 0.5, "steps": 0, "upscaler": "lanczos"},
     },
 }
 
 _QUICK: dict[str, Any] = {
     "generation": {
-        **_GHOSTREVIEW["generation"],
+        **{key: value for key, value in _GHOSTREVIEW["generation"].items() if key != "hires"},
         "seeds": {"from": 1, "to": 4},
         "lora_seeds": {"from": 1, "to": 4},
     },

@@ -1,5 +1,5 @@
-"""Rankings: the bootstrap distribution of each checkpoint's rank, Kendall's τ between scorers' rankings,
-and the composite ranking with weights declared in the spec."""
+"""Rankings: competition ranks, the bootstrap distribution of each checkpoint's rank, and Kendall's τ
+between scorers' rankings."""
 
 from __future__ import annotations
 
@@ -55,19 +55,3 @@ def kendall_between_scorers(means: Mapping[str, Mapping[str, float | None]],
 def _oriented(value: float | None, higher_is_better: bool) -> float:
     assert value is not None
     return value if higher_is_better else -value
-
-
-def composite_scores(parts: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
-    """Σ weight × part over the scorers; ``parts`` are already oriented (larger = better) and scaled."""
-    total: np.ndarray | None = None
-    for scorer, weight in weights.items():
-        if scorer in parts:
-            contribution = weight * parts[scorer]
-            total = contribution if total is None else total + contribution
-    if total is None:
-        raise ValueError("no weighted scorer is present")
-    return total
-
-
-def pairwise_order(names: Sequence[str]) -> list[tuple[str, str]]:
-    return list(combinations(names, 2))

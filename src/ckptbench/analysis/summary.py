@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from ckptbench.analysis.bootstrap import cluster_bootstrap_means, finite_interval, percentile_interval, stable_rng
+from ckptbench.analysis.bootstrap import finite_interval
 from ckptbench.analysis.cube import build_cube
 from ckptbench.analysis.joint import joint_weights
 
@@ -53,24 +53,6 @@ def _row_stds(matrix: np.ndarray) -> np.ndarray:
     counts = np.isfinite(matrix).sum(axis=1)
     usable = matrix[counts >= 2]
     return np.nanstd(usable, axis=1, ddof=1) if len(usable) else np.empty(0)
-
-
-def summarize_cell(values: pd.DataFrame, resamples: int, seed: int, labels: tuple[str, ...]) -> ScoreSummary:
-    """One checkpoint × scorer from its rows alone, with its own bootstrap stream (prompts pooled)."""
-    matrix = prompt_seed_matrix(values)
-    finite = matrix[np.isfinite(matrix)]
-    if finite.size == 0:
-        return ScoreSummary(float("nan"), (float("nan"), float("nan")), float("nan"), float("nan"), 0,
-                            int(values["value"].isna().sum()))
-    samples = cluster_bootstrap_means(matrix, resamples, stable_rng(seed, *labels))
-    return ScoreSummary(
-        mean=float(finite.mean()),
-        ci95=percentile_interval(samples),
-        seed_std=seed_std(matrix),
-        pooled_std=float(np.std(finite, ddof=1)) if finite.size > 1 else float("nan"),
-        n=int(finite.size),
-        missing=int(values["value"].isna().sum()),
-    )
 
 
 def summarize(frame: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> dict[str, dict[str, ScoreSummary]]:

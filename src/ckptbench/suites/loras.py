@@ -8,7 +8,8 @@
   ``ss_output_name`` in the file's metadata), or — when the name is itself a hash — by hash.
 * Hashes: ``autov2:`` + 10 hex (Civitai AutoV2, the first 10 hex digits of the file's sha256),
   ``autov3:`` + 12 hex (what A1111 writes as "Lora hashes": the sha256 of the tensor data after the
-  safetensors header), ``sha256:`` + 64 hex; bare hex strings of those lengths are read the same way.
+  safetensors header; 12 hex digits of the whole file's sha256 are accepted too, as some tools write
+  those), ``sha256:`` + 64 hex; bare hex strings of those lengths are read the same way.
 
 Loading the files is the generator's job (``generate/lora.py``); this module only decides what to load.
 """
@@ -117,11 +118,14 @@ def _by_target(name: str, target: str, library: LoraLibrary) -> Path:
 
 
 def _by_hash(library: LoraLibrary, kind: str, digest: str) -> Path | None:
-    for path in _files(library):
-        if kind == "autov3":
+    files = _files(library)
+    if kind == "autov3":
+        for path in files:
             if path.suffix.lower() in SAFE_SUFFIXES and addnet_hash(path).startswith(digest):
                 return path
-        elif sha256_file(path, library.cache).startswith(digest):
+        # Some tools write the first 12 hex digits of the whole file's sha256 instead: accept those too.
+    for path in files:
+        if sha256_file(path, library.cache).startswith(digest):
             return path
     return None
 
