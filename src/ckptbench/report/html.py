@@ -89,7 +89,7 @@ def render_report(results: Mapping[str, Any], frame: pd.DataFrame, store: Store,
         "win_rates": [m for c in board.scorers if primary and (m := win_rate_heatmap(results, primary, c.name, order))],
         "kendall": kendall_rows(results, primary) if primary else [],
         "set_scores": set_score_table(results, order),
-        "analysis_suites": (results.get("analysis") or {}).get("suites") or {},
+        "analysis_suites": _suites_in_order(results),
         "distributions": distribution_charts(frame, board),
         "variance": variance_charts(results),
         "ranks": rank_charts(results, board),
@@ -106,6 +106,13 @@ def render_report(results: Mapping[str, Any], frame: pd.DataFrame, store: Store,
     path = report_dir / "index.html"
     atomic_write_text(path, html)
     return path
+
+
+def _suites_in_order(results: Mapping[str, Any]) -> dict[str, Any]:
+    """analysis.suites with the leaderboard's suite first."""
+    suites = (results.get("analysis") or {}).get("suites") or {}
+    first = primary_suite(results)
+    return {name: suites[name] for name in dict.fromkeys([first, *suites]) if name in suites}
 
 
 def _grids(results: Mapping[str, Any], frame: pd.DataFrame, store: Store, report_dir: Path,
