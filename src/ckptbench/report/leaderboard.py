@@ -9,7 +9,7 @@ existed) the rows fall back to the run-wide ``checkpoints[].scores`` summaries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -213,7 +213,7 @@ def build_baseline_view(results: Mapping[str, Any], suite: str) -> BaselineView 
     return BaselineView(suite=suite, baseline=baseline, scorers=columns, rows=rows)
 
 
-def _ordered(results: Mapping[str, Any], names: Sequence[str], rank_of: Any) -> list[str]:
+def _ordered(results: Mapping[str, Any], names: Sequence[str], rank_of: Callable[[str], int | None]) -> list[str]:
     """Ranked checkpoints first (best first), then unranked ones, then checkpoints that failed outright
     (not in the analysis at all): every checkpoint of the run gets a row."""
     every = list(dict.fromkeys([*names, *(str(c["name"]) for c in results.get("checkpoints") or [])]))
