@@ -10,6 +10,7 @@ from rich.console import Console
 
 from ckptbench.runner import run_benchmark
 from ckptbench.spec import load_spec
+from tests.html_tables import read_table
 
 QUIET = Console(file=open("/dev/null", "w"))  # noqa: SIM115 - lives for the test session
 
@@ -67,10 +68,9 @@ def test_results_json_matches_hand_computed_statistics(finished_run) -> None:
 
 def test_report_has_one_leaderboard_row_per_checkpoint(finished_run) -> None:
     html = (finished_run["store"] / "report" / "index.html").read_text()
-    table = html.split('<table id="leaderboard">', 1)[1].split("</table>", 1)[0]
-    body = table.split("<tbody>", 1)[1]
-    assert body.count("<tr>") == 2
-    assert "laion-aesthetic-v2" in table and "clip-score" in table
+    header, rows = read_table(html, "leaderboard")
+    assert sorted(row[1] for row in rows) == ["a", "b"]
+    assert any("laion-aesthetic-v2" in h for h in header) and any("clip-score" in h for h in header)
 
 
 def test_images_carry_infotext_and_live_under_their_key(finished_run) -> None:

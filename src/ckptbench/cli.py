@@ -118,7 +118,7 @@ def report(
     store: Annotated[Path, typer.Option(help="Store folder of a finished run.")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write; default: the store.")] = None,
 ) -> None:
-    """Rebuild results.json, scores.csv and report/index.html from a store's latest run."""
+    """Rebuild results.json, scores.csv/.parquet, leaderboard.csv and report/index.html from a store's latest run."""
     from ckptbench.report.outputs import write_outputs
     from ckptbench.store import Store
 
@@ -128,7 +128,7 @@ def report(
                                  "folder a run wrote to.")
         opened = Store(store)
         try:
-            results_path, report_path = write_outputs(opened, None, out_dir)
+            results_path, report_path = write_outputs(opened, None, out_dir, console)
         finally:
             opened.close()
     except CkptbenchError as error:

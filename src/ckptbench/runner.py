@@ -122,7 +122,7 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
                   "duration_s": round(time.perf_counter() - started, 3)}
     store.finish_run(run_id, "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok",
                      provenance)
-    outcome.results_path, outcome.report_path = write_outputs(store, run_id)
+    outcome.results_path, outcome.report_path = write_outputs(store, run_id, console=console)
     return outcome
 
 

@@ -200,6 +200,11 @@ class Store:
         by_key = {row[0]: ImageRecord(row[0], self.root / row[1], row[2], row[3]) for row in rows}
         return [by_key[key] for key in keys if key in by_key]
 
+    def image_infotexts(self, keys: Sequence[str]) -> dict[str, str]:
+        """image key → the A1111 infotext its PNG carries (read from the database, not the files)."""
+        rows = self._select_rows("SELECT key, infotext FROM images WHERE key IN ({})", list(keys))
+        return {row[0]: row[1] for row in rows}
+
     # --- scorers, scores, embeddings -----------------------------------------------------------------
 
     def put_scorer(self, scorer_key: str, name: str, info: dict[str, object]) -> None:

@@ -162,6 +162,8 @@ def import_results(store: Store, root: Path, *, name: str = "GhostReview (import
         "benchmark": {"name": name, "preset": "ghostreview", "bootstrap": bootstrap, "analysis_seed": analysis_seed},
         "analysis": {"baseline": baseline},
         "import": {"format": "ghostreview", "source": str(Path(root).resolve())},
+        # As in a spec: the scorers in reading order, the first one (LAIONScore) leads the report.
+        "scorers": {"use": [s for s in HIGHER_IS_BETTER if s in set(data.frame["scorer"])]},
     }
     provenance = {"imported": "ghostreview", "source": str(Path(root).resolve()), "rows": len(data.frame)}
     run_id = store.start_run(spec, provenance)

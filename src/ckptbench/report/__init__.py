@@ -1,1 +1,2 @@
-"""The report (HTML) and the exports (results.json, scores.csv) written at the end of every run."""
+"""The report: the HTML page (leaderboard, seed grids, matrices, charts, failures, provenance) and the
+exports (results.json, scores.csv, scores.parquet, leaderboard.csv)."""

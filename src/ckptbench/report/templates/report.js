@@ -1,0 +1,118 @@
+// ckptbench report: sortable tables, prompt and scorer pickers for the seed grids, and a lightbox that
+// shows the full PNG with its infotext. Plain JavaScript, no library, works from file:// and any host.
+(function () {
+  "use strict";
+
+  // --- sortable tables: click a header to sort by that column; click again to reverse ----------------
+  function sortValue(cell) {
+    if (!cell) return null;
+    var raw = cell.hasAttribute("data-sort") ? cell.getAttribute("data-sort") : cell.textContent.trim();
+    if (raw === "" || raw === "–") return null;
+    var number = Number(raw);
+    return isNaN(number) ? raw.toLowerCase() : number;
+  }
+
+  function compare(a, b) {
+    if (a === b) return 0;
+    if (a === null) return 1;  // missing values always last
+    if (b === null) return -1;
+    if (typeof a === typeof b) return a < b ? -1 : 1;
+    return typeof a === "number" ? -1 : 1;
+  }
+
+  function sortTable(table, header) {
+    var column = header.cellIndex;
+    // First click: best first where the column has a direction (data-best), else ascending.
+    var current = header.getAttribute("aria-sort");
+    var ascending = current ? current !== "ascending" : header.getAttribute("data-best") !== "high";
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (r1, r2) {
+      var a = sortValue(r1.cells[column]), b = sortValue(r2.cells[column]);
+      if (a === null || b === null) return compare(a, b);
+      return ascending ? compare(a, b) : compare(b, a);
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+    Array.prototype.forEach.call(header.parentNode.cells, function (th) { th.removeAttribute("aria-sort"); });
+    header.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+  }
+
+  document.querySelectorAll("table.sortable").forEach(function (table) {
+    var head = table.tHead;
+    if (!head) return;
+    Array.prototype.forEach.call(head.rows[head.rows.length - 1].cells, function (th) {
+      th.tabIndex = 0;
+      th.addEventListener("click", function () { sortTable(table, th); });
+      th.addEventListener("keydown", function (e) { if (e.key === "Enter") sortTable(table, th); });
+    });
+  });
+
+  // --- seed grids: one prompt at a time, one scorer's values at a time ------------------------------
+  var grids = document.getElementById("grids");
+  var promptPicker = document.getElementById("prompt-picker");
+  function showGrid(anchor) {
+    var found = false;
+    document.querySelectorAll(".seed-grid").forEach(function (grid) {
+      var match = grid.id === anchor;
+      grid.hidden = !match;
+      found = found || match;
+    });
+    return found;
+  }
+  if (promptPicker) {
+    promptPicker.addEventListener("change", function () { showGrid(promptPicker.value); });
+    var wanted = window.location.hash.slice(1);
+    if (wanted && document.getElementById(wanted) && showGrid(wanted)) promptPicker.value = wanted;
+  }
+  // Each grid shows the chosen scorer when it has it, else its own first scorer (a style suite's grid has
+  // only style scores).
+  var scorerPicker = document.getElementById("grid-scorer");
+  if (scorerPicker && grids) {
+    scorerPicker.addEventListener("change", function () {
+      document.querySelectorAll(".seed-grid").forEach(function (grid) {
+        var own = (grid.getAttribute("data-scorers") || "").split(" ");
+        grid.setAttribute("data-scorer", own.indexOf(scorerPicker.value) >= 0 ? scorerPicker.value : own[0]);
+      });
+    });
+  }
+
+  // --- lightbox: the full PNG and its A1111 infotext ------------------------------------------------
+  var infotexts = {};
+  var requested = {};
+  var dialog = document.getElementById("lightbox");
+  var shownKey = null;
+  window.ckptbenchInfotext = function (anchor, texts) {
+    Object.keys(texts).forEach(function (key) { infotexts[key] = texts[key]; });
+    if (shownKey && infotexts[shownKey] !== undefined) fillInfotext(shownKey);
+  };
+  function fillInfotext(key) {
+    var text = infotexts[key];
+    dialog.querySelector("pre").textContent = text === undefined ? "(loading infotext…)" : text;
+  }
+  function open(link) {
+    var grid = link.closest(".seed-grid");
+    shownKey = link.getAttribute("data-key");
+    dialog.querySelector("img").src = link.getAttribute("href");
+    dialog.querySelector("a.full").href = link.getAttribute("href");
+    dialog.querySelector(".caption").textContent = link.getAttribute("data-caption") || "";
+    fillInfotext(shownKey);
+    var script = grid && grid.getAttribute("data-infotext");
+    if (script && !requested[script]) {
+      requested[script] = true;
+      var tag = document.createElement("script");
+      tag.src = script;
+      document.body.appendChild(tag);
+    }
+    if (!dialog.open) dialog.showModal();
+  }
+  if (dialog) {
+    document.addEventListener("click", function (e) {
+      var link = e.target.closest && e.target.closest("a.thumb");
+      if (!link) return;
+      e.preventDefault();
+      open(link);
+    });
+    dialog.querySelector("button.close").addEventListener("click", function () { dialog.close(); });
+    dialog.addEventListener("click", function (e) { if (e.target === dialog) dialog.close(); });
+  }
+})();
