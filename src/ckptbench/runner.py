@@ -16,6 +16,7 @@ from ckptbench.device import resolve_device, resolve_dtype_name
 from ckptbench.errors import CkptbenchError
 from ckptbench.generate.base import FailedImage, ImageJob, SamplingSettings
 from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id
+from ckptbench.generate.embeddings import EmbeddingLibrary
 from ckptbench.generate.samplers import sampler_recipe
 from ckptbench.metrics.engine import ScoreCell, execute_scoring, plan_scoring, prepare_scorers
 from ckptbench.metrics.registry import check_scorer_names
@@ -66,11 +67,12 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
     # Scorer weights are resolved before any image is made: a missing model should stop the run now,
     # not after hours of generation.
     prepared = prepare_scorers(spec.scorers, device, store)
+    embeddings = EmbeddingLibrary(spec.generation.embedding_dirs, spec.generation.allow_pickle_embeddings, store)
     provenance = collect_provenance(device, dtype)
     run_id = store.start_run(spec.model_dump(mode="json", by_alias=True), provenance)
     outcome = RunOutcome(store=store.root, run_id=run_id)
 
-    resolved, jobs = _plan_images(spec, store, run_id, dtype, outcome, console)
+    resolved, jobs = _plan_images(spec, store, run_id, dtype, embeddings, outcome, console)
     existing = store.existing_images(job.key for jobs_of in jobs.values() for job in jobs_of)
     todo = {name: [job for job in jobs_of if job.key not in existing] for name, jobs_of in jobs.items()}
     todo_count = len({job.key for jobs_of in todo.values() for job in jobs_of})
@@ -78,7 +80,7 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
     console.print(f"{todo_count} images to generate ({len(existing)} already in the store)")
 
     if todo_count:
-        _generate(spec, store, run_id, device, resolved, todo, outcome, console)
+        _generate(spec, store, run_id, device, resolved, todo, embeddings, outcome, console)
 
     cells = _score_cells(store, run_id)
     plan = plan_scoring(store, run_id, prepared, cells)
@@ -105,6 +107,7 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
             store.put_failure(run_id, "score", message, image_key=image_key, scorer=scorer)
 
     provenance = {**provenance, "text_truncated": plan.truncated,
+                  "embeddings": _embedding_record(embeddings, jobs, console),
                   "scorer_dtypes": {p.name: p.backbone.dtype for p in prepared},
                   "duration_s": round(time.perf_counter() - started, 3)}
     store.finish_run(run_id, "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok",
@@ -123,11 +126,13 @@ def write_outputs(store: Store, run_id: int | None = None, out: Path | None = No
     return results_path, report_path
 
 
-def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, outcome: RunOutcome,
-                 console: Console) -> tuple[dict[str, ResolvedCheckpoint], dict[str, list[ImageJob]]]:
+def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, embeddings: EmbeddingLibrary,
+                 outcome: RunOutcome, console: Console
+                 ) -> tuple[dict[str, ResolvedCheckpoint], dict[str, list[ImageJob]]]:
     generation = spec.generation
     settings = SamplingSettings(sampler=generation.sampler, steps=generation.steps, cfg=generation.cfg,
-                                width=generation.width, height=generation.height, dtype=dtype)
+                                width=generation.width, height=generation.height, dtype=dtype,
+                                clip_skip=generation.clip_skip)
     backend = backend_id()
     cases = cases_from_spec(spec)
     resolved: dict[str, ResolvedCheckpoint] = {}
@@ -144,20 +149,41 @@ def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, out
         jobs[ckpt.name] = []
         for case in cases:
             inputs = case.pixel_inputs(generation.negative_prompt)
+            used = _embeddings_used(embeddings, inputs["prompt"], inputs["negative_prompt"])
             for seed in generation.seeds:
                 job = ImageJob(checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256, case=case, seed=seed,
                                prompt=inputs["prompt"], negative_prompt=inputs["negative_prompt"],
-                               settings=settings, backend=backend)
+                               settings=settings, backend=backend, embeddings=used)
                 jobs[ckpt.name].append(job)
                 items.append(RunItem(ckpt.name, case.suite, case.case_id, case.prompt, seed, job.key))
     store.put_run_items(run_id, items)
     return resolved, jobs
 
 
+def _embeddings_used(library: EmbeddingLibrary, prompt: str, negative_prompt: str) -> tuple[tuple[str, str], ...]:
+    """(name, sha256) of each embedding the prompts name: the files change the pixels, so they key the image."""
+    names = set(library.used_in(prompt)) | set(library.used_in(negative_prompt, negative=True))
+    return tuple((name, library.sha256(name)) for name in sorted(names))
+
+
+def _embedding_record(library: EmbeddingLibrary, jobs: dict[str, list[ImageJob]], console: Console
+                      ) -> dict[str, object]:
+    """Which embeddings the run used, and prompt words that look like an embedding but name none."""
+    if not library.files:
+        return {}
+    all_jobs = [job for jobs_of in jobs.values() for job in jobs_of]
+    used = {name: sha256 for job in all_jobs for name, sha256 in job.embeddings}
+    prompts = {pair for job in all_jobs for pair in ((job.prompt, False), (job.negative_prompt, True))}
+    near_misses = library.near_misses(prompts)
+    for note in near_misses:
+        console.print(f"[yellow]note[/]: {note} (A1111 matches an embedding only by its exact name's tokens)")
+    return {"used": used, "unused": sorted(set(library.files) - set(used)), "near_misses": near_misses}
+
+
 def _generate(spec: BenchmarkSpec, store: Store, run_id: int, device: torch.device,
-              resolved: dict[str, ResolvedCheckpoint], todo: dict[str, list[ImageJob]], outcome: RunOutcome,
-              console: Console) -> None:
-    generator = DiffusersGenerator(device, spec.generation.batch_size)
+              resolved: dict[str, ResolvedCheckpoint], todo: dict[str, list[ImageJob]],
+              embeddings: EmbeddingLibrary, outcome: RunOutcome, console: Console) -> None:
+    generator = DiffusersGenerator(device, spec.generation.batch_size, embeddings)
     done_keys: set[str] = set()
     with _progress(console) as progress:
         for name, jobs in todo.items():

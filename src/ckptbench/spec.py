@@ -75,6 +75,12 @@ class GenerationSettings(_Strict):
     seeds: tuple[int, ...] = Field(default=(1, 2, 3, 4), description="A list, or {from = 1, to = 32}.")
     batch_size: int = Field(default=4, ge=1, le=256)
     negative_prompt: str = ""
+    clip_skip: int = Field(default=1, ge=1, le=12,
+                           description="A1111 clip skip: 1 = the text encoder's last layer, 2 = the one before.")
+    embedding_dirs: tuple[Path, ...] = Field(
+        default=(), description="Folders of textual-inversion embeddings, used by file stem in prompts.")
+    allow_pickle_embeddings: bool = Field(
+        default=False, description="Also read .pt/.bin embeddings (only with torch.load(weights_only=True)).")
     dtype: Dtype = Field(default="auto", description="'auto' is fp32 on CPU and fp16 on a GPU.")
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps'.")
 
@@ -209,13 +215,16 @@ def _resolve_paths(spec: BenchmarkSpec, base: Path) -> BenchmarkSpec:
         c.model_copy(update={"path": resolve(c.path), "config": resolve(c.config)}) for c in spec.checkpoints
     )
     info = spec.benchmark.model_copy(update={"store": resolve(spec.benchmark.store) or base})
+    generation = spec.generation.model_copy(
+        update={"embedding_dirs": tuple(resolve(folder) for folder in spec.generation.embedding_dirs)})
     options = {
         name: opts.model_copy(update={"head": _resolve_if_local(opts.head, base),
                                       "model": _resolve_if_local(opts.model, base)})
         for name, opts in spec.scorers.options.items()
     }
     scorers = spec.scorers.model_copy(update={"options": options})
-    return spec.model_copy(update={"checkpoints": checkpoints, "benchmark": info, "scorers": scorers})
+    return spec.model_copy(update={"checkpoints": checkpoints, "benchmark": info, "scorers": scorers,
+                                   "generation": generation})
 
 
 def _resolve_if_local(value: str | None, base: Path) -> str | None:
@@ -237,6 +246,10 @@ def _check_files_exist(spec: BenchmarkSpec, path: Path) -> None:
                     f"{path}: checkpoints[{index}].{field} ('{checkpoint.name}'): {value} does not exist; "
                     "fix the path (relative paths are taken from the spec's folder)."
                 )
+    for index, folder in enumerate(spec.generation.embedding_dirs):
+        if not folder.is_dir():
+            raise SpecError(f"{path}: generation.embedding_dirs[{index}]: {folder} is not a folder; fix the path "
+                            "(relative paths are taken from the spec's folder).")
     for name, options in spec.scorers.options.items():
         for field in ("model", "head"):
             value = getattr(options, field)

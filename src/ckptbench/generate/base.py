@@ -22,10 +22,11 @@ class SamplingSettings:
     width: int
     height: int
     dtype: str  # resolved: fp32 / fp16 / bf16
+    clip_skip: int = 1  # A1111 meaning: 1 = the text encoder's last layer
 
     def as_dict(self) -> dict[str, Any]:
         return {"sampler": self.sampler, "steps": self.steps, "cfg": self.cfg, "width": self.width,
-                "height": self.height, "dtype": self.dtype}
+                "height": self.height, "dtype": self.dtype, "clip_skip": self.clip_skip}
 
 
 @dataclass(frozen=True)
@@ -40,19 +41,21 @@ class ImageJob:
     negative_prompt: str
     settings: SamplingSettings
     backend: str  # generator backend id and version: a new version may change pixels
+    # Textual-inversion embeddings the prompt or negative prompt names: (name, file sha256), sorted.
+    embeddings: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
         return image_key(self.checkpoint_sha256, self.prompt, self.negative_prompt, self.seed, self.settings,
-                         self.backend)
+                         self.backend, self.embeddings)
 
 
 def image_key(checkpoint_sha256: str, prompt: str, negative_prompt: str, seed: int, settings: SamplingSettings,
-              backend: str) -> str:
+              backend: str, embeddings: tuple[tuple[str, str], ...] = ()) -> str:
     """Content key of an image: a hash of everything that changes its pixels (batch size does not)."""
     return content_key({
         "checkpoint": checkpoint_sha256, "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed,
-        "settings": settings.as_dict(), "backend": backend,
+        "settings": settings.as_dict(), "backend": backend, "embeddings": [list(pair) for pair in embeddings],
     })
 
 

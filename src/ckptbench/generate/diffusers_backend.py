@@ -14,14 +14,19 @@ from PIL import Image
 
 from ckptbench import __version__
 from ckptbench.device import torch_dtype
+from ckptbench.errors import CkptbenchError
 from ckptbench.generate.base import FailedImage, GeneratedImage, ImageJob
+from ckptbench.generate.conditioning import prompt_conditioning
+from ckptbench.generate.embeddings import EmbeddingLibrary, TextualInversion
 from ckptbench.generate.loading import load_pipeline
 from ckptbench.generate.samplers import make_scheduler
 from ckptbench.infotext import format_infotext
 from ckptbench.models.checkpoint import ResolvedCheckpoint
+from ckptbench.prompt import parse_prompt
 
 # Bumped whenever ckptbench's own generation code changes the pixels it makes for the same inputs.
-GENERATION_CODE_VERSION = 1
+# 2: A1111 prompt syntax, emphasis, long prompts, clip skip and textual inversion in the conditioning.
+GENERATION_CODE_VERSION = 2
 
 
 def backend_id() -> str:
@@ -31,13 +36,17 @@ def backend_id() -> str:
 
 
 class DiffusersGenerator:
-    def __init__(self, device: torch.device, batch_size: int) -> None:
+    def __init__(self, device: torch.device, batch_size: int, embeddings: EmbeddingLibrary | None = None) -> None:
         self.device = device
         self.batch_size = batch_size
         self.backend = backend_id()
+        self.embeddings = embeddings
 
     def generate(self, checkpoint: ResolvedCheckpoint, jobs: Sequence[ImageJob]
                  ) -> Iterator[GeneratedImage | FailedImage]:
+        failed = {job.key: problem for job in jobs if (problem := self._input_problem(job))}
+        yield from (FailedImage(job, failed[job.key]) for job in jobs if job.key in failed)
+        jobs = [job for job in jobs if job.key not in failed]
         if not jobs:
             return
         dtypes = {job.settings.dtype for job in jobs}
@@ -46,8 +55,10 @@ class DiffusersGenerator:
         pipeline = load_pipeline(checkpoint, self.device, torch_dtype(dtypes.pop()))
         base_scheduler_config = dict(pipeline.scheduler.config)
         try:
-            ordered = sorted(jobs, key=lambda job: (repr(job.settings), job.negative_prompt))
-            for (settings, _), group in groupby(ordered, key=lambda job: (job.settings, job.negative_prompt)):
+            # A batch shares settings, negative prompt and embeddings (each job's embeddings are its own).
+            ordered = sorted(jobs, key=lambda job: (repr(job.settings), job.negative_prompt, job.embeddings))
+            for (settings, *_), group in groupby(
+                    ordered, key=lambda job: (job.settings, job.negative_prompt, job.embeddings)):
                 group_jobs = list(group)
                 pipeline.scheduler = make_scheduler(settings.sampler, base_scheduler_config)
                 for start in range(0, len(group_jobs), self.batch_size):
@@ -63,10 +74,13 @@ class DiffusersGenerator:
         settings = batch[0].settings
         started = time.perf_counter()
         try:
-            with torch.inference_mode():
+            # --- prompts → A1111-faithful embeds (weights, chunks, clip skip, embeddings) ---
+            conditioning = prompt_conditioning(
+                pipeline, [job.prompt for job in batch], [job.negative_prompt for job in batch],
+                clip_skip=settings.clip_skip, embeddings=self._textual_inversions(batch))
+            with conditioning as embeds, torch.inference_mode():
                 output = pipeline(
-                    prompt=[job.prompt for job in batch],
-                    negative_prompt=[job.negative_prompt for job in batch],
+                    **embeds,
                     num_inference_steps=settings.steps,
                     guidance_scale=settings.cfg,
                     width=settings.width,
@@ -90,6 +104,23 @@ class DiffusersGenerator:
             yield GeneratedImage(job, image, infotext_for(job, checkpoint), seconds)
 
 
+    def _input_problem(self, job: ImageJob) -> str | None:
+        """Why a job's prompts or embeddings cannot be used (checked per job, so one bad case fails alone)."""
+        try:
+            parse_prompt(job.prompt)
+            parse_prompt(job.negative_prompt, negative=True)
+            self._textual_inversions([job])
+        except CkptbenchError as error:
+            return str(error)
+        return None
+
+    def _textual_inversions(self, batch: Sequence[ImageJob]) -> dict[str, TextualInversion]:
+        names = {name for job in batch for name, _ in job.embeddings}
+        if names and self.embeddings is None:
+            raise CkptbenchError(f"jobs name embeddings ({', '.join(sorted(names))}) but no embedding_dirs are set")
+        return {name: self.embeddings.load(name) for name in sorted(names)} if self.embeddings else {}
+
+
 def infotext_for(job: ImageJob, checkpoint: ResolvedCheckpoint) -> str:
     settings = job.settings
     parameters = {
@@ -100,6 +131,8 @@ def infotext_for(job: ImageJob, checkpoint: ResolvedCheckpoint) -> str:
         "Size": f"{settings.width}x{settings.height}",
         "Model hash": checkpoint.sha256[:10],
         "Model": job.checkpoint,
+        "Clip skip": settings.clip_skip if settings.clip_skip > 1 else None,
+        "TI hashes": ", ".join(f"{name}: {sha256[:12]}" for name, sha256 in job.embeddings) or None,
         "Version": f"ckptbench {__version__} ({job.backend}, {settings.dtype})",
     }
     return format_infotext(job.prompt, job.negative_prompt, parameters)

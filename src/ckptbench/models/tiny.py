@@ -67,6 +67,7 @@ def tiny_sd15_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     unet = UNet2DConditionModel(**TINY_UNET)
     vae = AutoencoderKL(**TINY_VAE)
     text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
+    _trained_looking_final_norm(text_encoder)
     scheduler_config = json.loads((BUNDLED_CONFIGS / "sd15/scheduler/scheduler_config.json").read_text())
     scheduler = PNDMScheduler.from_config(scheduler_config)
     pipeline = StableDiffusionPipeline(
@@ -74,6 +75,18 @@ def tiny_sd15_pipeline(seed: int = 0) -> StableDiffusionPipeline:
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     return pipeline.to(torch.float32)
+
+
+def _trained_looking_final_norm(text_encoder: CLIPTextModel) -> None:
+    """Give the final layer norm a non-zero bias, as trained CLIP encoders have.
+
+    A freshly initialised LayerNorm (weight 1, bias 0) makes the prompt embeddings average exactly 0,
+    and A1111's emphasis, which rescales to restore that average, would then divide 0 by 0.
+    """
+    final = getattr(text_encoder, "final_layer_norm", None) or text_encoder.text_model.final_layer_norm
+    with torch.no_grad():
+        final.weight.copy_(1.0 + 0.1 * torch.randn_like(final.weight))
+        final.bias.copy_(-0.2 + 0.1 * torch.randn_like(final.bias))
 
 
 def save_diffusers_folder(pipeline: StableDiffusionPipeline, folder: Path) -> Path:
