@@ -20,7 +20,7 @@ from ckptbench.generate.conditioning import prompt_conditioning
 from ckptbench.generate.embeddings import EmbeddingLibrary, TextualInversion
 from ckptbench.generate.loading import load_pipeline
 from ckptbench.generate.samplers import make_scheduler
-from ckptbench.infotext import format_infotext
+from ckptbench.infotext import format_hashes, format_infotext
 from ckptbench.models.checkpoint import ResolvedCheckpoint
 from ckptbench.prompt import parse_prompt
 
@@ -132,7 +132,8 @@ def infotext_for(job: ImageJob, checkpoint: ResolvedCheckpoint) -> str:
         "Model hash": checkpoint.sha256[:10],
         "Model": job.checkpoint,
         "Clip skip": settings.clip_skip if settings.clip_skip > 1 else None,
-        "TI hashes": ", ".join(f"{name}: {sha256[:12]}" for name, sha256 in job.embeddings) or None,
+        # A1111 records embeddings by the first 12 hex digits of their file's sha256.
+        "TI hashes": format_hashes({name: sha256[:12] for name, sha256 in job.embeddings}) or None,
         "Version": f"ckptbench {__version__} ({job.backend}, {settings.dtype})",
     }
     return format_infotext(job.prompt, job.negative_prompt, parameters)
