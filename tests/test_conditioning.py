@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from ckptbench.errors import CkptbenchError
-from ckptbench.generate.conditioning import apply_emphasis, encode_prompts, masked_cross_attention
+from ckptbench.generate.conditioning import encode_prompts, masked_cross_attention, prompt_conditioning
 from ckptbench.generate.embeddings import SINGLE, TextualInversion
+from ckptbench.generate.samplers import make_scheduler
+from ckptbench.generate.text_encoding import apply_emphasis
 from ckptbench.models.tiny import tiny_sd15_pipeline
 
 BOS, EOS = 49406, 49407
@@ -167,6 +169,49 @@ def test_an_embedding_of_another_width_is_left_as_words(pipe) -> None:
     torch.testing.assert_close(conditioning.embeds["prompt_embeds"][0], plain)
 
 
-def test_refused_syntax_raises_before_encoding(pipe) -> None:
-    with pytest.raises(CkptbenchError, match="prompt editing"):
-        embeds(pipe, "a [cat:dog:0.5]")
+def test_composable_diffusion_is_refused_before_encoding(pipe) -> None:
+    with pytest.raises(CkptbenchError, match="AND"):
+        embeds(pipe, "a cat AND a dog")
+
+
+def test_prompt_editing_switches_the_conditioning_at_its_step(pipe) -> None:
+    red, _ = embeds(pipe, "a red cube")
+    blue, _ = embeds(pipe, "a blue cube")
+    with torch.inference_mode():
+        conditioning = encode_prompts(pipe, ["a [red:blue:2] cube"], [""], steps=4)
+    assert conditioning.changes and not conditioning.padded
+    for call, expected in enumerate([red, red, red, blue, blue]):
+        torch.testing.assert_close(conditioning.embeds_at(call)["prompt_embeds"][0], expected, rtol=0, atol=0)
+
+
+def test_the_pipeline_sees_each_calls_conditioning(pipe) -> None:
+    """Run the real pipeline and record what its UNet is given at every model call."""
+    red, negative = embeds(pipe, "a red cube", "blurry")
+    blue, _ = embeds(pipe, "a blue cube", "blurry")
+    seen: list[torch.Tensor] = []
+    original_scheduler = pipe.scheduler
+    pipe.scheduler = make_scheduler("Euler", dict(original_scheduler.config))  # one model call per step
+    hook = pipe.unet.register_forward_pre_hook(
+        lambda _m, args, kwargs: seen.append(kwargs["encoder_hidden_states"].clone()), with_kwargs=True)
+    try:
+        with prompt_conditioning(pipe, ["a [red:blue:1] cube"], ["blurry"], steps=3) as kwargs, \
+                torch.inference_mode():
+            pipe(**kwargs, num_inference_steps=3, width=64, height=64, output_type="latent",
+                 generator=torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+        pipe.scheduler = original_scheduler
+    assert len(seen) == 3
+    for call, positive in enumerate([red, red, blue]):  # calls 0 and 1 use "red", call 2 "blue"
+        torch.testing.assert_close(seen[call][0], negative, rtol=0, atol=0)
+        torch.testing.assert_close(seen[call][1], positive, rtol=0, atol=0)
+
+
+def test_alternation_with_different_lengths_keeps_the_mask_in_step(pipe) -> None:
+    long_option = "cube " * 80
+    with torch.inference_mode():
+        conditioning = encode_prompts(pipe, [f"a [sphere|{long_option}]"], ["blurry"], steps=4)
+    assert conditioning.padded
+    # alternation: calls 0 and 1 use the first option, then they alternate
+    assert [conditioning.mask_at(call)[1].sum().item() for call in range(4)] == [77, 77, 154, 77]
+    assert [conditioning.mask_at(call)[0].sum().item() for call in range(4)] == [77] * 4

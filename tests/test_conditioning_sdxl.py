@@ -119,3 +119,27 @@ def test_sdxl_generates_with_our_conditioning(sdxl) -> None:
         image = sdxl(**embeds, num_inference_steps=2, width=64, height=64, output_type="np",
                      generator=torch.Generator().manual_seed(0)).images[0]
     assert image.shape == (64, 64, 3) and np.isfinite(image).all()
+
+
+def test_sdxl_prompt_editing_switches_both_embeds_and_the_pooled_vector(sdxl) -> None:
+    with torch.inference_mode():
+        red = encode_prompts(sdxl, ["a red cube"], ["blurry"]).embeds
+        blue = encode_prompts(sdxl, ["a blue cube"], ["blurry"]).embeds
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def record(_module, _args, kwargs):
+        seen.append((kwargs["encoder_hidden_states"].clone(), kwargs["added_cond_kwargs"]["text_embeds"].clone()))
+
+    hook = sdxl.unet.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        with prompt_conditioning(sdxl, ["a [red:blue:1] cube"], ["blurry"], steps=3) as kwargs, \
+                torch.inference_mode():
+            sdxl(**kwargs, num_inference_steps=3, width=64, height=64, output_type="latent",
+                 generator=torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    assert len(seen) == 3
+    for (hidden, pooled), expected in zip(seen, [red, red, blue], strict=True):
+        torch.testing.assert_close(hidden[1], expected["prompt_embeds"][0], rtol=0, atol=0)
+        torch.testing.assert_close(pooled[1], expected["pooled_prompt_embeds"][0], rtol=0, atol=0)
+        torch.testing.assert_close(hidden[0], red["negative_prompt_embeds"][0], rtol=0, atol=0)

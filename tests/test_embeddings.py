@@ -93,7 +93,8 @@ def test_names_are_found_by_their_tokens_like_a1111(library: EmbeddingLibrary) -
     assert library.used_in("lowres, (easynegative:1.2), bad-hands-5") == ["EasyNegative", "bad-hands-5"]
     assert library.used_in("an easy day") == ["easy"]
     assert library.used_in("easy_negative, bad hands") == ["easy"]  # "easy" alone matches; the rest is words
-    assert library.used_in("a [cat:dog:0.5] EasyNegative") == []  # a refused prompt makes no image
+    assert library.used_in("a cat AND EasyNegative") == []  # a refused prompt makes no image
+    assert library.used_in("[EasyNegative:bad-hands-5:0.5]", steps=20) == ["EasyNegative", "bad-hands-5"]
 
 
 def test_near_misses_are_recorded(library: EmbeddingLibrary) -> None:

@@ -58,11 +58,23 @@ def test_an_image_does_not_depend_on_its_batch(make_job, tiny_checkpoint) -> Non
 
 
 def test_a_refused_prompt_fails_alone_with_the_construct_named(make_job, tiny_checkpoint) -> None:
-    good, bad = make_job("a red cube"), make_job("a [red:blue:0.5] cube")
+    good, bad = make_job("a red cube"), make_job("a red cube AND a blue sphere")
     results = {r.job.key: r for r in generate([good, bad], tiny_checkpoint)}
     assert isinstance(results[good.key], GeneratedImage)
     assert isinstance(results[bad.key], FailedImage)
-    assert "prompt editing '[from:to:when]' ([red:blue:0.5])" in results[bad.key].error
+    assert "A1111's 'AND' (composable diffusion)" in results[bad.key].error
+
+
+def test_prompt_editing_switches_during_sampling(make_job, tiny_checkpoint) -> None:
+    jobs = {name: make_job(prompt) for name, prompt in {
+        "red": "a red cube", "blue": "a blue cube", "never": "a [red:blue:3] cube", "always": "a [red:blue:0] cube",
+        "switch": "a [red:blue:1] cube"}.items()}
+    # one image per batch, so equal conditioning gives bit-equal images
+    results = {r.job.key: r for r in generate(list(jobs.values()), tiny_checkpoint, batch_size=1)}
+    image = {name: pixels(results[job.key]) for name, job in jobs.items()}
+    assert np.array_equal(image["never"], image["red"])  # switches after the last step: "red" throughout
+    assert np.array_equal(image["always"], image["blue"])
+    assert not np.array_equal(image["switch"], image["red"]) and not np.array_equal(image["switch"], image["blue"])
 
 
 def test_an_embedding_in_the_negative_prompt_changes_the_image(make_job, tiny_checkpoint, embedding_dir) -> None:

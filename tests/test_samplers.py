@@ -11,7 +11,7 @@ import torch
 from ckptbench.errors import SpecError
 from ckptbench.generate.base import GeneratedImage
 from ckptbench.generate.diffusers_backend import DiffusersGenerator
-from ckptbench.generate.samplers import SAMPLERS, make_scheduler, sampler_recipe
+from ckptbench.generate.samplers import SAMPLERS, make_scheduler, sampler_recipe, schedule_steps
 from ckptbench.models.tiny import BUNDLED_CONFIGS
 
 STEPS = 20
@@ -78,6 +78,15 @@ def test_unipc_is_time_uniform_to_the_smallest_sigma() -> None:
     assert scheduler.timesteps.tolist() == t[:-1].tolist()
     np.testing.assert_allclose(scheduler.sigmas.numpy(), sigmas[t], rtol=1e-4)
     assert (scheduler.config.solver_type, scheduler.config.solver_order) == ("bh1", 3)
+
+
+def test_prompt_editing_counts_model_calls_like_a1111() -> None:
+    assert schedule_steps("Euler", 20) == 20
+    assert schedule_steps("DPM++ 2M Karras", 20) == 20
+    for name in ("Heun", "DPM2", "DPM2 a Karras", "DPM++ SDE Karras"):  # A1111's second-order samplers
+        scheduler = make_scheduler(name, SD15)
+        scheduler.set_timesteps(STEPS)
+        assert schedule_steps(name, STEPS) == 2 * STEPS >= len(scheduler.timesteps) >= 2 * STEPS - 1, name
 
 
 def test_unknown_sampler_names_list_the_known_ones() -> None:

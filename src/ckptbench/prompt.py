@@ -1,25 +1,26 @@
 """A1111 prompt syntax: parsed into weighted text the way A1111 reads it, and stripped to plain text.
 
-A1111 reads a prompt in four passes, and so does ``parse_prompt``:
+A1111 reads a prompt in four passes, and so does ``scheduled_prompts``:
 
 1. extra-network tags ``<type:args>`` are cut out (``<lora:…>``/``<lyco:…>`` become ``LoraTag``\\ s);
 2. ``AND`` splits a positive prompt into sub-prompts for composable diffusion;
-3. ``[from:to:when]`` prompt editing and ``[a|b]`` alternation build a per-step schedule;
+3. ``[from:to:when]`` prompt editing and ``[a|b]`` alternation give the text at each step
+   (``prompt_schedule``);
 4. emphasis: ``(x)`` ×1.1, ``[x]`` ÷1.1, ``(x:w)`` ×w, nested multiplicatively; ``\\(`` ``\\)`` ``\\[``
    ``\\]`` are literal brackets; ``BREAK`` ends the current 75-token chunk.
 
-Passes 2 and 3 change the conditioning during sampling. ckptbench does not implement them, and refuses
-them with an error that names the construct instead of encoding them as words. Unbalanced brackets are
-read exactly as A1111 reads them (an unclosed ``(`` weights the rest of the prompt; a stray ``)`` is text).
+Composable diffusion (pass 2) is not implemented: ckptbench refuses it with an error that names the
+construct instead of encoding it as words. Unbalanced brackets are read exactly as A1111 reads them (an
+unclosed ``(`` weights the rest of the prompt; a stray ``)`` is text).
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 from dataclasses import dataclass
 
 from ckptbench.errors import CkptbenchError
+from ckptbench.prompt_schedule import final_text, prompt_schedule, uses_schedule
 
 ROUND_MULTIPLIER = 1.1
 SQUARE_MULTIPLIER = 1 / 1.1
@@ -112,98 +113,28 @@ def _remove_extra_networks(prompt: str) -> str:
     return _EXTRA_NETWORK_TAG.sub("", prompt)
 
 
-# --- passes 2 and 3: composable diffusion, prompt editing, alternation ------------------------------
+# --- pass 2: composable diffusion ---------------------------------------------------------------------
 
 _AND = re.compile(r"\bAND\b")
 _WHOLE_PROMPT_WEIGHT = re.compile(r"\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+))\s*$")
-_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
-@dataclass(frozen=True)
-class _SquareGroup:
-    """A balanced ``[…]`` group with the positions of its own (not nested) ``:`` and ``|``."""
-
-    start: int
-    end: int  # index of the closing bracket
-    colons: tuple[int, ...]
-    pipes: tuple[int, ...]
-
-    def kind(self, text: str) -> str | None:
-        if self.pipes:
-            return "alternation"
-        if 1 <= len(self.colons) <= 2 and _NUMBER.fullmatch(text[self.colons[-1] + 1 : self.end].strip()):
-            return "editing"
-        return None
-
-    def parts(self, text: str, separators: tuple[int, ...]) -> list[str]:
-        bounds = [self.start, *separators, self.end]
-        return [text[a + 1 : b] for a, b in itertools.pairwise(bounds)]
-
-
-def _square_groups(text: str) -> list[_SquareGroup]:
-    """Every balanced square-bracket group, innermost first; escaped brackets are text."""
-    stack: list[tuple[str, int, list[int], list[int]]] = []
-    groups: list[_SquareGroup] = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == "\\":
-            index += 2
-            continue
-        if char in "([":
-            stack.append((char, index, [], []))
-        elif char in ")]" and stack and stack[-1][0] == ("(" if char == ")" else "["):
-            opener, start, colons, pipes = stack.pop()
-            if opener == "[":
-                groups.append(_SquareGroup(start, index, tuple(colons), tuple(pipes)))
-        elif char == ":" and stack:
-            stack[-1][2].append(index)
-        elif char == "|" and stack:
-            stack[-1][3].append(index)
-        index += 1
-    return groups
-
-
-def _refuse_scheduling(text: str, negative: bool) -> str:
-    if not negative and _AND.search(text):
+def _refuse_composable(text: str, negative: bool) -> str:
+    """A1111 reads 'AND' and a trailing ':weight' of a positive prompt as composable diffusion."""
+    if negative:
+        return text  # A1111 encodes a negative prompt's 'AND' and trailing weight as words
+    if _AND.search(text):
         raise PromptSyntaxError(
             "the prompt uses A1111's 'AND' (composable diffusion), which ckptbench does not implement; "
             "write the sub-prompts as one prompt, or 'and' in lower case if it is meant as a word.")
-    if not negative and (match := _WHOLE_PROMPT_WEIGHT.search(text)):
+    if match := _WHOLE_PROMPT_WEIGHT.search(text):
         if float(match.group(1)) != 1.0:
             raise PromptSyntaxError(
                 f"the prompt ends in '{match.group(0).strip()}', which A1111 reads as a composable-diffusion "
                 "weight of the whole prompt (not implemented in ckptbench); remove it or wrap the text as "
                 "(text:weight).")
         text = text[: match.start()]  # a weight of 1 is dropped by A1111 and changes nothing else
-    for group in _square_groups(text):
-        kind = group.kind(text)
-        found = text[group.start : group.end + 1]
-        if kind == "editing":
-            raise PromptSyntaxError(
-                f"the prompt uses A1111 prompt editing '[from:to:when]' ({found}), which ckptbench does not "
-                "implement (it changes the prompt during sampling); write the prompt without it.")
-        if kind == "alternation":
-            raise PromptSyntaxError(
-                f"the prompt uses A1111 alternation '[a|b]' ({found}), which ckptbench does not implement "
-                "(it switches the prompt every step); write the prompt without it.")
     return text
-
-
-def _resolve_scheduling(text: str) -> str:
-    """For plain text only: editing becomes its final prompt, alternation all of its options."""
-    text = " , ".join(_WHOLE_PROMPT_WEIGHT.sub("", part) for part in _AND.split(text))
-    while True:
-        special = [g for g in _square_groups(text) if g.kind(text)]
-        if not special:
-            return text
-        group = special[0]  # innermost first: later groups' positions are recomputed after each change
-        if group.kind(text) == "alternation":
-            replacement = " ".join(group.parts(text, group.pipes))
-        else:
-            parts = group.parts(text, group.colons)
-            replacement = parts[1] if len(parts) == 3 else parts[0]
-        text = text[: group.start] + replacement + text[group.end + 1 :]
 
 
 # --- pass 4: emphasis ---------------------------------------------------------------------------------
@@ -296,10 +227,24 @@ def parse_prompt(prompt: str, *, negative: bool = False) -> ParsedPrompt:
     """Parse an A1111 prompt into weighted segments and LoRA tags; raise on syntax we cannot reproduce.
 
     ``negative`` prompts are read as A1111 reads them: ``AND`` and a trailing ``:weight`` are plain text.
+    A prompt with editing or alternation has one parse per step: use ``scheduled_prompts``.
     """
     _, loras = extract_lora_tags(prompt)
-    text = _refuse_scheduling(_remove_extra_networks(prompt), negative)
+    text = _refuse_composable(_remove_extra_networks(prompt), negative)
+    if uses_schedule(text):
+        raise PromptSyntaxError("the prompt uses A1111 prompt editing or alternation, which changes it during "
+                                "sampling; parse it with scheduled_prompts(prompt, steps).")
     return ParsedPrompt(tuple(_parse_emphasis(text, strict=True)), loras)
+
+
+def scheduled_prompts(prompt: str, steps: int, *, negative: bool = False, hires_steps: int | None = None
+                      ) -> list[tuple[int, ParsedPrompt]]:
+    """The prompt as A1111 encodes it at each step: ``[(last step, parsed text), …]`` (see
+    ``prompt_schedule``); a prompt without editing or alternation has one entry."""
+    _, loras = extract_lora_tags(prompt)
+    text = _refuse_composable(_remove_extra_networks(prompt), negative)
+    return [(last, ParsedPrompt(tuple(_parse_emphasis(step_text, strict=True)), loras))
+            for last, step_text in prompt_schedule(text, steps, hires_steps=hires_steps)]
 
 
 def strip_prompt_syntax(prompt: str) -> str:
@@ -307,8 +252,8 @@ def strip_prompt_syntax(prompt: str) -> str:
 
     Prompt editing keeps its final prompt and alternation keeps all of its options.
     """
-    text = _EXTRA_NETWORK_TAG.sub(" ", prompt)
-    segments = _parse_emphasis(_resolve_scheduling(text), strict=False)
+    text = " , ".join(_WHOLE_PROMPT_WEIGHT.sub("", part) for part in _AND.split(_EXTRA_NETWORK_TAG.sub(" ", prompt)))
+    segments = _parse_emphasis(final_text(text), strict=False)
     text = "".join(s.text if isinstance(s, WeightedText) else ", " for s in segments)
     text = re.sub(r"\s*,\s*(,\s*)+", ", ", text)
     text = re.sub(r"\s+", " ", text)

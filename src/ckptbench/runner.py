@@ -17,7 +17,7 @@ from ckptbench.errors import CkptbenchError
 from ckptbench.generate.base import FailedImage, ImageJob, SamplingSettings
 from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id
 from ckptbench.generate.embeddings import EmbeddingLibrary
-from ckptbench.generate.samplers import sampler_recipe
+from ckptbench.generate.samplers import sampler_recipe, schedule_steps
 from ckptbench.metrics.engine import ScoreCell, execute_scoring, plan_scoring, prepare_scorers
 from ckptbench.metrics.registry import check_scorer_names
 from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
@@ -149,7 +149,8 @@ def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, emb
         jobs[ckpt.name] = []
         for case in cases:
             inputs = case.pixel_inputs(generation.negative_prompt)
-            used = _embeddings_used(embeddings, inputs["prompt"], inputs["negative_prompt"])
+            used = _embeddings_used(embeddings, inputs["prompt"], inputs["negative_prompt"],
+                                    schedule_steps(generation.sampler, generation.steps))
             for seed in generation.seeds:
                 job = ImageJob(checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256, case=case, seed=seed,
                                prompt=inputs["prompt"], negative_prompt=inputs["negative_prompt"],
@@ -160,9 +161,10 @@ def _plan_images(spec: BenchmarkSpec, store: Store, run_id: int, dtype: str, emb
     return resolved, jobs
 
 
-def _embeddings_used(library: EmbeddingLibrary, prompt: str, negative_prompt: str) -> tuple[tuple[str, str], ...]:
+def _embeddings_used(library: EmbeddingLibrary, prompt: str, negative_prompt: str, steps: int
+                     ) -> tuple[tuple[str, str], ...]:
     """(name, sha256) of each embedding the prompts name: the files change the pixels, so they key the image."""
-    names = set(library.used_in(prompt)) | set(library.used_in(negative_prompt, negative=True))
+    names = set(library.used_in(prompt, steps=steps)) | set(library.used_in(negative_prompt, True, steps))
     return tuple((name, library.sha256(name)) for name in sorted(names))
 
 

@@ -1,214 +1,157 @@
-"""Prompt embeddings for the diffusers pipelines, computed the way A1111 computes them.
+"""Prompt embeddings for a batch of diffusers pipeline calls, computed the way A1111 computes them.
 
-Per prompt: parse the A1111 syntax, cut it into 77-token chunks, encode every chunk, scale each token's
-hidden state by its emphasis weight and rescale the chunk so its mean is unchanged (A1111's "Original"
-emphasis: ``z = z * w; z = z * (mean_before / mean_after)``), then join the chunks along the sequence.
+``prompt_conditioning`` is the one call site: it parses the batch's prompts and negative prompts (A1111
+syntax, prompt editing and alternation included), encodes every distinct text once
+(``text_encoding.py``) and yields the keyword arguments for ``pipeline(**kwargs, …)``: the embeds of the
+first step and, when a prompt changes during sampling, a ``callback_on_step_end`` that swaps in the
+embeds of each next model call (A1111 counts prompt-editing steps in model calls, so second-order
+samplers count two per step).
 
-Clip skip (A1111 meaning: 1 = the last layer) applies to SD1.x/SD2.x: ``clip_skip = n`` takes the n-th
-hidden state from the end and passes it through the encoder's final layer norm, as A1111 does for SD1.x.
-SDXL follows A1111's defaults: the penultimate hidden state of both encoders without the final norm,
-clip skip ignored (logged), the pooled vector from encoder 2's first chunk, zeros for an empty negative.
-
-Prompts of different lengths are padded with the encoding of an empty chunk (what A1111 pads with) and the
+Texts of different lengths are padded with the encoding of an empty chunk (what A1111 pads with) and the
 padding is hidden from the UNet's cross-attention by an attention mask. That makes each image what A1111
 gives by default, where a prompt and a negative prompt of different lengths are evaluated separately, and
-keeps every image independent of what else is in its batch.
-
-A1111 takes the emphasis mean over a whole batch; ckptbench takes it per prompt, so an image does not
-depend on its batch. For a batch of one prompt, the usual A1111 case, both are the same.
+keeps every image independent of what else is in its batch. SDXL, like A1111, gets zero conditioning for
+an empty negative prompt.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from ckptbench.errors import CkptbenchError
-from ckptbench.generate.chunks import TokenChunk, embedding_lookup, empty_chunk, prompt_chunks
-from ckptbench.generate.embeddings import SINGLE, TextualInversion
-from ckptbench.prompt import parse_prompt
+from ckptbench.generate.embeddings import TextualInversion
+from ckptbench.generate.text_encoding import encode_texts
+from ckptbench.prompt import ParsedPrompt, scheduled_prompts
 
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EncoderRecipe:
-    """One CLIP text encoder of a pipeline and how A1111 reads its output."""
-
-    tokenizer: Any
-    encoder: Any
-    layer_from_end: int  # 1 = last hidden state
-    final_norm: bool  # pass a hidden state other than the last through the final layer norm
-    embedding_part: str  # which vectors of a textual-inversion file belong to this encoder
-    pooled: bool = False  # also return the projected pooled output (SDXL encoder 2)
+EMPTY_CHUNK_TOKENS = 77
 
 
-@dataclass(frozen=True)
+@dataclass
 class Conditioning:
-    """Keyword arguments for the pipeline call, and the cross-attention mask of padded prompts."""
+    """Every distinct text of a batch, encoded and padded, and which text each row uses at each call.
 
-    embeds: dict[str, torch.Tensor]
-    attention_mask: torch.Tensor | None  # (2 × batch, tokens) for [negatives; positives]; None: no padding
+    Rows are the positives then the negatives; ``schedules[row]`` lists (last model call, text index).
+    """
+
+    hidden: torch.Tensor  # (texts, tokens, width)
+    token_mask: torch.Tensor  # (texts, tokens): True = a real token, False = padding
+    pooled: torch.Tensor | None  # (texts, width): SDXL's pooled text embeds
+    schedules: list[list[tuple[int, int]]]
+    batch: int
     embeddings_used: tuple[str, ...]
+    call: int = field(default=0)  # the model call the pipeline is at
+
+    def texts_at(self, call: int) -> list[int]:
+        return [next((text for last, text in schedule if call <= last), schedule[-1][1])
+                for schedule in self.schedules]
+
+    def embeds_at(self, call: int) -> dict[str, torch.Tensor]:
+        rows = self.texts_at(call)
+        hidden = self.hidden[rows]
+        embeds = {"prompt_embeds": hidden[: self.batch], "negative_prompt_embeds": hidden[self.batch :]}
+        if self.pooled is not None:
+            pooled = self.pooled[rows]
+            embeds |= {"pooled_prompt_embeds": pooled[: self.batch],
+                       "negative_pooled_prompt_embeds": pooled[self.batch :]}
+        return embeds
+
+    def mask_at(self, call: int) -> torch.Tensor:
+        """(2 × batch, tokens) cross-attention mask, in the pipeline's CFG order [negatives; positives]."""
+        mask = self.token_mask[self.texts_at(call)]
+        return torch.cat([mask[self.batch :], mask[: self.batch]])
+
+    @property
+    def changes(self) -> bool:
+        return any(len({text for _, text in schedule}) > 1 for schedule in self.schedules)
+
+    @property
+    def padded(self) -> bool:
+        return not bool(self.token_mask.all())
+
+    @property
+    def embeds(self) -> dict[str, torch.Tensor]:
+        return self.embeds_at(0)
+
+    @property
+    def attention_mask(self) -> torch.Tensor | None:
+        return self.mask_at(0) if self.padded else None
+
+    def step_callback(self) -> Callable[..., dict[str, torch.Tensor]]:
+        """diffusers ``callback_on_step_end``: the embeds of the next model call, in the CFG layout."""
+
+        def on_step_end(_pipeline: Any, index: int, _timestep: Any, tensors: dict[str, torch.Tensor]
+                        ) -> dict[str, torch.Tensor]:
+            self.call = index + 1
+            current = tensors["prompt_embeds"]
+            embeds = self.embeds_at(self.call)
+            guided = current.shape[0] == 2 * self.batch  # diffusers batches [negatives; positives] for CFG
+            updates = {"prompt_embeds": _cfg_layout(embeds["negative_prompt_embeds"], embeds["prompt_embeds"],
+                                                    guided).to(current.device, current.dtype)}
+            if "add_text_embeds" in tensors:
+                updates["add_text_embeds"] = _cfg_layout(
+                    embeds["negative_pooled_prompt_embeds"], embeds["pooled_prompt_embeds"], guided
+                ).to(tensors["add_text_embeds"].device, tensors["add_text_embeds"].dtype)
+            return updates
+
+        return on_step_end
 
 
-def encoder_recipes(pipeline: Any, clip_skip: int) -> list[EncoderRecipe]:
-    """Dispatch on the pipeline's text encoders: SDXL has two, SD1.x/SD2.x one."""
-    if getattr(pipeline, "text_encoder_2", None) is not None:
-        if pipeline.text_encoder is None:
-            raise CkptbenchError("SDXL pipelines without the first text encoder (refiners) are not supported.")
-        if clip_skip != 1:
-            log.warning("clip_skip = %d is ignored for SDXL, as in A1111 (which always takes the penultimate "
-                        "layer of both text encoders)", clip_skip)
-        return [EncoderRecipe(pipeline.tokenizer, pipeline.text_encoder, 2, False, "clip_l"),
-                EncoderRecipe(pipeline.tokenizer_2, pipeline.text_encoder_2, 2, False, "clip_g", pooled=True)]
-    layers = pipeline.text_encoder.config.num_hidden_layers
-    if not 1 <= clip_skip <= layers:
-        raise CkptbenchError(f"clip_skip = {clip_skip} is out of range: this text encoder has {layers} layers; "
-                             f"use 1 to {layers}.")
-    return [EncoderRecipe(pipeline.tokenizer, pipeline.text_encoder, clip_skip, True, SINGLE)]
+def _cfg_layout(negative: torch.Tensor, positive: torch.Tensor, guided: bool) -> torch.Tensor:
+    return torch.cat([negative, positive]) if guided else positive
 
 
-def encode_prompts(pipeline: Any, prompts: Sequence[str], negative_prompts: Sequence[str], *, clip_skip: int = 1,
+def encode_prompts(pipeline: Any, prompts: Sequence[str], negative_prompts: Sequence[str], *, steps: int = 1,
+                   hires_steps: int | None = None, clip_skip: int = 1,
                    embeddings: Mapping[str, TextualInversion] | None = None) -> Conditioning:
-    """A1111-faithful ``prompt_embeds``/``negative_prompt_embeds`` (and SDXL's pooled embeds) for a batch."""
+    """Encode a batch's prompts at every step of their A1111 schedules over ``steps`` model calls
+    (``hires_steps`` for a hires-fix pass, whose editing steps count on from ``steps``)."""
     if len(prompts) != len(negative_prompts):
         raise ValueError("one negative prompt per prompt")
-    recipes = encoder_recipes(pipeline, clip_skip)
-    usable = _compatible(embeddings or {}, recipes)
-    parsed = [parse_prompt(p) for p in prompts] + [parse_prompt(n, negative=True) for n in negative_prompts]
-    hidden: list[list[torch.Tensor]] = []  # per encoder: one (tokens, width) tensor per prompt
-    pads: list[torch.Tensor] = []  # per encoder: the empty chunk's encoding, (77, width)
-    pooled: torch.Tensor | None = None
-    used: set[str] = set()
-    for recipe in recipes:
-        lookup = embedding_lookup(recipe.tokenizer, [(name, e.vector_count) for name, e in usable.items()])
-        per_prompt = [prompt_chunks(p, recipe.tokenizer, lookup) for p in parsed]
-        used |= {name for chunks in per_prompt for chunk in chunks for _, name in chunk.embeddings}
-        flat = [chunk for chunks in per_prompt for chunk in chunks] + [empty_chunk(recipe.tokenizer)]
-        vectors = {name: e.vectors[recipe.embedding_part] for name, e in usable.items()}
-        z, pooled_rows = _encode_chunks(recipe, flat, vectors)
-        counts = [len(chunks) for chunks in per_prompt]
-        hidden.append([rows.reshape(-1, z.shape[-1]) for rows in z[:-1].split(counts)])
-        pads.append(z[-1])
-        if recipe.pooled and pooled_rows is not None:  # A1111 pools the first chunk of each prompt
-            first_chunks = torch.tensor([0, *counts[:-1]]).cumsum(0)
-            pooled = pooled_rows[first_chunks.to(pooled_rows.device)]
-    # SDXL joins its two encoders' features; SD1.x/SD2.x has one encoder.
-    joined = [torch.cat([rows[i] for rows in hidden], dim=-1) for i in range(len(parsed))]
-    padding = torch.cat(pads, dim=-1)
-    batch = len(prompts)
-    if pooled is not None:  # A1111 (SDXL) gives an empty negative prompt zero conditioning
-        for i, negative in enumerate(negative_prompts):
+    rows = [scheduled_prompts(p, steps, hires_steps=hires_steps) for p in prompts]
+    rows += [scheduled_prompts(n, steps, negative=True, hires_steps=hires_steps) for n in negative_prompts]
+    texts: dict[ParsedPrompt, int] = {}
+    schedules = [[(last, texts.setdefault(parsed, len(texts))) for last, parsed in row] for row in rows]
+    encoded = encode_texts(pipeline, list(texts), clip_skip=clip_skip, embeddings=embeddings)
+    hidden = list(encoded.hidden)
+    pooled = encoded.pooled
+    if pooled is not None and "" in negative_prompts:  # SDXL, as A1111: an empty negative is all zeros
+        zero = len(hidden)
+        hidden.append(torch.zeros_like(hidden[0][:EMPTY_CHUNK_TOKENS]))
+        pooled = torch.cat([pooled, torch.zeros_like(pooled[:1])])
+        for row, negative in enumerate(negative_prompts):
             if negative == "":
-                joined[batch + i] = torch.zeros_like(joined[batch + i])
-                pooled[batch + i] = 0
-    stacked, mask = _pad(joined, padding)
-    embeds = {"prompt_embeds": stacked[:batch], "negative_prompt_embeds": stacked[batch:]}
-    if pooled is not None:
-        embeds |= {"pooled_prompt_embeds": pooled[:batch], "negative_pooled_prompt_embeds": pooled[batch:]}
-    attention_mask = None if bool(mask.all()) else torch.cat([mask[batch:], mask[:batch]])
-    return Conditioning(embeds, attention_mask, tuple(sorted(used)))
+                schedules[len(prompts) + row] = [(steps if hires_steps is None else hires_steps, zero)]
+    length = max(text.shape[0] for text in hidden)
+    padded = torch.stack([_padded(text, length, encoded.padding) for text in hidden])
+    token_mask = torch.stack([torch.arange(length) < text.shape[0] for text in hidden])
+    return Conditioning(padded, token_mask, pooled, schedules, len(prompts), encoded.embeddings_used)
 
 
-def _pad(rows: list[torch.Tensor], padding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad every prompt to the longest with empty-chunk encodings; mask (True = real token)."""
-    length = max(row.shape[0] for row in rows)
-    padded, masks = [], []
-    for row in rows:
-        missing = (length - row.shape[0]) // padding.shape[0]
-        padded.append(torch.cat([row, padding.repeat(missing, 1)]))
-        masks.append(torch.arange(length) < row.shape[0])
-    return torch.stack(padded), torch.stack(masks)
-
-
-def _compatible(embeddings: Mapping[str, TextualInversion], recipes: list[EncoderRecipe]
-                ) -> dict[str, TextualInversion]:
-    """Embeddings that fit these encoders; others stay words, as A1111 skips them."""
-    usable: dict[str, TextualInversion] = {}
-    for name, embedding in embeddings.items():
-        widths = {part: tensor.shape[-1] for part, tensor in embedding.vectors.items()}
-        needed = {r.embedding_part: r.encoder.get_input_embeddings().embedding_dim for r in recipes}
-        if all(widths.get(part) == width for part, width in needed.items()):
-            usable[name] = embedding
-        else:
-            log.warning("embedding '%s' does not fit this model (it has %s, the text encoder needs %s); its "
-                        "name is encoded as plain words, as A1111 does", name, widths, needed)
-    return usable
-
-
-def _encode_chunks(recipe: EncoderRecipe, chunks: list[TokenChunk], vectors: Mapping[str, torch.Tensor]
-                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    encoder, tokenizer = recipe.encoder, recipe.tokenizer
-    device = encoder.device
-    tokens = torch.tensor([chunk.tokens for chunk in chunks], dtype=torch.long)
-    if tokenizer.pad_token_id != tokenizer.eos_token_id:  # OpenCLIP encoders pad after the first EOS
-        first_eos = (tokens == tokenizer.eos_token_id).int().argmax(dim=1, keepdim=True)
-        after = torch.arange(tokens.shape[1]).unsqueeze(0) > first_eos
-        tokens = tokens.masked_fill(after, tokenizer.pad_token_id)
-    placements = [(row, position, vectors[name]) for row, chunk in enumerate(chunks)
-                  for position, name in chunk.embeddings]
-    want_hidden = recipe.layer_from_end > 1
-    with _inserted_vectors(encoder, placements):
-        output = encoder(tokens.to(device), output_hidden_states=want_hidden)
-    if want_hidden:
-        z = output.hidden_states[-recipe.layer_from_end]
-        if recipe.final_norm:
-            z = _final_layer_norm(encoder)(z)
-    else:
-        z = output.last_hidden_state
-    weights = torch.tensor([chunk.weights for chunk in chunks], dtype=torch.float32, device=device)
-    z = apply_emphasis(z, weights)
-    return z, (output.text_embeds if recipe.pooled else None)
-
-
-def apply_emphasis(z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """A1111's emphasis on (chunks, tokens, width): scale tokens, then restore each chunk's mean."""
-    z32 = z.float()
-    original_mean = z32.mean(dim=(1, 2), keepdim=True)
-    scaled = z32 * weights.unsqueeze(-1)
-    return (scaled * (original_mean / scaled.mean(dim=(1, 2), keepdim=True))).to(z.dtype)
-
-
-def _final_layer_norm(encoder: Any) -> torch.nn.Module:
-    norm = getattr(encoder, "final_layer_norm", None)
-    return norm if norm is not None else encoder.text_model.final_layer_norm
+def _padded(text: torch.Tensor, length: int, padding: torch.Tensor | None) -> torch.Tensor:
+    if text.shape[0] == length:
+        return text
+    if padding is None:  # only SDXL's zero rows can be shorter without an encoded padding chunk
+        padding = torch.zeros_like(text[:EMPTY_CHUNK_TOKENS])
+    return torch.cat([text, padding.repeat((length - text.shape[0]) // padding.shape[0], 1)])
 
 
 @contextmanager
-def _inserted_vectors(encoder: Any, placements: list[tuple[int, int, torch.Tensor]]) -> Iterator[None]:
-    """Put embedding vectors in place of placeholder tokens, as A1111's ``EmbeddingsWithFixes`` does."""
-    if not placements:
+def masked_cross_attention(unet: torch.nn.Module, mask_at: Callable[[], torch.Tensor] | torch.Tensor | None
+                           ) -> Iterator[None]:
+    """Hide padded prompt tokens from every UNet call in the block; ``mask_at`` gives the current
+    (2 × batch, tokens) mask in the CFG order [negatives; positives] (or is that mask)."""
+    if mask_at is None:
         yield
         return
-
-    def replace(_module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
-        output = output.clone()
-        for row, position, tensor in placements:
-            output[row, position : position + tensor.shape[0]] = tensor.to(output.device, output.dtype)
-        return output
-
-    handle = encoder.get_input_embeddings().register_forward_hook(replace)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-@contextmanager
-def masked_cross_attention(unet: torch.nn.Module, mask: torch.Tensor | None) -> Iterator[None]:
-    """Hide padded prompt tokens from every UNet call of the block (CFG batch [negatives; positives])."""
-    if mask is None:
-        yield
-        return
-    batch = mask.shape[0] // 2
+    current = mask_at if callable(mask_at) else (lambda: mask_at)
 
     def add_mask(_module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        mask = current()
+        batch = mask.shape[0] // 2
         hidden = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
         rows = hidden.shape[0]
         if rows not in (batch, 2 * batch) or hidden.shape[1] != mask.shape[1]:
@@ -226,11 +169,19 @@ def masked_cross_attention(unet: torch.nn.Module, mask: torch.Tensor | None) -> 
 
 @contextmanager
 def prompt_conditioning(pipeline: Any, prompts: Sequence[str], negative_prompts: Sequence[str], *,
-                        clip_skip: int = 1, embeddings: Mapping[str, TextualInversion] | None = None
-                        ) -> Iterator[dict[str, torch.Tensor]]:
-    """Embeds for ``pipeline(**embeds, …)``; pipeline calls inside the block see padding masked out."""
+                        steps: int = 1, hires_steps: int | None = None, clip_skip: int = 1,
+                        embeddings: Mapping[str, TextualInversion] | None = None) -> Iterator[dict[str, Any]]:
+    """Keyword arguments for ``pipeline(**kwargs, …)``: the embeds, plus a step callback when a prompt
+    changes during sampling. ``steps`` is the number of model calls A1111 counts (``schedule_steps``).
+    Run every pipeline call that uses them inside the block, so padded tokens stay masked."""
     with torch.inference_mode():
-        conditioning = encode_prompts(pipeline, prompts, negative_prompts, clip_skip=clip_skip,
-                                      embeddings=embeddings)
-    with masked_cross_attention(pipeline.unet, conditioning.attention_mask):
-        yield conditioning.embeds
+        conditioning = encode_prompts(pipeline, prompts, negative_prompts, steps=steps, hires_steps=hires_steps,
+                                      clip_skip=clip_skip, embeddings=embeddings)
+    kwargs: dict[str, Any] = conditioning.embeds_at(0)
+    if conditioning.changes:
+        kwargs["callback_on_step_end"] = conditioning.step_callback()
+        kwargs["callback_on_step_end_tensor_inputs"] = [
+            name for name in ("prompt_embeds", "add_text_embeds") if name in pipeline._callback_tensor_inputs]
+    mask = (lambda: conditioning.mask_at(conditioning.call)) if conditioning.padded else None
+    with masked_cross_attention(pipeline.unet, mask):
+        yield kwargs

@@ -19,10 +19,10 @@ from ckptbench.generate.base import FailedImage, GeneratedImage, ImageJob
 from ckptbench.generate.conditioning import prompt_conditioning
 from ckptbench.generate.embeddings import EmbeddingLibrary, TextualInversion
 from ckptbench.generate.loading import load_pipeline
-from ckptbench.generate.samplers import make_scheduler
+from ckptbench.generate.samplers import make_scheduler, schedule_steps
 from ckptbench.infotext import format_hashes, format_infotext
 from ckptbench.models.checkpoint import ResolvedCheckpoint
-from ckptbench.prompt import parse_prompt
+from ckptbench.prompt import scheduled_prompts
 
 # Bumped whenever ckptbench's own generation code changes the pixels it makes for the same inputs.
 # 2: A1111 prompt syntax, emphasis, long prompts, clip skip and textual inversion in the conditioning.
@@ -77,7 +77,8 @@ class DiffusersGenerator:
             # --- prompts → A1111-faithful embeds (weights, chunks, clip skip, embeddings) ---
             conditioning = prompt_conditioning(
                 pipeline, [job.prompt for job in batch], [job.negative_prompt for job in batch],
-                clip_skip=settings.clip_skip, embeddings=self._textual_inversions(batch))
+                steps=schedule_steps(settings.sampler, settings.steps), clip_skip=settings.clip_skip,
+                embeddings=self._textual_inversions(batch))
             with conditioning as embeds, torch.inference_mode():
                 output = pipeline(
                     **embeds,
@@ -106,9 +107,10 @@ class DiffusersGenerator:
 
     def _input_problem(self, job: ImageJob) -> str | None:
         """Why a job's prompts or embeddings cannot be used (checked per job, so one bad case fails alone)."""
+        steps = schedule_steps(job.settings.sampler, job.settings.steps)
         try:
-            parse_prompt(job.prompt)
-            parse_prompt(job.negative_prompt, negative=True)
+            scheduled_prompts(job.prompt, steps)
+            scheduled_prompts(job.negative_prompt, steps, negative=True)
             self._textual_inversions([job])
         except CkptbenchError as error:
             return str(error)

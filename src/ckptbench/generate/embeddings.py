@@ -26,7 +26,7 @@ from ckptbench.errors import ModelFileError, SpecError
 from ckptbench.generate.chunks import CHUNK_TOKENS, embedding_lookup, embeddings_in_tokens, tokenize_segments
 from ckptbench.hashing import DigestCache, sha256_file
 from ckptbench.models.tokenizer import clip_tokenizer
-from ckptbench.prompt import PromptSyntaxError, WeightedText, parse_prompt, strip_prompt_syntax
+from ckptbench.prompt import PromptSyntaxError, WeightedText, scheduled_prompts, strip_prompt_syntax
 
 SAFE_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".bin")
@@ -124,16 +124,16 @@ class EmbeddingLibrary:
             self._loaded[name] = load_textual_inversion(self.files[name], self.allow_pickle)
         return self._loaded[name]
 
-    def used_in(self, prompt: str, negative: bool = False) -> list[str]:
-        """Names of the embeddings a prompt uses, found the way the conditioning finds them."""
+    def used_in(self, prompt: str, negative: bool = False, steps: int = 1000) -> list[str]:
+        """Names of the embeddings a prompt uses at any of its ``steps``, found as the conditioning finds them."""
         if not self.files:
             return []
         try:
-            parsed = parse_prompt(prompt, negative=negative)
+            schedule = scheduled_prompts(prompt, steps, negative=negative)
         except PromptSyntaxError:
             return []  # the image fails on its prompt and uses nothing
         lookup = _name_lookup(tuple(sorted(self.files)))
-        texts = [s.text for s in parsed.segments if isinstance(s, WeightedText)]
+        texts = [s.text for _, parsed in schedule for s in parsed.segments if isinstance(s, WeightedText)]
         runs = tokenize_segments(clip_tokenizer(), texts)
         return sorted({found.name for ids in runs for found in embeddings_in_tokens(ids, lookup)})
 
@@ -145,7 +145,7 @@ class EmbeddingLibrary:
         normalised = {_normalise(name): name for name in self.files}
         notes: set[str] = set()
         for prompt, negative in prompts:
-            used = set(self.used_in(prompt, negative))
+            used = set(self.used_in(prompt, negative))  # at any step
             for word in set(re.split(r"[\s,]+", strip_prompt_syntax(prompt))):
                 key = _normalise(word)
                 if len(key) < 4 or word in self.files:

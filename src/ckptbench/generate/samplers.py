@@ -38,6 +38,7 @@ class SamplerRecipe:
     scheduler: str  # diffusers scheduler class name
     options: dict[str, Any] = field(default_factory=dict)
     kdiffusion_uniform: bool = False  # replace the scheduler's sigmas by k-diffusion's uniform ones
+    second_order: bool = False  # two model calls per step: A1111 counts prompt-editing steps twice
 
 
 _K = {"timestep_spacing": "linspace"}
@@ -49,20 +50,20 @@ _COMPVIS = {"timestep_spacing": "leading", "steps_offset": 1}
 SAMPLERS: dict[str, SamplerRecipe] = {
     "Euler": SamplerRecipe("EulerDiscreteScheduler", _K),
     "Euler a": SamplerRecipe("EulerAncestralDiscreteScheduler", _K),
-    "Heun": SamplerRecipe("HeunDiscreteScheduler", _K),
+    "Heun": SamplerRecipe("HeunDiscreteScheduler", _K, second_order=True),
     "LMS": SamplerRecipe("LMSDiscreteScheduler", _K),
     "LMS Karras": SamplerRecipe("LMSDiscreteScheduler", {**_K, **_KARRAS}),
-    "DPM2": SamplerRecipe("KDPM2DiscreteScheduler", _K),
-    "DPM2 Karras": SamplerRecipe("KDPM2DiscreteScheduler", {**_K, **_KARRAS}),
-    "DPM2 a": SamplerRecipe("KDPM2AncestralDiscreteScheduler", _K),
-    "DPM2 a Karras": SamplerRecipe("KDPM2AncestralDiscreteScheduler", {**_K, **_KARRAS}),
+    "DPM2": SamplerRecipe("KDPM2DiscreteScheduler", _K, second_order=True),
+    "DPM2 Karras": SamplerRecipe("KDPM2DiscreteScheduler", {**_K, **_KARRAS}, second_order=True),
+    "DPM2 a": SamplerRecipe("KDPM2AncestralDiscreteScheduler", _K, second_order=True),
+    "DPM2 a Karras": SamplerRecipe("KDPM2AncestralDiscreteScheduler", {**_K, **_KARRAS}, second_order=True),
     "DPM++ 2M": SamplerRecipe("DPMSolverMultistepScheduler", _K, kdiffusion_uniform=True),
     "DPM++ 2M Karras": SamplerRecipe("DPMSolverMultistepScheduler", {**_K, **_KARRAS}),
     "DPM++ 2M SDE": SamplerRecipe("DPMSolverMultistepScheduler", {**_K, **_SDE}, kdiffusion_uniform=True),
     "DPM++ 2M SDE Karras": SamplerRecipe("DPMSolverMultistepScheduler", {**_K, **_KARRAS, **_SDE}),
     "DPM++ 2M SDE Exponential": SamplerRecipe("DPMSolverMultistepScheduler", {**_K, **_EXPONENTIAL, **_SDE}),
-    "DPM++ SDE": SamplerRecipe("DPMSolverSDEScheduler", _K),
-    "DPM++ SDE Karras": SamplerRecipe("DPMSolverSDEScheduler", {**_K, **_KARRAS}),
+    "DPM++ SDE": SamplerRecipe("DPMSolverSDEScheduler", _K, second_order=True),
+    "DPM++ SDE Karras": SamplerRecipe("DPMSolverSDEScheduler", {**_K, **_KARRAS}, second_order=True),
     "DDIM": SamplerRecipe("DDIMScheduler", _COMPVIS),
     "PLMS": SamplerRecipe("PNDMScheduler", {**_COMPVIS, "skip_prk_steps": True}),
     "UniPC": SamplerRecipe("UniPCMultistepScheduler", {
@@ -76,6 +77,11 @@ def sampler_recipe(name: str) -> SamplerRecipe:
     close = difflib.get_close_matches(name, SAMPLERS, n=1, cutoff=0.5)
     hint = f"did you mean '{close[0]}'? " if close else ""
     raise SpecError(f"unknown sampler '{name}'; {hint}known A1111 sampler names: {', '.join(SAMPLERS)}.")
+
+
+def schedule_steps(name: str, steps: int) -> int:
+    """The step count A1111 gives prompt editing: model calls, two per step for second-order samplers."""
+    return steps * 2 if sampler_recipe(name).second_order else steps
 
 
 def make_scheduler(name: str, base_config: dict[str, Any]) -> Any:
