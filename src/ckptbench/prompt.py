@@ -62,11 +62,6 @@ class ParsedPrompt:
     segments: tuple[Segment, ...]
     loras: tuple[LoraTag, ...] = ()
 
-    @property
-    def text(self) -> str:
-        """The encoded text without weights (BREAKs become ``BREAK``)."""
-        return "".join(s.text if isinstance(s, WeightedText) else " BREAK " for s in self.segments)
-
 
 # --- pass 1: extra networks -------------------------------------------------------------------------
 

@@ -104,7 +104,6 @@ class DiffusersGenerator:
             image = Image.fromarray((np.clip(pixels, 0.0, 1.0) * 255).round().astype(np.uint8))
             yield GeneratedImage(job, image, infotext_for(job, checkpoint), seconds)
 
-
     def _input_problem(self, job: ImageJob) -> str | None:
         """Why a job's prompts or embeddings cannot be used (checked per job, so one bad case fails alone)."""
         steps = schedule_steps(job.settings.sampler, job.settings.steps)

@@ -6,6 +6,8 @@ by its emphasis weight and the chunk rescaled so its mean is unchanged (A1111's 
 
 Clip skip (A1111 meaning: 1 = the last layer) applies to SD1.x/SD2.x: ``clip_skip = n`` takes the n-th
 hidden state from the end and passes it through the encoder's final layer norm, as A1111 does for SD1.x.
+(diffusers' SD2.x text encoder already ends at the penultimate layer, which is what A1111 always uses for
+SD2.x; A1111 ignores clip skip there, ckptbench applies it, as ComfyUI does.)
 SDXL follows A1111's defaults: the penultimate hidden state of both encoders without the final norm,
 clip skip ignored (logged), and the pooled vector from encoder 2's first chunk.
 
