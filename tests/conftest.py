@@ -9,6 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
+
+# The tests run tiny models, where intra-op threads only add synchronisation; on a CPU shared with other
+# jobs their spin-waiting slowed a tiny UNet call from 0.02 s to 4.5 s. CKPTBENCH_TEST_THREADS overrides.
+torch.set_num_threads(int(os.environ.get("CKPTBENCH_TEST_THREADS", "1")))
 
 # Tests never reach for a model hub: everything they load is built here or read from ../shared/data.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

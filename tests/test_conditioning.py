@@ -120,24 +120,24 @@ def test_long_prompts_are_chunks_encoded_apart_and_joined(pipe) -> None:
 
 
 def test_padding_is_masked_so_each_prompt_is_evaluated_as_if_alone(pipe) -> None:
-    unet = copy.deepcopy(pipe.unet).double()  # float64, so batching itself adds no rounding noise
     with torch.inference_mode():
         conditioning = encode_prompts(pipe, ["cat " * 80, "a dog"], ["blurry", "cat " * 100])
         mask = conditioning.attention_mask
         # rows: negatives then positives, as the pipeline concatenates them
         assert mask.shape == (4, 154)
         assert mask.sum(dim=1).tolist() == [77, 154, 154, 77]
-        both = torch.cat([conditioning.embeds["negative_prompt_embeds"],
-                          conditioning.embeds["prompt_embeds"]]).double()
-        latents = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        both = torch.cat([conditioning.embeds["negative_prompt_embeds"], conditioning.embeds["prompt_embeds"]])
+        latents = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
         timestep = torch.tensor(500)
-        with masked_cross_attention(unet, mask):
-            batched = unet(latents, timestep, encoder_hidden_states=both).sample
+        with masked_cross_attention(pipe.unet, mask):
+            batched = pipe.unet(latents, timestep, encoder_hidden_states=both).sample
+        unmasked = pipe.unet(latents, timestep, encoder_hidden_states=both).sample
         for row, length in enumerate(mask.sum(dim=1).tolist()):
-            alone = unet(latents[row : row + 1], timestep, encoder_hidden_states=both[row : row + 1, :length])
-            torch.testing.assert_close(batched[row : row + 1], alone.sample, rtol=0, atol=1e-10)
-        unmasked = unet(latents, timestep, encoder_hidden_states=both).sample
-    assert (unmasked[0] - batched[0]).abs().max() > 1e-3  # without the mask the padding would leak in
+            alone = pipe.unet(latents[row : row + 1], timestep, encoder_hidden_states=both[row : row + 1, :length])
+            # float32 batching alone moves outputs by ~5e-5; leaked padding moves them by ~1e-2
+            torch.testing.assert_close(batched[row : row + 1], alone.sample, rtol=0, atol=3e-4)
+            if length < 154:
+                assert (unmasked[row] - alone.sample[0]).abs().max() > 5e-3
 
 
 def test_equal_lengths_need_no_mask(pipe) -> None:

@@ -66,14 +66,13 @@ def test_a_refused_prompt_fails_alone_with_the_construct_named(make_job, tiny_ch
 
 
 def test_prompt_editing_switches_during_sampling(make_job, tiny_checkpoint) -> None:
+    # Which embeds each model call gets is checked in test_conditioning; here: the backend applies it.
     jobs = {name: make_job(prompt) for name, prompt in {
-        "red": "a red cube", "blue": "a blue cube", "never": "a [red:blue:3] cube", "always": "a [red:blue:0] cube",
-        "switch": "a [red:blue:1] cube"}.items()}
-    # one image per batch, so equal conditioning gives bit-equal images
+        "red": "a red cube", "blue": "a blue cube", "switch": "a [red:blue:1] cube"}.items()}
+    # One image per batch, so only the conditioning tells them apart (the tiny random UNet barely listens
+    # to its prompt: the images differ by a level or two).
     results = {r.job.key: r for r in generate(list(jobs.values()), tiny_checkpoint, batch_size=1)}
     image = {name: pixels(results[job.key]) for name, job in jobs.items()}
-    assert np.array_equal(image["never"], image["red"])  # switches after the last step: "red" throughout
-    assert np.array_equal(image["always"], image["blue"])
     assert not np.array_equal(image["switch"], image["red"]) and not np.array_equal(image["switch"], image["blue"])
 
 
