@@ -213,3 +213,31 @@ def tiny_scorer_options(tiny_scorer_models: dict[str, Path]) -> Callable[[str], 
         "cmmd": {"model": m["clip"], "references": m["references"]},
     }
     return lambda name: dict(table[name])
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_models: dict[str, Path]):
+    """Tiny model A as a resolved diffusers-folder checkpoint, ready for ``DiffusersGenerator``."""
+    from ckptbench.models.checkpoint import resolve_checkpoint
+    from ckptbench.spec import CheckpointSpec
+
+    return resolve_checkpoint(CheckpointSpec(name="tiny-a", path=tiny_models["folder_a"]))
+
+
+@pytest.fixture
+def make_job(tiny_checkpoint) -> Callable[..., object]:
+    """Build an ``ImageJob`` on ``tiny_checkpoint`` (64×64 px, 3 steps, fp32) from keyword overrides."""
+    from ckptbench.generate.base import ImageJob, SamplingSettings
+    from ckptbench.generate.diffusers_backend import backend_id
+    from ckptbench.suites import Case
+
+    def make(prompt: str = "a red cube", negative_prompt: str = "", seed: int = 1, embeddings: tuple = (),
+             **settings: object) -> ImageJob:
+        values = {"sampler": "Euler", "steps": 3, "cfg": 7.0, "width": 64, "height": 64, "dtype": "fp32",
+                  "clip_skip": 1, **settings}
+        return ImageJob(checkpoint=tiny_checkpoint.name, checkpoint_sha256=tiny_checkpoint.sha256,
+                        case=Case(suite="test", case_id="000", prompt=prompt), seed=seed, prompt=prompt,
+                        negative_prompt=negative_prompt, settings=SamplingSettings(**values),  # type: ignore[arg-type]
+                        backend=backend_id(), embeddings=embeddings)
+
+    return make

@@ -6,20 +6,31 @@ Layout::
     Negative prompt: <negative, possibly several lines>
     Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Model hash: 0123456789, Model: name
 
-Values that contain commas or colons are written JSON-quoted, as A1111 does.
+Written and read as A1111 does (``create_infotext``, ``parse_generation_parameters``): a value with a
+comma, colon or line break is written as a JSON string; the last line holds the parameters when at least
+three ``key: value`` pairs are found on it; prompt lines are stripped of surrounding whitespace; an empty
+negative prompt has no line. Lists of hashes (``Lora hashes``, ``TI hashes``) are one quoted value
+``"name: hash, name2: hash2"``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 _NEGATIVE = "Negative prompt:"
-# A key: value pair in the last line; values may be JSON-quoted strings.
-_PAIR = re.compile(r'\s*(?P<key>[\w \-/+.()]+?):\s*(?P<value>"(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+# A1111's own pattern for one "key: value" pair of the parameters line.
+_PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+
+# The schedule A1111 1.9+ picks for "Schedule type: Automatic" when a sampler names its own default.
+_AUTOMATIC_SCHEDULE = {
+    "DPM++ 2M": "Karras", "DPM++ SDE": "Karras", "DPM++ 2S a": "Karras", "DPM2": "Karras", "DPM2 a": "Karras",
+    "Restart": "Karras", "DPM++ 2M SDE": "Exponential", "DPM++ 2M SDE Heun": "Exponential",
+    "DPM++ 3M SDE": "Exponential",
+}
 
 
 @dataclass(frozen=True)
@@ -28,48 +39,97 @@ class Infotext:
     negative_prompt: str = ""
     parameters: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def sampler(self) -> str | None:
+        """The sampler in ckptbench's (A1111 ≤1.8) naming, e.g. 'DPM++ 2M Karras'."""
+        if "Sampler" not in self.parameters:
+            return None
+        return sampler_name(self.parameters["Sampler"], self.parameters.get("Schedule type"))
 
-def _quote(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False) if ("," in value or ":" in value or '"' in value) else value
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(width, height) from ``Size: WxH``."""
+        match = _SIZE.match(self.parameters.get("Size", ""))
+        return (int(match.group(1)), int(match.group(2))) if match else None
+
+    @property
+    def clip_skip(self) -> int:
+        return int(self.parameters.get("Clip skip", "1"))
+
+    @property
+    def lora_hashes(self) -> dict[str, str]:
+        return parse_hashes(self.parameters.get("Lora hashes", ""))
+
+    @property
+    def ti_hashes(self) -> dict[str, str]:
+        return parse_hashes(self.parameters.get("TI hashes", ""))
+
+
+def quote(value: str) -> str:
+    """JSON-quote a value when it holds a comma, colon or line break (as A1111 does), or when it would not
+    read back as itself (surrounding spaces, a leading quote); A1111 reads both forms."""
+    if not any(char in value for char in ",:\n") and value == value.strip() and not value.startswith('"'):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def unquote(value: str) -> str:
+    if len(value) < 2 or value[0] != '"' or value[-1] != '"':
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
 
 
 def format_infotext(prompt: str, negative_prompt: str, parameters: Mapping[str, object]) -> str:
-    lines = [prompt]
-    if negative_prompt:
-        lines.append(f"{_NEGATIVE} {negative_prompt}")
-    lines.append(", ".join(f"{key}: {_quote(str(value))}" for key, value in parameters.items()
-                           if value is not None and str(value) != ""))
-    return "\n".join(lines)
+    """Parameters whose value is None or empty are left out; the order of ``parameters`` is kept."""
+    pairs = ", ".join(f"{key}: {quote(str(value))}" for key, value in parameters.items()
+                      if value is not None and str(value) != "")
+    negative = f"\n{_NEGATIVE} {negative_prompt}" if negative_prompt else ""
+    return f"{prompt}{negative}\n{pairs}".strip()
 
 
 def parse_infotext(text: str) -> Infotext:
-    """Parse an A1111 parameters block; lines that are not parameters belong to the prompts."""
-    lines = text.strip("\n").split("\n")
-    parameters: dict[str, str] = {}
-    if lines and _looks_like_parameters(lines[-1]):
-        parameters = _parse_parameters(lines.pop())
-    prompt_lines: list[str] = []
-    negative_lines: list[str] = []
-    target = prompt_lines
+    """Parse an A1111 parameters block; lines before the parameters line belong to the prompts."""
+    *lines, last = text.strip().split("\n")
+    pairs = _PAIR.findall(last)
+    if len(pairs) < 3:
+        lines.append(last)
+        pairs = []
+    prompt: list[str] = []
+    negative: list[str] = []
+    target = prompt
     for line in lines:
+        line = line.strip()
         if line.startswith(_NEGATIVE):
-            target = negative_lines
-            line = line[len(_NEGATIVE):].lstrip()
+            target = negative
+            line = line[len(_NEGATIVE) :].strip()
         target.append(line)
-    return Infotext("\n".join(prompt_lines).strip(), "\n".join(negative_lines).strip(), parameters)
+    parameters = {key: unquote(value) for key, value in pairs}
+    return Infotext("\n".join(prompt), "\n".join(negative), parameters)
 
 
-def _looks_like_parameters(line: str) -> bool:
-    pairs = _parse_parameters(line)
-    return len(pairs) >= 3 and "Steps" in pairs
+def parse_hashes(value: str) -> dict[str, str]:
+    """``"name: hash, name2: hash2"`` → {name: hash}."""
+    hashes: dict[str, str] = {}
+    for item in value.split(","):
+        name, _, digest = item.strip().rpartition(":")
+        if name.strip() and digest.strip():
+            hashes[name.strip()] = digest.strip()
+    return hashes
 
 
-def _parse_parameters(line: str) -> dict[str, str]:
-    parameters: dict[str, str] = {}
-    for match in _PAIR.finditer(line):
-        value = match.group("value").strip()
-        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
-            with contextlib.suppress(json.JSONDecodeError):
-                value = json.loads(value)
-        parameters[match.group("key").strip()] = value
-    return parameters
+def format_hashes(hashes: Mapping[str, str]) -> str:
+    """{name: hash} → ``name: hash, name2: hash2``; commas and colons leave names, as in A1111."""
+    return ", ".join(f"{name.replace(':', '').replace(',', '')}: {digest}" for name, digest in hashes.items())
+
+
+def sampler_name(sampler: str, schedule_type: str | None = None) -> str:
+    """A1111 1.9+ ``Sampler`` + ``Schedule type`` → one ckptbench sampler name ('DPM++ 2M Karras')."""
+    schedule = (schedule_type or "").strip()
+    if schedule == "Automatic":
+        schedule = _AUTOMATIC_SCHEDULE.get(sampler, "Uniform")
+    if schedule in ("", "Uniform") or sampler.endswith(f" {schedule}"):
+        return sampler
+    return f"{sampler} {schedule}"

@@ -1,17 +1,33 @@
-"""A1111 prompt syntax: extra-network tags, and stripping to the plain text scorers compare against."""
+"""A1111 prompt syntax: parsed into weighted text the way A1111 reads it, and stripped to plain text.
+
+A1111 reads a prompt in four passes, and so does ``scheduled_prompts``:
+
+1. extra-network tags ``<type:args>`` are cut out (``<lora:…>``/``<lyco:…>`` become ``LoraTag``\\ s);
+2. ``AND`` splits a positive prompt into sub-prompts for composable diffusion;
+3. ``[from:to:when]`` prompt editing and ``[a|b]`` alternation give the text at each step
+   (``prompt_schedule``);
+4. emphasis: ``(x)`` ×1.1, ``[x]`` ÷1.1, ``(x:w)`` ×w, nested multiplicatively; ``\\(`` ``\\)`` ``\\[``
+   ``\\]`` are literal brackets; ``BREAK`` ends the current 75-token chunk.
+
+Composable diffusion (pass 2) is not implemented: ckptbench refuses it with an error that names the
+construct instead of encoding it as words. Unbalanced brackets are read exactly as A1111 reads them (an
+unclosed ``(`` weights the rest of the prompt; a stray ``)`` is text).
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-_EXTRA_NETWORK = re.compile(r"<\s*(?:lora|lyco|hypernet|lycoris)\s*:[^>]*>", re.IGNORECASE)
-_WEIGHT = re.compile(r":\s*-?\d+(?:\.\d+)?\s*(?=[)\]])")
-_EDIT = re.compile(r"\[([^\[\]:|]*):([^\[\]:|]*):\s*\d+(?:\.\d+)?\s*\]")  # [from:to:when] → to
-_BREAK = re.compile(r"\bBREAK\b")
+from ckptbench.errors import CkptbenchError
+from ckptbench.prompt_schedule import final_text, prompt_schedule, uses_schedule
+
+ROUND_MULTIPLIER = 1.1
+SQUARE_MULTIPLIER = 1 / 1.1
 
 
-_LORA_TAG = re.compile(r"<\s*(?:lora|lyco)\s*:\s*([^:>]+?)\s*(?::\s*([^:>]*?)\s*)?(?::[^>]*)?>", re.IGNORECASE)
+class PromptSyntaxError(CkptbenchError, ValueError):
+    """A prompt uses A1111 syntax that ckptbench cannot reproduce faithfully, or malformed syntax."""
 
 
 @dataclass(frozen=True)
@@ -22,8 +38,46 @@ class LoraTag:
     weight: float | None = None
 
 
+@dataclass(frozen=True)
+class WeightedText:
+    """A run of prompt text and the emphasis multiplier of every token it encodes to."""
+
+    text: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class Break:
+    """``BREAK``: pad the current 75-token chunk and start a new one."""
+
+
+BREAK = Break()
+Segment = WeightedText | Break
+
+
+@dataclass(frozen=True)
+class ParsedPrompt:
+    """A prompt as A1111 encodes it: weighted text runs and chunk breaks, plus the LoRAs its tags name."""
+
+    segments: tuple[Segment, ...]
+    loras: tuple[LoraTag, ...] = ()
+
+
+# --- pass 1: extra networks -------------------------------------------------------------------------
+
+# A1111's own tag pattern: whatever it matches is removed from the text before encoding, without
+# touching the whitespace or commas around it (the tokens that remain are what A1111 encodes).
+_EXTRA_NETWORK_TAG = re.compile(r"<(\w+):([^>]+)>")
+_LORA_NETWORKS = {"lora", "lyco"}
+_LORA_TAG = re.compile(r"<\s*(?:lora|lyco)\s*:\s*([^:>]+?)\s*(?::\s*([^:>]*?)\s*)?(?::[^>]*)?>", re.IGNORECASE)
+
+
 def extract_lora_tags(prompt: str) -> tuple[str, tuple[LoraTag, ...]]:
-    """Split ``<lora:name>`` / ``<lora:name:weight>`` tags off a prompt, as A1111 does before encoding."""
+    """Split ``<lora:name>`` / ``<lora:name:weight>`` tags off a prompt, as A1111 does before encoding.
+
+    The returned text is tidied for display (no doubled spaces or commas left where a tag was); the
+    conditioning encodes ``parse_prompt``'s segments, which keep A1111's exact remainder.
+    """
     tags: list[LoraTag] = []
 
     def take(match: re.Match[str]) -> str:
@@ -31,22 +85,172 @@ def extract_lora_tags(prompt: str) -> tuple[str, tuple[LoraTag, ...]]:
         try:
             weight = float(weight_text) if weight_text not in (None, "") else None
         except ValueError:
-            raise ValueError(f"<lora:{match.group(1)}:{weight_text}> has a weight that is not a number") from None
+            raise PromptSyntaxError(
+                f"<lora:{match.group(1)}:{weight_text}> has a weight that is not a number; write e.g. "
+                f"<lora:{match.group(1)}:0.8>.") from None
         tags.append(LoraTag(match.group(1), weight))
         return ""
 
     text = _LORA_TAG.sub(take, prompt)
-    return re.sub(r"\s+,", ",", re.sub(r"[ \t]{2,}", " ", text)).strip(), tuple(tags)
+    text = re.sub(r"[ \t]{2,}", " ", text)
+    text = re.sub(r"\s+,", ",", text)
+    text = re.sub(r",(\s*,)+", ",", text)
+    return text.strip().strip(",").strip(), tuple(tags)
+
+
+def _remove_extra_networks(prompt: str) -> str:
+    for match in _EXTRA_NETWORK_TAG.finditer(prompt):
+        kind = match.group(1).lower()
+        if kind not in _LORA_NETWORKS:
+            raise PromptSyntaxError(
+                f"the prompt names a '{kind}' extra network ({match.group(0)}); ckptbench applies only "
+                "<lora:…> and <lyco:…> tags; remove the tag or replace it with a LoRA.")
+    return _EXTRA_NETWORK_TAG.sub("", prompt)
+
+
+# --- pass 2: composable diffusion ---------------------------------------------------------------------
+
+_AND = re.compile(r"\bAND\b")
+_WHOLE_PROMPT_WEIGHT = re.compile(r"\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+))\s*$")
+
+
+def _refuse_composable(text: str, negative: bool) -> str:
+    """A1111 reads 'AND' and a trailing ':weight' of a positive prompt as composable diffusion."""
+    if negative:
+        return text  # A1111 encodes a negative prompt's 'AND' and trailing weight as words
+    if _AND.search(text):
+        raise PromptSyntaxError(
+            "the prompt uses A1111's 'AND' (composable diffusion), which ckptbench does not implement; "
+            "write the sub-prompts as one prompt, or 'and' in lower case if it is meant as a word.")
+    if match := _WHOLE_PROMPT_WEIGHT.search(text):
+        if float(match.group(1)) != 1.0:
+            raise PromptSyntaxError(
+                f"the prompt ends in '{match.group(0).strip()}', which A1111 reads as a composable-diffusion "
+                "weight of the whole prompt (not implemented in ckptbench); remove it or wrap the text as "
+                "(text:weight).")
+        text = text[: match.start()]  # a weight of 1 is dropped by A1111 and changes nothing else
+    return text
+
+
+# --- pass 4: emphasis ---------------------------------------------------------------------------------
+
+_EMPHASIS_TOKEN = re.compile(
+    r"""
+      \\[()\[\]\\]              # an escaped bracket or backslash: the character itself
+    | \\                        # a lone backslash: dropped
+    | [(\[]                     # an opening bracket
+    | :\s*([+-]?[.\d]+)\s*\)    # an explicit weight that closes a round bracket
+    | [)\]]                     # a closing bracket
+    | [^\\()\[\]:]+             # plain text
+    | :                         # a colon that closes nothing
+    """,
+    re.VERBOSE,
+)
+_BREAK_WORD = re.compile(r"\s*\bBREAK\b\s*")
+
+
+@dataclass
+class _Piece:
+    text: str
+    weight: float = 1.0
+    is_break: bool = False
+
+
+def _parse_emphasis(text: str, strict: bool) -> list[Segment]:
+    pieces: list[_Piece] = []
+    round_open: list[int] = []
+    square_open: list[int] = []
+
+    def scale(start: int, factor: float) -> None:
+        for piece in pieces[start:]:
+            piece.weight *= factor
+
+    for match in _EMPHASIS_TOKEN.finditer(text):
+        token, weight = match.group(0), match.group(1)
+        if token.startswith("\\"):
+            pieces.append(_Piece(token[1:]))
+        elif token in "([":
+            (round_open if token == "(" else square_open).append(len(pieces))
+        elif weight is not None and round_open:
+            try:
+                scale(round_open.pop(), float(weight))
+            except ValueError:
+                if strict:
+                    raise PromptSyntaxError(f"'{token.strip()}' in the prompt is not a valid emphasis weight; "
+                                            "write e.g. (word:1.2).") from None
+        elif token == ")" and round_open:
+            scale(round_open.pop(), ROUND_MULTIPLIER)
+        elif token == "]" and square_open:
+            scale(square_open.pop(), SQUARE_MULTIPLIER)
+        else:
+            for index, part in enumerate(_BREAK_WORD.split(token)):
+                if index:
+                    pieces.append(_Piece("", is_break=True))
+                pieces.append(_Piece(part))
+    for start in round_open:  # unclosed brackets weight everything after them
+        scale(start, ROUND_MULTIPLIER)
+    for start in square_open:
+        scale(start, SQUARE_MULTIPLIER)
+    return _merge(pieces, strict)
+
+
+def _merge(pieces: list[_Piece], strict: bool) -> list[Segment]:
+    # Runs of equal weight are joined before tokenizing, as A1111 does: "(a)(b)" encodes "ab". Empty runs
+    # are dropped only after merging, since they keep their neighbours apart in A1111 too.
+    merged: list[_Piece] = []
+    for piece in pieces:
+        if piece.is_break and piece.weight != 1.0:
+            if strict:
+                raise PromptSyntaxError(
+                    "the prompt has BREAK inside brackets, which A1111 does not read as a chunk break (it "
+                    "encodes the word 'break' with a negative weight); move BREAK outside the brackets.")
+            piece = _Piece("", is_break=True)
+        previous = merged[-1] if merged else None
+        if previous and not previous.is_break and not piece.is_break and previous.weight == piece.weight:
+            previous.text += piece.text
+        else:
+            merged.append(_Piece(piece.text, piece.weight, piece.is_break))
+    segments: list[Segment] = [BREAK if p.is_break else WeightedText(p.text, p.weight) for p in merged
+                               if p.is_break or p.text]
+    return segments
+
+
+# --- entry points ---------------------------------------------------------------------------------------
+
+
+def parse_prompt(prompt: str, *, negative: bool = False) -> ParsedPrompt:
+    """Parse an A1111 prompt into weighted segments and LoRA tags; raise on syntax we cannot reproduce.
+
+    ``negative`` prompts are read as A1111 reads them: ``AND`` and a trailing ``:weight`` are plain text.
+    A prompt with editing or alternation has one parse per step: use ``scheduled_prompts``.
+    """
+    _, loras = extract_lora_tags(prompt)
+    text = _refuse_composable(_remove_extra_networks(prompt), negative)
+    if uses_schedule(text):
+        raise PromptSyntaxError("the prompt uses A1111 prompt editing or alternation, which changes it during "
+                                "sampling; parse it with scheduled_prompts(prompt, steps).")
+    return ParsedPrompt(tuple(_parse_emphasis(text, strict=True)), loras)
+
+
+def scheduled_prompts(prompt: str, steps: int, *, negative: bool = False, hires_steps: int | None = None
+                      ) -> list[tuple[int, ParsedPrompt]]:
+    """The prompt as A1111 encodes it at each step: ``[(last step, parsed text), …]`` (see
+    ``prompt_schedule``); a prompt without editing or alternation has one entry."""
+    _, loras = extract_lora_tags(prompt)
+    text = _refuse_composable(_remove_extra_networks(prompt), negative)
+    return [(last, ParsedPrompt(tuple(_parse_emphasis(step_text, strict=True)), loras))
+            for last, step_text in prompt_schedule(text, steps, hires_steps=hires_steps)]
 
 
 def strip_prompt_syntax(prompt: str) -> str:
-    """Plain text of an A1111 prompt: no <lora:…> tags, no (…:1.2) weights, no brackets, no BREAK."""
-    text = _EXTRA_NETWORK.sub(" ", prompt)
-    text = _BREAK.sub(",", text)
-    text = _EDIT.sub(lambda match: match.group(2), text)
-    text = _WEIGHT.sub("", text)
-    text = re.sub(r"(?<!\\)[()\[\]]", "", text)
-    text = re.sub(r"\\([()\[\]])", r"\1", text)
+    """Plain text of an A1111 prompt for scorers: no tags, weights, brackets or BREAK; never raises.
+
+    Prompt editing keeps its final prompt and alternation keeps all of its options.
+    """
+    text = " , ".join(_WHOLE_PROMPT_WEIGHT.sub("", part) for part in _AND.split(_EXTRA_NETWORK_TAG.sub(" ", prompt)))
+    segments = _parse_emphasis(final_text(text), strict=False)
+    text = "".join(s.text if isinstance(s, WeightedText) else ", " for s in segments)
     text = re.sub(r"\s*,\s*(,\s*)+", ", ", text)
     text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"\s+,", ",", text)
     return text.strip(" ,")

@@ -15,9 +15,10 @@ from ckptbench.device import resolve_device, resolve_dtype_name
 from ckptbench.errors import CkptbenchError
 from ckptbench.generate.base import FailedImage, ImageJob, LoraUse, SamplingSettings
 from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id
+from ckptbench.generate.embeddings import EmbeddingLibrary
 from ckptbench.generate.hires import hires_settings
 from ckptbench.generate.lora import LoraLibrary
-from ckptbench.generate.samplers import sampler_recipe
+from ckptbench.generate.samplers import sampler_recipe, schedule_steps
 from ckptbench.metrics.engine import ScoreCell, execute_scoring, plan_scoring, prepare_scorers
 from ckptbench.metrics.references import reference_set
 from ckptbench.metrics.registry import check_scorer_names
@@ -74,13 +75,14 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
     prepared = prepare_scorers(spec.scorers, device, store)
     cases = [case for suite in suites for case in suite.cases]
     check_planned_sizes(prepared, {suite.name: len(suite.cases) * len(suite.seeds) for suite in suites})
+    embeddings = EmbeddingLibrary(spec.generation.embedding_dirs, spec.generation.allow_pickle_embeddings, store)
     provenance = collect_provenance(device, dtype)
     run_id = store.start_run(spec.model_dump(mode="json", by_alias=True), provenance)
     outcome = RunOutcome(store=store.root, run_id=run_id)
 
     store.put_run_cases(run_id, [(suite.name, case.case_id, case.metadata())
                                  for suite in suites for case in suite.cases])
-    resolved, jobs = _plan_images(spec, suites, store, run_id, dtype, outcome, console)
+    resolved, jobs = _plan_images(spec, suites, store, run_id, dtype, embeddings, outcome, console)
     existing = store.existing_images(job.key for jobs_of in jobs.values() for job in jobs_of)
     todo = {name: [job for job in jobs_of if job.key not in existing] for name, jobs_of in jobs.items()}
     todo_count = len({job.key for jobs_of in todo.values() for job in jobs_of})
@@ -88,7 +90,7 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
     console.print(f"{todo_count} images to generate ({len(existing)} already in the store)")
 
     if todo_count:
-        _generate(spec, store, run_id, device, resolved, todo, outcome, console)
+        _generate(spec, store, run_id, device, resolved, todo, embeddings, outcome, console)
 
     cells = _score_cells(store, run_id, cases)
     plan = plan_scoring(store, run_id, prepared, cells)
@@ -117,7 +119,7 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
                               scorer=scorer)
 
     provenance = {**provenance, "text_truncated": plan.truncated, "skipped": plan.skipped,
-                  "checkpoints": outcome.models,
+                  "checkpoints": outcome.models, "embeddings": _embedding_record(embeddings, jobs, console),
                   "scorer_dtypes": {p.name: p.backbone.dtype for p in prepared},
                   "duration_s": round(time.perf_counter() - started, 3)}
     store.finish_run(run_id, "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok",
@@ -127,12 +129,13 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
 
 
 def _plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, run_id: int, dtype: str,
+                 embeddings: EmbeddingLibrary,
                  outcome: RunOutcome, console: Console
                  ) -> tuple[dict[str, ResolvedCheckpoint], dict[str, list[ImageJob]]]:
     generation = spec.generation
     settings = SamplingSettings(sampler=generation.sampler, steps=generation.steps, cfg=generation.cfg,
                                 width=generation.width, height=generation.height, dtype=dtype,
-                                hires=hires_settings(generation.hires, store))
+                                hires=hires_settings(generation.hires, store), clip_skip=generation.clip_skip)
     backend = backend_id()
     cases = _cases_with_loras(spec, suites, store, run_id, console)
     resolved: dict[str, ResolvedCheckpoint] = {}
@@ -151,11 +154,13 @@ def _plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, r
         jobs[ckpt.name] = []
         for seeds, case, loras in cases:
             inputs = case.pixel_inputs(generation.negative_prompt)
+            used = _embeddings_used(embeddings, inputs["prompt"], inputs["negative_prompt"],
+                                    schedule_steps(generation.sampler, generation.steps))
             for seed in seeds:
                 job = ImageJob(checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256, case=case, seed=seed,
                                prompt=inputs["prompt"], negative_prompt=inputs["negative_prompt"],
                                settings=settings, backend=backend, checkpoint_identity=ckpt.identity,
-                               loras=loras)
+                               loras=loras, embeddings=used)
                 jobs[ckpt.name].append(job)
                 items.append(RunItem(ckpt.name, case.suite, case.case_id, case.prompt, seed, job.key))
     store.put_run_items(run_id, items)
@@ -190,10 +195,32 @@ def _cases_with_loras(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Sto
     return cases
 
 
+def _embeddings_used(library: EmbeddingLibrary, prompt: str, negative_prompt: str, steps: int
+                     ) -> tuple[tuple[str, str], ...]:
+    """(name, sha256) of each embedding the prompts name: the files change the pixels, so they key the image."""
+    names = set(library.used_in(prompt, steps=steps)) | set(library.used_in(negative_prompt, True, steps))
+    return tuple((name, library.sha256(name)) for name in sorted(names))
+
+
+def _embedding_record(library: EmbeddingLibrary, jobs: dict[str, list[ImageJob]], console: Console
+                      ) -> dict[str, object]:
+    """Which embeddings the run used, and prompt words that look like an embedding but name none."""
+    if not library.files:
+        return {}
+    all_jobs = [job for jobs_of in jobs.values() for job in jobs_of]
+    used = {name: sha256 for job in all_jobs for name, sha256 in job.embeddings}
+    prompts = {pair for job in all_jobs for pair in ((job.prompt, False), (job.negative_prompt, True))}
+    near_misses = library.near_misses(prompts)
+    for note in near_misses:
+        console.print(f"[yellow]note[/]: {note} (A1111 matches an embedding only by its exact name's tokens)")
+    return {"used": used, "unused": sorted(set(library.files) - set(used)), "near_misses": near_misses}
+
+
 def _generate(spec: BenchmarkSpec, store: Store, run_id: int, device: torch.device,
-              resolved: dict[str, ResolvedCheckpoint], todo: dict[str, list[ImageJob]], outcome: RunOutcome,
-              console: Console) -> None:
-    generator = DiffusersGenerator(device, spec.generation.batch_size, spec.generation.allow_pickle_loras)
+              resolved: dict[str, ResolvedCheckpoint], todo: dict[str, list[ImageJob]],
+              embeddings: EmbeddingLibrary, outcome: RunOutcome, console: Console) -> None:
+    generator = DiffusersGenerator(device, spec.generation.batch_size,
+                                   allow_pickle_loras=spec.generation.allow_pickle_loras, embeddings=embeddings)
     done_keys: set[str] = set()
     warned: set[tuple[str, str]] = set()
     with _progress(console) as progress:

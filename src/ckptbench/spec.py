@@ -151,6 +151,12 @@ class GenerationSettings(_Strict):
     )
     batch_size: int = Field(default=4, ge=1, le=256)
     negative_prompt: str = ""
+    clip_skip: int = Field(default=1, ge=1, le=12,
+                           description="A1111 clip skip: 1 = the text encoder's last layer, 2 = the one before.")
+    embedding_dirs: tuple[Path, ...] = Field(
+        default=(), description="Folders of textual-inversion embeddings, used by file stem in prompts.")
+    allow_pickle_embeddings: bool = Field(
+        default=False, description="Also read .pt/.bin embeddings (only with torch.load(weights_only=True)).")
     dtype: Dtype = Field(default="auto", description="'auto' is fp32 on CPU and fp16 on a GPU.")
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps'.")
     vae: Path | None = Field(
@@ -427,7 +433,10 @@ def _resolve_paths(spec: BenchmarkSpec, base: Path) -> BenchmarkSpec:
 
 
 def _resolve_generation_paths(generation: GenerationSettings, base: Path) -> GenerationSettings:
-    update: dict[str, Any] = {"lora_dirs": tuple((base / d.expanduser()).resolve() for d in generation.lora_dirs)}
+    update: dict[str, Any] = {
+        "lora_dirs": tuple((base / d.expanduser()).resolve() for d in generation.lora_dirs),
+        "embedding_dirs": tuple((base / d.expanduser()).resolve() for d in generation.embedding_dirs),
+    }
     if generation.vae is not None:
         update["vae"] = (base / generation.vae.expanduser()).resolve()
     hires = generation.hires
@@ -485,6 +494,10 @@ def _check_files_exist(spec: BenchmarkSpec, path: Path) -> None:
             f"{path}: generation.hires.upscaler: {hires.upscaler} is neither a known upscaler "
             f"({', '.join(LATENT_UPSCALERS + PIXEL_UPSCALERS)}) nor an existing model file; fix the name or path."
         )
+    for index, folder in enumerate(spec.generation.embedding_dirs):
+        if not folder.is_dir():
+            raise SpecError(f"{path}: generation.embedding_dirs[{index}]: {folder} is not a folder; fix the path "
+                            "(relative paths are taken from the spec's folder).")
     for name, options in spec.scorers.options.items():
         for field in ("model", "head", "references"):
             value = getattr(options, field)

@@ -41,10 +41,12 @@ class SamplingSettings:
     height: int
     dtype: str  # resolved: fp32 / fp16 / bf16
     hires: HiresSettings | None = None
+    clip_skip: int = 1  # A1111 meaning: 1 = the text encoder's last layer
 
     def as_dict(self) -> dict[str, Any]:
         settings: dict[str, Any] = {"sampler": self.sampler, "steps": self.steps, "cfg": self.cfg,
-                                    "width": self.width, "height": self.height, "dtype": self.dtype}
+                                    "width": self.width, "height": self.height, "dtype": self.dtype,
+                                    "clip_skip": self.clip_skip}
         if self.hires is not None:  # absent rather than null, so keys of images without hires fix stay as they were
             settings["hires"] = self.hires.as_dict()
         return settings
@@ -79,19 +81,21 @@ class ImageJob:
     # config (``ResolvedCheckpoint.identity``); defaults to the weights digest alone.
     checkpoint_identity: str = ""
     loras: tuple[LoraUse, ...] = ()  # sorted by file content; the prompt's <lora:…> tags and the suite's LoRAs
+    # Textual-inversion embeddings the prompt or negative prompt names: (name, file sha256), sorted.
+    embeddings: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
         return image_key(self.checkpoint_identity or self.checkpoint_sha256, self.prompt, self.negative_prompt,
-                         self.seed, self.settings, self.backend, self.loras)
+                         self.seed, self.settings, self.backend, self.loras, self.embeddings)
 
 
 def image_key(checkpoint_identity: str, prompt: str, negative_prompt: str, seed: int, settings: SamplingSettings,
-              backend: str, loras: Sequence[LoraUse] = ()) -> str:
+              backend: str, loras: Sequence[LoraUse] = (), embeddings: tuple[tuple[str, str], ...] = ()) -> str:
     """Content key of an image: a hash of everything that changes its pixels (batch size does not)."""
     fields: dict[str, Any] = {
         "checkpoint": checkpoint_identity, "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed,
-        "settings": settings.as_dict(), "backend": backend,
+        "settings": settings.as_dict(), "backend": backend, "embeddings": [list(pair) for pair in embeddings],
     }
     if loras:  # absent rather than empty, so keys of images without LoRAs stay as they were
         fields["loras"] = [lora.as_dict() for lora in loras]

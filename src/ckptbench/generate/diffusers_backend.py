@@ -19,18 +19,22 @@ from PIL import Image
 
 from ckptbench import __version__
 from ckptbench.device import torch_dtype
+from ckptbench.errors import CkptbenchError
 from ckptbench.generate import hires as hires_fix
 from ckptbench.generate.base import FailedImage, GeneratedImage, ImageJob
+from ckptbench.generate.conditioning import prompt_conditioning
 from ckptbench.generate.decode import decode_latents
+from ckptbench.generate.embeddings import EmbeddingLibrary, TextualInversion
 from ckptbench.generate.loading import load_pipeline
 from ckptbench.generate.lora import LoraApplier, LoraError
-from ckptbench.generate.samplers import make_scheduler
-from ckptbench.infotext import format_infotext
+from ckptbench.generate.samplers import make_scheduler, schedule_steps
+from ckptbench.infotext import format_hashes, format_infotext
 from ckptbench.models.checkpoint import ResolvedCheckpoint
-from ckptbench.prompt import extract_lora_tags
+from ckptbench.prompt import scheduled_prompts
 
 # Bumped whenever ckptbench's own generation code changes the pixels it makes for the same inputs.
-GENERATION_CODE_VERSION = 1
+# 2: A1111 prompt syntax, emphasis, long prompts, clip skip and textual inversion in the conditioning.
+GENERATION_CODE_VERSION = 2
 
 
 def backend_id() -> str:
@@ -40,14 +44,19 @@ def backend_id() -> str:
 
 
 class DiffusersGenerator:
-    def __init__(self, device: torch.device, batch_size: int, allow_pickle_loras: bool = False) -> None:
+    def __init__(self, device: torch.device, batch_size: int, *, allow_pickle_loras: bool = False,
+                 embeddings: EmbeddingLibrary | None = None) -> None:
         self.device = device
         self.batch_size = batch_size
         self.allow_pickle_loras = allow_pickle_loras
         self.backend = backend_id()
+        self.embeddings = embeddings
 
     def generate(self, checkpoint: ResolvedCheckpoint, jobs: Sequence[ImageJob]
                  ) -> Iterator[GeneratedImage | FailedImage]:
+        failed = {job.key: problem for job in jobs if (problem := self._input_problem(job))}
+        yield from (FailedImage(job, failed[job.key]) for job in jobs if job.key in failed)
+        jobs = [job for job in jobs if job.key not in failed]
         if not jobs:
             return
         dtypes = {job.settings.dtype for job in jobs}
@@ -58,10 +67,13 @@ class DiffusersGenerator:
         loras = LoraApplier(pipeline, checkpoint.name, self.allow_pickle_loras)
         second_pass = hires_fix.HiresFix(pipeline)
         try:
-            # Jobs without LoRAs first; a batch shares settings, negative prompt and LoRA set.
-            ordered = sorted(jobs, key=lambda job: (repr(job.settings), job.negative_prompt, job.loras))
-            grouping = groupby(ordered, key=lambda job: (job.settings, job.negative_prompt, job.loras))
-            for (settings, _, lora_set), group in grouping:
+            # Jobs without LoRAs first; a batch shares settings, negative prompt, LoRA set and embeddings.
+            def group_key(job: ImageJob) -> tuple:
+                return (job.settings, job.negative_prompt, job.loras, job.embeddings)
+
+            ordered = sorted(jobs, key=lambda job: (repr(job.settings), job.negative_prompt, job.loras,
+                                                    job.embeddings))
+            for (settings, _, lora_set, _), group in groupby(ordered, key=group_key):
                 group_jobs = list(group)
                 pipeline.scheduler = make_scheduler(settings.sampler, base_scheduler_config)
                 # --- LoRA: exactly this group's LoRAs act on the pipeline (none: all disabled) ---
@@ -87,10 +99,15 @@ class DiffusersGenerator:
         started = time.perf_counter()
         first_pass_failures: tuple[str | None, ...] = (None,) * len(batch)
         try:
-            with torch.inference_mode():
-                text_inputs = _text_inputs(batch)
+            # --- prompts → A1111-faithful embeds (weights, chunks, clip skip, embeddings); the text encoder
+            # never sees <lora:…> tags, which act as LoRAs ---
+            prompts, negatives = [job.prompt for job in batch], [job.negative_prompt for job in batch]
+            text_options = {"clip_skip": settings.clip_skip, "embeddings": self._textual_inversions(batch)}
+            steps = schedule_steps(settings.sampler, settings.steps)
+            with prompt_conditioning(pipeline, prompts, negatives, steps=steps, **text_options) as embeds, \
+                    torch.inference_mode():
                 latents = pipeline(
-                    **text_inputs,
+                    **embeds,
                     num_inference_steps=settings.steps,
                     guidance_scale=settings.cfg,
                     width=settings.width,
@@ -100,11 +117,17 @@ class DiffusersGenerator:
                     generator=[torch.Generator("cpu").manual_seed(job.seed) for job in batch],
                     output_type="latent",
                 ).images
-                # --- hires fix: upscale and img2img with the same modules, LoRAs and conditioning ---
-                if settings.hires is not None:
-                    upscaled = second_pass.run(latents, settings, text_inputs, [job.seed for job in batch])
-                    latents, first_pass_failures = upscaled.latents, upscaled.failures
-                    warnings = warnings + upscaled.warnings
+            # --- hires fix: upscale and img2img with the same modules and LoRAs; prompt editing counts on
+            # into the second pass as in A1111 ---
+            if settings.hires is not None:
+                second_steps = schedule_steps(settings.sampler,
+                                              hires_fix.second_pass_schedule(settings.steps, settings.hires)[2])
+                with prompt_conditioning(pipeline, prompts, negatives, steps=steps, hires_steps=second_steps,
+                                         **text_options) as hires_embeds, torch.inference_mode():
+                    upscaled = second_pass.run(latents, settings, hires_embeds, [job.seed for job in batch])
+                latents, first_pass_failures = upscaled.latents, upscaled.failures
+                warnings = warnings + upscaled.warnings
+            with torch.inference_mode():
                 decoded = decode_latents(pipeline, latents)
         except Exception as error:  # one failed batch must not sink the checkpoint
             message = f"generation failed: {type(error).__name__}: {str(error).splitlines()[0][:300]}"
@@ -123,11 +146,22 @@ class DiffusersGenerator:
             image = Image.fromarray((np.clip(pixels, 0.0, 1.0) * 255).round().astype(np.uint8))
             yield GeneratedImage(job, image, infotext_for(job, checkpoint), seconds, warnings)
 
+    def _input_problem(self, job: ImageJob) -> str | None:
+        """Why a job's prompts or embeddings cannot be used (checked per job, so one bad case fails alone)."""
+        steps = schedule_steps(job.settings.sampler, job.settings.steps)
+        try:
+            scheduled_prompts(job.prompt, steps)
+            scheduled_prompts(job.negative_prompt, steps, negative=True)
+            self._textual_inversions([job])
+        except CkptbenchError as error:
+            return str(error)
+        return None
 
-def _text_inputs(batch: list[ImageJob]) -> dict[str, list[str]]:
-    """What the text encoder sees: the prompts without their ``<lora:…>`` tags, which are applied as LoRAs."""
-    return {"prompt": [extract_lora_tags(job.prompt)[0] for job in batch],
-            "negative_prompt": [job.negative_prompt for job in batch]}
+    def _textual_inversions(self, batch: Sequence[ImageJob]) -> dict[str, TextualInversion]:
+        names = {name for job in batch for name, _ in job.embeddings}
+        if names and self.embeddings is None:
+            raise CkptbenchError(f"jobs name embeddings ({', '.join(sorted(names))}) but no embedding_dirs are set")
+        return {name: self.embeddings.load(name) for name in sorted(names)} if self.embeddings else {}
 
 
 def infotext_for(job: ImageJob, checkpoint: ResolvedCheckpoint) -> str:
@@ -140,9 +174,12 @@ def infotext_for(job: ImageJob, checkpoint: ResolvedCheckpoint) -> str:
         "Size": f"{settings.width}x{settings.height}",
         "Model hash": checkpoint.sha256[:10],
         "Model": job.checkpoint,
+        "Clip skip": settings.clip_skip if settings.clip_skip > 1 else None,
         **(hires_fix.infotext_fields(settings.steps, settings.hires) if settings.hires else {}),
         # A1111's short LoRA hash is the first 12 hex digits of the file's sha256.
-        "Lora hashes": ", ".join(f"{lora.name}: {lora.sha256[:12]}" for lora in job.loras) or None,
+        "Lora hashes": format_hashes({lora.name: lora.sha256[:12] for lora in job.loras}) or None,
+        # A1111 records embeddings by the first 12 hex digits of their file's sha256.
+        "TI hashes": format_hashes({name: sha256[:12] for name, sha256 in job.embeddings}) or None,
         "Version": f"ckptbench {__version__} ({job.backend}, {settings.dtype})",
     }
     return format_infotext(job.prompt, job.negative_prompt, parameters)

@@ -50,7 +50,25 @@ def load_pipeline(checkpoint: ResolvedCheckpoint, device: torch.device, dtype: t
             "`arch` (and `config` for non-standard sizes) for it in the spec."
         ) from None
     pipeline.set_progress_bar_config(disable=True)
-    return pipeline.to(device)
+    pipeline = pipeline.to(device)
+    if device.type == "cpu":
+        _own_aligned_memory(pipeline)
+    return pipeline
+
+
+def _own_aligned_memory(pipeline: Pipeline) -> None:
+    """Copy every weight out of the memory-mapped file into freshly allocated memory.
+
+    Loaded weights point into the mapped file at whatever offset the file format put them, and CPU
+    kernels round differently with differently aligned data: the same weights read from a single file
+    and from a diffusers folder then gave images one grey level apart. Owned, aligned copies make the
+    pixels depend on the weights alone (and free the process from the file once loaded).
+    """
+    with torch.no_grad():
+        for module in pipeline.components.values():
+            if isinstance(module, torch.nn.Module):
+                for tensor in [*module.parameters(), *module.buffers()]:
+                    tensor.data = tensor.data.clone()
 
 
 def _from_single_file(checkpoint: ResolvedCheckpoint, dtype: torch.dtype) -> Pipeline:

@@ -108,6 +108,7 @@ def tiny_sd15_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     unet = UNet2DConditionModel(**TINY_UNET)
     vae = AutoencoderKL(**TINY_VAE)
     text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
+    _trained_looking_final_norm(text_encoder)
     scheduler_config = json.loads((BUNDLED_CONFIGS / "sd15/scheduler/scheduler_config.json").read_text())
     scheduler = PNDMScheduler.from_config(scheduler_config)
     pipeline = StableDiffusionPipeline(
@@ -123,6 +124,7 @@ def tiny_sd2_pipeline(seed: int = 0, prediction_type: str = "epsilon") -> Stable
     unet = UNet2DConditionModel(**TINY_SD2_UNET)
     vae = AutoencoderKL(**TINY_VAE)
     text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_SD2_TEXT))
+    _trained_looking_final_norm(text_encoder)
     scheduler_config = json.loads((BUNDLED_CONFIGS / "sd2/scheduler/scheduler_config.json").read_text())
     scheduler = PNDMScheduler.from_config(scheduler_config, prediction_type=prediction_type)
     pipeline = StableDiffusionPipeline(
@@ -139,6 +141,8 @@ def tiny_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
     vae = AutoencoderKL(**TINY_SDXL_VAE)
     text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
     text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**TINY_SDXL_TEXT_2))
+    _trained_looking_final_norm(text_encoder)
+    _trained_looking_final_norm(text_encoder_2)
     scheduler_config = json.loads((BUNDLED_CONFIGS / "sdxl/scheduler/scheduler_config.json").read_text())
     pipeline = StableDiffusionXLPipeline(
         unet=unet, vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=clip_tokenizer(),
@@ -146,6 +150,18 @@ def tiny_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
         force_zeros_for_empty_prompt=False, add_watermarker=False,
     )
     return pipeline.to(torch.float32)
+
+
+def _trained_looking_final_norm(text_encoder: CLIPTextModel) -> None:
+    """Give the final layer norm a non-zero bias, as trained CLIP encoders have.
+
+    A freshly initialised LayerNorm (weight 1, bias 0) makes the prompt embeddings average exactly 0,
+    and A1111's emphasis, which rescales to restore that average, would then divide 0 by 0.
+    """
+    final = getattr(text_encoder, "final_layer_norm", None) or text_encoder.text_model.final_layer_norm
+    with torch.no_grad():
+        final.weight.copy_(1.0 + 0.1 * torch.randn_like(final.weight))
+        final.bias.copy_(-0.2 + 0.1 * torch.randn_like(final.bias))
 
 
 def save_diffusers_folder(pipeline: DiffusionPipeline, folder: Path) -> Path:
