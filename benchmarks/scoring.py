@@ -50,6 +50,7 @@ VIT_L_14 = {
 # --- set-up ------------------------------------------------------------------------------------------
 
 def build_model(folder: Path, tiny: bool) -> Path:
+    import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
     from ckptbench.models.tiny import save_tiny_clip
@@ -57,6 +58,7 @@ def build_model(folder: Path, tiny: bool) -> Path:
 
     if tiny:
         return save_tiny_clip(folder, seed=0)
+    torch.manual_seed(0)
     CLIPModel(CLIPConfig(**VIT_L_14)).eval().save_pretrained(folder, safe_serialization=True)
     CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
                        image_mean=[0.48145466, 0.4578275, 0.40821073],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from ckptbench.generate.base import FailedImage, ImageJob, SamplingSettings
 from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id
 from ckptbench.generate.samplers import sampler_recipe
 from ckptbench.metrics.engine import ScoreCell, execute_scoring, plan_scoring, prepare_scorers
-from ckptbench.metrics.references import reference_set
+from ckptbench.metrics.references import ReferenceSet, reference_set
 from ckptbench.metrics.registry import check_scorer_names
 from ckptbench.metrics.set_engine import check_planned_sizes, execute_sets, plan_sets
 from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
@@ -70,7 +71,11 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
     prepared = prepare_scorers(spec.scorers, device, store)
     cases = cases_from_spec(spec)
     check_planned_sizes(prepared, {suite: count * len(spec.generation.seeds)
-                                   for suite, count in _cases_per_suite(cases).items()})
+                                   for suite, count in Counter(case.suite for case in cases).items()})
+    # Reference images are hashed now, so a missing one stops the run before generation.
+    references = {(case.suite, case.case_id): reference_set(case.references, store,
+                                                            f"suite '{case.suite}' case {case.case_id}")
+                  for case in cases if case.references}
     provenance = collect_provenance(device, dtype)
     run_id = store.start_run(spec.model_dump(mode="json", by_alias=True), provenance)
     outcome = RunOutcome(store=store.root, run_id=run_id)
@@ -85,7 +90,7 @@ def _run(spec: BenchmarkSpec, store: Store, console: Console) -> RunOutcome:
     if todo_count:
         _generate(spec, store, run_id, device, resolved, todo, outcome, console)
 
-    cells = _score_cells(store, run_id, cases)
+    cells = _score_cells(store, run_id, references)
     plan = plan_scoring(store, run_id, prepared, cells)
     set_plan = plan_sets(store, run_id, prepared, cells)
     outcome.cached_scores = plan.cached + set_plan.cached
@@ -222,21 +227,10 @@ def print_notes(truncated: dict[str, dict[str, int]], skipped: dict[str, dict[st
             console.print(f"[yellow]note[/]: {scorer} skips {count} image(s): {reason}{hint}")
 
 
-def _cases_per_suite(cases: Sequence[Case]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for case in cases:
-        counts[case.suite] = counts.get(case.suite, 0) + 1
-    return counts
-
-
-def _score_cells(store: Store, run_id: int, cases: Sequence[Case]) -> Sequence[ScoreCell]:
+def _score_cells(store: Store, run_id: int, references: dict[tuple[str, str], ReferenceSet]
+                 ) -> Sequence[ScoreCell]:
     items = store.run_items(run_id)
     present = items[items["image"].notna()]
-    by_id = {(case.suite, case.case_id): case for case in cases}
-    references = {}
-    for key, case in by_id.items():
-        if case.references:
-            references[key] = reference_set(case.references, store, f"suite '{case.suite}' case {case.case_id}")
     return [ScoreCell(item=int(row.item), checkpoint=str(row.checkpoint), suite=str(row.suite),
                       image_key=str(row.image_key), image_path=store.root / str(row.image), prompt=str(row.prompt),
                       references=references.get((str(row.suite), str(row.case_id))))
