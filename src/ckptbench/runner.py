@@ -20,7 +20,7 @@ from ckptbench.generate.hires import hires_settings
 from ckptbench.generate.lora import LoraLibrary
 from ckptbench.generate.samplers import sampler_recipe, schedule_steps
 from ckptbench.metrics.engine import ScoreCell, execute_scoring, plan_scoring, prepare_scorers
-from ckptbench.metrics.references import reference_set
+from ckptbench.metrics.references import ReferenceSet, reference_set
 from ckptbench.metrics.registry import check_scorer_names
 from ckptbench.metrics.set_engine import check_planned_sizes, execute_sets, plan_sets
 from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
@@ -76,6 +76,10 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
     cases = [case for suite in suites for case in suite.cases]
     check_planned_sizes(prepared, {suite.name: len(suite.cases) * len(suite.seeds) for suite in suites})
     embeddings = EmbeddingLibrary(spec.generation.embedding_dirs, spec.generation.allow_pickle_embeddings, store)
+    # Reference images are hashed now, so a missing one stops the run before generation.
+    references = {(case.suite, case.case_id): reference_set(case.references, store,
+                                                            f"suite '{case.suite}' case {case.case_id}")
+                  for case in cases if case.references}
     provenance = collect_provenance(device, dtype)
     run_id = store.start_run(spec.model_dump(mode="json", by_alias=True), provenance)
     outcome = RunOutcome(store=store.root, run_id=run_id)
@@ -92,7 +96,7 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
     if todo_count:
         _generate(spec, store, run_id, device, resolved, todo, embeddings, outcome, console)
 
-    cells = _score_cells(store, run_id, cases)
+    cells = _score_cells(store, run_id, references)
     plan = plan_scoring(store, run_id, prepared, cells)
     set_plan = plan_sets(store, run_id, prepared, cells)
     outcome.cached_scores = plan.cached + set_plan.cached
@@ -284,14 +288,10 @@ def print_notes(truncated: dict[str, dict[str, int]], skipped: dict[str, dict[st
             console.print(f"[yellow]note[/]: {scorer} skips {count} image(s): {reason}{hint}")
 
 
-def _score_cells(store: Store, run_id: int, cases: Sequence[Case]) -> Sequence[ScoreCell]:
+def _score_cells(store: Store, run_id: int, references: dict[tuple[str, str], ReferenceSet]
+                 ) -> Sequence[ScoreCell]:
     items = store.run_items(run_id)
     present = items[items["image"].notna()]
-    by_id = {(case.suite, case.case_id): case for case in cases}
-    references = {}
-    for key, case in by_id.items():
-        if case.references:
-            references[key] = reference_set(case.references, store, f"suite '{case.suite}' case {case.case_id}")
     return [ScoreCell(item=int(row.item), checkpoint=str(row.checkpoint), suite=str(row.suite),
                       image_key=str(row.image_key), image_path=store.root / str(row.image), prompt=str(row.prompt),
                       references=references.get((str(row.suite), str(row.case_id))))

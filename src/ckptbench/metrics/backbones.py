@@ -6,6 +6,7 @@ and a backbone class (load and compute features). This module dispatches on the 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -41,37 +42,35 @@ class TokenCounter(Protocol):
 Resolver = Callable[[BackboneRequest, str, str, DigestCache | None], BackboneSpec]
 
 
-def _kinds() -> dict[str, tuple[Resolver, Callable[[BackboneSpec, torch.device], Backbone]]]:
-    # Imported here so that a kind's heavy imports (open_clip, torchvision models) load only when used.
-    from ckptbench.metrics import hf_clip, inception, open_clip_backbone, vgg
+# Each kind's module, imported only when a scorer asks for that kind (open_clip, torchvision models and
+# clean-fid are slow to import).
+_KIND_MODULES = {"hf-clip": "hf_clip", "open-clip": "open_clip_backbone", "vgg19": "vgg", "fid-inception": "inception"}
+_BACKBONE_CLASSES = {"hf-clip": "HFClipBackbone", "open-clip": "OpenClipBackbone", "vgg19": "VGGGramBackbone",
+                     "fid-inception": "FIDInceptionBackbone"}
 
-    return {
-        hf_clip.KIND: (hf_clip.resolve, hf_clip.HFClipBackbone),
-        open_clip_backbone.KIND: (open_clip_backbone.resolve, open_clip_backbone.OpenClipBackbone),
-        vgg.KIND: (vgg.resolve, vgg.VGGGramBackbone),
-        inception.KIND: (inception.resolve, inception.FIDInceptionBackbone),
-    }
+
+def _kind_module(kind: str) -> Any:
+    return importlib.import_module(f"ckptbench.metrics.{_KIND_MODULES[kind]}")
 
 
 def resolve_backbone(request: BackboneRequest, dtype: str, scorer: str, cache: DigestCache | None) -> BackboneSpec:
-    kinds = _kinds()
-    if request.kind not in kinds:
+    if request.kind not in _KIND_MODULES:
         raise SpecError(f"scorer '{scorer}' asks for unknown backbone kind '{request.kind}'")
-    return kinds[request.kind][0](request, dtype, scorer, cache)
+    resolver: Resolver = _kind_module(request.kind).resolve
+    return resolver(request, dtype, scorer, cache)
 
 
 def load_backbone(spec: BackboneSpec, device: torch.device) -> Backbone:
-    return _kinds()[spec.kind][1](spec, device)
+    backbone: Backbone = getattr(_kind_module(spec.kind), _BACKBONE_CLASSES[spec.kind])(spec, device)
+    return backbone
 
 
 def token_counter(spec: BackboneSpec) -> TokenCounter | None:
     """Counts a text's tokens with the backbone's own tokenizer (None for backbones without text)."""
-    from ckptbench.metrics import hf_clip, open_clip_backbone
-
-    if spec.kind == hf_clip.KIND:
-        return hf_clip.HFTokenCounter(spec)
-    if spec.kind == open_clip_backbone.KIND:
-        return open_clip_backbone.OpenClipTokenCounter(spec)
+    if spec.kind == "hf-clip":
+        return _kind_module(spec.kind).HFTokenCounter(spec)
+    if spec.kind == "open-clip":
+        return _kind_module(spec.kind).OpenClipTokenCounter(spec)
     return None
 
 

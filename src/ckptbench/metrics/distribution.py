@@ -21,7 +21,6 @@ resize to 336 first; the numbers can differ slightly).
 from __future__ import annotations
 
 import numpy as np
-from cleanfid.fid import frechet_distance
 
 from ckptbench.metrics.base import SetScorer
 from ckptbench.metrics.inception import HUB_SOURCE
@@ -61,6 +60,8 @@ def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frechet_inception_distance(features: np.ndarray, references: np.ndarray) -> float:
+    from cleanfid.fid import frechet_distance  # imported here: clean-fid is slow to import
+
     mu1, sigma1 = gaussian_statistics(features)
     mu2, sigma2 = gaussian_statistics(references)
     return float(frechet_distance(mu1, sigma1, mu2, sigma2))

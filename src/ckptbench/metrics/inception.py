@@ -16,11 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from cleanfid.inception_pytorch import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
-from cleanfid.resize import make_resizer
 from PIL import Image
 from torch import nn
-from torchvision.models.inception import Inception3
 
 from ckptbench.errors import ModelFileError, WeightsUnavailableError
 from ckptbench.hashing import DigestCache, sha256_file
@@ -51,8 +48,11 @@ def resolve(request: BackboneRequest, dtype: str, scorer: str, cache: DigestCach
                                       "scale to [-1, 1]")
 
 
-def fid_inception() -> Inception3:
+def fid_inception() -> nn.Module:
     """The FID Inception v3 architecture (random weights until a state dict is loaded)."""
+    from cleanfid.inception_pytorch import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
+    from torchvision.models.inception import Inception3
+
     model = Inception3(num_classes=1008, aux_logits=False, init_weights=False)
     model.Mixed_5b = FIDInceptionA(192, pool_features=32)
     model.Mixed_5c = FIDInceptionA(256, pool_features=64)
@@ -66,7 +66,7 @@ def fid_inception() -> Inception3:
     return model
 
 
-def pool3_network(model: Inception3) -> nn.Sequential:
+def pool3_network(model: Any) -> nn.Sequential:
     """Input (N, 3, 299, 299) in [-1, 1] → pool3 features (N, 2048), as pytorch-fid's block 3 output."""
     return nn.Sequential(
         model.Conv2d_1a_3x3, model.Conv2d_2a_3x3, model.Conv2d_2b_3x3, nn.MaxPool2d(kernel_size=3, stride=2),
@@ -78,6 +78,8 @@ def pool3_network(model: Inception3) -> nn.Sequential:
 
 class FIDInceptionBackbone:
     def __init__(self, spec: BackboneSpec, device: torch.device) -> None:
+        from cleanfid.resize import make_resizer
+
         from ckptbench.metrics.backbones import autocast
 
         self.spec = spec
