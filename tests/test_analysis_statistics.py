@@ -221,6 +221,15 @@ def test_rank_distribution_by_hand() -> None:
     assert result["a"]["median_rank"] == 1.0 and result["b"]["median_rank"] == 2.0
 
 
+def test_ties_for_first_share_the_probability() -> None:
+    boot = np.array([[1.0, 1.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 3.0, 2.0]])
+    result = rank_distribution(boot, ["a", "b", "c"], higher_is_better=True)
+    assert result["a"]["p_rank1"] == (0.5 + 1 + 1 / 3) / 4
+    assert result["b"]["p_rank1"] == (0.5 + 1 / 3 + 1) / 4
+    assert result["c"]["p_rank1"] == (1 / 3) / 4
+    assert sum(r["p_rank1"] for r in result.values()) == 1.0
+
+
 def test_kendall_between_scorers_matches_scipy_with_orientation() -> None:
     means = {"up": {"a": 1.0, "b": 2.0, "c": 3.0, "d": None}, "down": {"a": 3.0, "b": 1.0, "c": 2.0, "d": 0.0}}
     result = kendall_between_scorers(means, {"up": True, "down": False})[0]

@@ -324,6 +324,10 @@ def _summarize(outcome: object) -> None:
     from ckptbench.runner import RunOutcome
 
     assert isinstance(outcome, RunOutcome)
+    if outcome.results_path and outcome.results_path.is_file():
+        from ckptbench.report.terminal import leaderboard_table
+
+        out.print(leaderboard_table(json.loads(outcome.results_path.read_text())))
     out.print(f"generated {outcome.generated} images, computed {outcome.scored} scores "
               f"(reused {outcome.cached_images} images and {outcome.cached_scores} scores from the store)")
     if outcome.failed_checkpoints:

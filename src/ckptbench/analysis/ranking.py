@@ -20,13 +20,19 @@ def ranks_of(means: np.ndarray, higher_is_better: bool) -> np.ndarray:
 
 def rank_distribution(boot_means: np.ndarray, names: Sequence[str], higher_is_better: bool
                       ) -> dict[str, dict[str, Any]]:
-    """P(rank = 1), median rank and a 95% rank interval from (resamples, checkpoints) bootstrap means."""
+    """P(rank = 1), median rank and a 95% rank interval from (resamples, checkpoints) bootstrap means.
+
+    A resample in which k checkpoints tie for first gives each of them 1/k of that resample, so the
+    P(rank = 1) column sums to 1 over the checkpoints (ties happen, e.g. with scores clamped at 0).
+    """
     ranks = ranks_of(boot_means, higher_is_better)
+    first = ranks == 1
+    share = first / np.maximum(first.sum(axis=1, keepdims=True), 1)
     result = {}
     for index, name in enumerate(names):
         column = ranks[:, index]
         low, high = np.percentile(column, [2.5, 97.5], method="inverted_cdf")
-        result[name] = {"p_rank1": float(np.mean(column == 1)), "median_rank": float(np.median(column)),
+        result[name] = {"p_rank1": float(np.mean(share[:, index])), "median_rank": float(np.median(column)),
                         "mean_rank": float(np.mean(column)), "rank_ci95": [int(low), int(high)]}
     return result
 
