@@ -7,8 +7,6 @@ Relative paths are resolved against the spec file's folder when the spec is load
 
 from __future__ import annotations
 
-import difflib
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ckptbench.errors import SpecError
 from ckptbench.presets import PresetName, apply_preset
+from ckptbench.textfiles import closest, read_toml
 
 Dtype = Literal["auto", "fp32", "fp16", "bf16"]
 Arch = Literal["sd15", "sd2", "sd2-v", "sdxl"]
@@ -363,15 +362,7 @@ class BenchmarkSpec(_Strict):
 def load_spec(path: Path | str) -> BenchmarkSpec:
     """Read, validate and resolve a spec file; raise ``SpecError`` with one clear sentence otherwise."""
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"{path}: spec file not found; check the path.")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise SpecError(f"{path}: not valid TOML ({error}); fix the syntax at that line.") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: not a UTF-8 text file; save the spec as UTF-8 TOML.") from None
-    return spec_from_dict(raw, path)
+    return spec_from_dict(read_toml(path, SpecError, "spec"), path)
 
 
 class _ScorersOnly(BaseModel):
@@ -384,12 +375,7 @@ class _ScorersOnly(BaseModel):
 def load_scorers_spec(path: Path | str) -> ScorersSpec:
     """The validated ``[scorers]`` section of a spec file, its local paths resolved against the file's folder."""
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"{path}: spec file not found; check the path.")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise SpecError(f"{path}: not a valid UTF-8 TOML file ({error}); fix the syntax.") from None
+    raw = read_toml(path, SpecError, "spec")
     try:
         scorers = _ScorersOnly.model_validate(raw).scorers
     except ValidationError as error:
@@ -570,5 +556,5 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
 
 
 def _did_you_mean(name: str, candidates: Any) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f" — did you mean '{close[0]}'?" if close else ""
+    close = closest(name, candidates)
+    return f" — did you mean '{close}'?" if close else ""

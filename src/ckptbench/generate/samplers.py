@@ -23,7 +23,6 @@ and the stochastic samplers draw their noise differently (same distribution, dif
 
 from __future__ import annotations
 
-import difflib
 import functools
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 
 from ckptbench.errors import SpecError
+from ckptbench.textfiles import closest
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,8 @@ SAMPLERS: dict[str, SamplerRecipe] = {
 def sampler_recipe(name: str) -> SamplerRecipe:
     if name in SAMPLERS:
         return SAMPLERS[name]
-    close = difflib.get_close_matches(name, SAMPLERS, n=1, cutoff=0.5)
-    hint = f"did you mean '{close[0]}'? " if close else ""
+    close = closest(name, SAMPLERS, cutoff=0.5)
+    hint = f"did you mean '{close}'? " if close else ""
     raise SpecError(f"unknown sampler '{name}'; {hint}known A1111 sampler names: {', '.join(SAMPLERS)}.")
 
 

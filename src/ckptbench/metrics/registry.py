@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-
 from ckptbench.errors import SpecError
 from ckptbench.metrics.aesthetic import LaionAestheticV2
 from ckptbench.metrics.base import ScorerBase
@@ -13,6 +11,7 @@ from ckptbench.metrics.kenjiqq import KenjiqqArtifacts, KenjiqqRating
 from ckptbench.metrics.preference import HPSv2, HPSv21, PickScore
 from ckptbench.metrics.style import StyleClip, StyleGram, StyleGramGhostReview
 from ckptbench.spec import BenchmarkSpec, ScorerOptions
+from ckptbench.textfiles import closest
 
 SCORERS: dict[str, type[ScorerBase]] = {cls.name: cls for cls in (
     LaionAestheticV2, KenjiqqRating, KenjiqqArtifacts, ClipScore, ClipCosine, HPSv2, HPSv21, PickScore,
@@ -22,8 +21,8 @@ SCORERS: dict[str, type[ScorerBase]] = {cls.name: cls for cls in (
 def scorer_class(name: str) -> type[ScorerBase]:
     if name in SCORERS:
         return SCORERS[name]
-    close = difflib.get_close_matches(name, SCORERS, n=1, cutoff=0.5)
-    hint = f"did you mean '{close[0]}'? " if close else ""
+    close = closest(name, SCORERS, cutoff=0.5)
+    hint = f"did you mean '{close}'? " if close else ""
     raise SpecError(f"unknown scorer '{name}'; {hint}known scorers: {', '.join(sorted(SCORERS))}.")
 
 

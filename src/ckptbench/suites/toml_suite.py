@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from ckptbench.prompt import LoraTag
 from ckptbench.spec import SuiteKind, describe_validation_error
 from ckptbench.suites.case import Case
 from ckptbench.suites.images import image_files
+from ckptbench.textfiles import read_toml
 
 
 class _Strict(BaseModel):
@@ -76,14 +76,7 @@ class SuiteFile(_Strict):
 
 def read_suite_file(path: Path) -> SuiteFile:
     path = Path(path)
-    if not path.is_file():
-        raise SuiteError(f"{path}: suite file not found; check the path.")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise SuiteError(f"{path}: not valid TOML ({error}); fix the syntax at that line.") from None
-    except UnicodeDecodeError:
-        raise SuiteError(f"{path}: not a UTF-8 text file; save the suite as UTF-8 TOML.") from None
+    raw = read_toml(path, SuiteError, "suite")
     try:
         return SuiteFile.model_validate(raw)
     except ValidationError as error:
