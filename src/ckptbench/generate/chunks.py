@@ -57,7 +57,9 @@ class _OpenChunk:
 
 def special_ids(tokenizer: Any) -> tuple[int, int, int | None]:
     """(BOS, EOS, comma) token ids of a CLIP tokenizer."""
-    return tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.get_vocab().get(",</w>")
+    # convert_tokens_to_ids looks one token up; get_vocab() would copy the 49,408-entry vocabulary per call.
+    comma = tokenizer.convert_tokens_to_ids(",</w>")
+    return tokenizer.bos_token_id, tokenizer.eos_token_id, None if comma == tokenizer.unk_token_id else comma
 
 
 def tokenize_segments(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
