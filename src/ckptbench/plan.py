@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ckptbench.errors import CkptbenchError
+from ckptbench.executors.base import GenerationTask, GeneratorOptions, auto_shard_images, generation_tasks
 from ckptbench.generate.base import ImageJob, LoraUse, SamplingSettings
 from ckptbench.generate.diffusers_backend import backend_id
 from ckptbench.generate.embeddings import EmbeddingLibrary
@@ -80,6 +81,22 @@ def unique_todo(jobs: dict[str, list[ImageJob]], existing: set[str]) -> dict[str
                 seen.add(job.key)
                 todo[name].append(job)
     return todo
+
+
+def generation_plan(spec: BenchmarkSpec, workers: int, resolved: dict[str, ResolvedCheckpoint],
+                      todo: dict[str, list[ImageJob]], embeddings: EmbeddingLibrary) -> list[GenerationTask]:
+    """The generation tasks of a run: one per checkpoint, or shards of whole batches when several workers
+    can run at once (or the spec sets ``shard_images``)."""
+    generation = spec.generation
+    options = GeneratorOptions(device=generation.device, batch_size=generation.batch_size,
+                               allow_pickle_loras=generation.allow_pickle_loras,
+                               embedding_files=tuple(sorted(embeddings.files.items())),
+                               allow_pickle_embeddings=generation.allow_pickle_embeddings,
+                               compile_unet=generation.compile)
+    shard = spec.benchmark.shard_images
+    if workers > 1 and not shard:
+        shard = auto_shard_images([len(jobs) for jobs in todo.values()], workers)
+    return [task for name, jobs in todo.items() for task in generation_tasks(resolved[name], jobs, options, shard)]
 
 
 def work_units(settings: SamplingSettings) -> float:

@@ -12,8 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ckptbench.device import resolve_dtype_name
-from ckptbench.executors import Executor, GenerationTask, GeneratorOptions, TaskEnd, make_executor
-from ckptbench.executors.base import auto_shard_images, generation_tasks
+from ckptbench.executors import Executor, TaskEnd, make_executor
 from ckptbench.generate.base import ImageJob
 from ckptbench.generate.embeddings import EmbeddingLibrary
 from ckptbench.generate.samplers import sampler_recipe
@@ -22,7 +21,7 @@ from ckptbench.metrics.references import ReferenceSet, reference_set
 from ckptbench.metrics.registry import check_scorer_names
 from ckptbench.metrics.set_engine import check_planned_sizes, plan_sets
 from ckptbench.models.checkpoint import ResolvedCheckpoint
-from ckptbench.plan import ImagePlan, plan_images, unique_todo
+from ckptbench.plan import ImagePlan, generation_plan, plan_images, unique_todo
 from ckptbench.provenance import collect_provenance
 from ckptbench.report.outputs import write_outputs
 from ckptbench.spec import BenchmarkSpec, ExecutorName
@@ -179,27 +178,13 @@ def _embedding_record(library: EmbeddingLibrary, jobs: dict[str, list[ImageJob]]
     return {"used": used, "unused": sorted(set(library.files) - set(used)), "near_misses": near_misses}
 
 
-def _generation_tasks(spec: BenchmarkSpec, work: Executor, resolved: dict[str, ResolvedCheckpoint],
-                      todo: dict[str, list[ImageJob]], embeddings: EmbeddingLibrary) -> list[GenerationTask]:
-    generation = spec.generation
-    options = GeneratorOptions(device=generation.device, batch_size=generation.batch_size,
-                               allow_pickle_loras=generation.allow_pickle_loras,
-                               embedding_files=tuple(sorted(embeddings.files.items())),
-                               allow_pickle_embeddings=generation.allow_pickle_embeddings,
-                               compile_unet=generation.compile)
-    shard = spec.benchmark.shard_images
-    if work.workers() > 1 and not shard:
-        shard = auto_shard_images([len(jobs) for jobs in todo.values()], work.workers())
-    return [task for name, jobs in todo.items() for task in generation_tasks(resolved[name], jobs, options, shard)]
-
-
 def _generate(spec: BenchmarkSpec, store: Store, run_id: int, work: Executor,
               resolved: dict[str, ResolvedCheckpoint], todo: dict[str, list[ImageJob]],
               embeddings: EmbeddingLibrary, outcome: RunOutcome, console: Console
               ) -> tuple[list[Throughput], dict[str, dict[str, object]]]:
     """Run the generation tasks on the executor and write what comes back; returns the measured throughput
     and what each checkpoint's generator chose (fast path, batch size) for provenance."""
-    tasks = _generation_tasks(spec, work, resolved, todo, embeddings)
+    tasks = generation_plan(spec, work.workers(), resolved, todo, embeddings)
     jobs_by_key = {job.key: job for jobs in todo.values() for job in jobs}
     shards_failed: dict[str, int] = defaultdict(int)
     warned: set[tuple[str, str]] = set()

@@ -12,6 +12,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
+
+from ckptbench.device import resolve_dtype_name
 from ckptbench.executors.base import ImageOutcome, ScoringMeasure, TaskEnd
 from ckptbench.generate.base import ImageJob
 from ckptbench.plan import generation_workload, work_units
@@ -110,12 +113,21 @@ def rates(history: Sequence[Throughput]) -> dict[tuple[str, str], dict[tuple[str
 
 @dataclass(frozen=True)
 class Need:
-    """New work of one kind: ``units`` of work (steps × megapixels, or images) in ``tasks`` tasks."""
+    """New work of one kind: ``units`` of work (steps × megapixels, or images) in ``tasks`` tasks.
+
+    ``what`` is the model family or the backbone; ``dtype`` the spec's, so 'auto' is matched with the
+    dtype each kind of device gives it (fp32 on a CPU, fp16 on a GPU).
+    """
 
     stage: str
-    workload: str
+    what: str
+    dtype: str
     units: float
     tasks: int
+
+    def workload(self, device_kind: str) -> str:
+        dtype = resolve_dtype_name(self.dtype, torch.device(device_kind)) if self.dtype == "auto" else self.dtype
+        return f"{self.what} {dtype}"
 
 
 @dataclass(frozen=True)
@@ -134,9 +146,10 @@ def estimate(needs: Sequence[Need], history: Sequence[Throughput]) -> list[Estim
         for need in needs:
             if not need.units:
                 continue
-            rate = known.get((need.stage, need.workload))
+            workload = need.workload(kind)
+            rate = known.get((need.stage, workload))
             if rate is None or rate.seconds_per_unit is None:
-                missing.append(f"{need.stage} {need.workload}")
+                missing.append(f"{need.stage} {workload}")
                 continue
             seconds += need.units * rate.seconds_per_unit + need.tasks * rate.fixed_per_task
         estimates.append(Estimate(kind, name, seconds, tuple(missing)))
