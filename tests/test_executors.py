@@ -162,3 +162,12 @@ def test_ray_retries_failed_and_lost_tasks_and_records_what_still_fails(
     for checkpoint in results["checkpoints"]:
         if checkpoint["name"] != "broken":
             assert checkpoint["scores"]["clip-score"]["n"] == 4
+
+
+def test_unknown_executor_is_one_clear_error(write_spec) -> None:
+    spec = write_spec()
+    result = CliRunner().invoke(app, ["run", str(spec), "--executor", "spark"])
+    assert result.exit_code == 2 and "--executor 'spark': give 'local' or 'ray'" in result.output
+    bad = write_spec("bad.toml", benchmark='name = "t"\nexecutor = "dask"')
+    result = CliRunner().invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2 and "executor" in result.output

@@ -22,6 +22,7 @@ from ckptbench.executors.base import (
     GenerationEvent,
     GenerationTask,
     ImageOutcome,
+    Progress,
     ScoringMeasure,
     ScoringOutcome,
     TaskEnd,
@@ -115,10 +116,10 @@ def workload(entry: PreparedScorer) -> str:
 
 
 def score_images(store: ScoreStore, entries: list[PreparedScorer], plan: ScoringPlan, device: torch.device,
-                 advance: object = None) -> ScoringOutcome:
+                 advance: Progress | None = None) -> ScoringOutcome:
     """One backbone group's per-image scores, measured."""
     started = time.perf_counter()
-    report = execute_scoring(store, entries, plan, device, advance)  # type: ignore[arg-type]
+    report = execute_scoring(store, entries, plan, device, advance)
     seconds = time.perf_counter() - started
     measure = ScoringMeasure(workload(entries[0]), device.type, device_name(device), report.forward_images,
                              seconds - report.load_seconds, report.load_seconds)
@@ -126,10 +127,10 @@ def score_images(store: ScoreStore, entries: list[PreparedScorer], plan: Scoring
 
 
 def score_sets(store: ScoreStore, entry: PreparedScorer, plan: SetPlan, device: torch.device,
-               advance: object = None) -> ScoringOutcome:
+               advance: Progress | None = None) -> ScoringOutcome:
     """One set scorer's set scores, measured."""
     started = time.perf_counter()
-    set_report = execute_sets(store, [entry], plan, device, advance)  # type: ignore[arg-type]
+    set_report = execute_sets(store, [entry], plan, device, advance)
     seconds = time.perf_counter() - started
     measure = ScoringMeasure(workload(entry), device.type, device_name(device), set_report.forward_images,
                              seconds - set_report.load_seconds, set_report.load_seconds)
