@@ -114,14 +114,19 @@ class RayExecutor:
     def _completed(self, refs: dict[Any, Any]) -> Iterator[tuple[Any, Any, BaseException | None]]:
         """(what a task was for, its result, its error after Ray's retries) as tasks finish."""
         pending = list(refs)
-        while pending:
-            done, pending = self.ray.wait(pending, num_returns=1)
-            for ref in done:
-                try:
-                    yield refs[ref], self.ray.get(ref), None
-                except Exception as error:  # the task failed every attempt, or its worker kept dying
-                    yield refs[ref], None, error
-                del refs[ref]
+        try:
+            while pending:
+                done, pending = self.ray.wait(pending, num_returns=1)
+                for ref in done:
+                    try:
+                        result = self.ray.get(ref)
+                    except Exception as error:  # the task failed every attempt, or its worker kept dying
+                        yield refs.pop(ref), None, error
+                    else:
+                        yield refs.pop(ref), result, None
+        finally:  # the caller stopped early (an interrupted run): tasks not yet done are not wanted
+            for ref in pending:
+                self.ray.cancel(ref)
 
     def generate(self, tasks: Sequence[GenerationTask]) -> Iterator[GenerationEvent]:
         remote = self._remote(run_generation)
