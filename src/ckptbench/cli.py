@@ -77,14 +77,31 @@ def validate(spec: Annotated[Path, typer.Argument(help="Benchmark spec (TOML).")
 def run(
     spec: Annotated[Path, typer.Argument(help="Benchmark spec (TOML).")],
     store: Annotated[Path | None, typer.Option(help="Store folder; overrides the spec's [benchmark] store.")] = None,
+    executor: Annotated[str | None, typer.Option(
+        help="'local' (this process) or 'ray' (a Ray cluster); overrides the spec's [benchmark] executor.")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster address ('auto', 'ray://host:10001'); default: a local Ray instance.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print what would be generated and scored (cached vs new) and a time estimate from "
+        "earlier runs; load no model, record no run.")] = False,
 ) -> None:
     """Generate, score and report; resumes from whatever the store already holds."""
     _quiet_libraries()
-    from ckptbench.runner import run_benchmark
     from ckptbench.spec import load_spec
 
     try:
-        outcome = run_benchmark(load_spec(spec), store, console)
+        if executor not in (None, "local", "ray"):
+            raise CkptbenchError(f"--executor '{executor}': give 'local' or 'ray'.")
+        loaded = load_spec(spec)
+        if dry_run:
+            from ckptbench.dry_run import dry_run as plan_run
+            from ckptbench.dry_run import render
+
+            render(plan_run(loaded, store, console, executor=executor, ray_address=address), out)  # type: ignore[arg-type]
+            return
+        from ckptbench.runner import run_benchmark
+
+        outcome = run_benchmark(loaded, store, console, executor=executor, ray_address=address)  # type: ignore[arg-type]
     except CkptbenchError as error:
         _fail(error)
         return

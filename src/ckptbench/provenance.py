@@ -22,7 +22,9 @@ def collect_provenance(device: torch.device, generation_dtype: str) -> dict[str,
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    # A Ray driver may plan for GPUs it does not have itself: the workers record their devices.
+    on_gpu = device.type == "cuda" and torch.cuda.is_available()
+    device_name = torch.cuda.get_device_name(device) if on_gpu else platform.processor() or device.type
     return {
         "ckptbench": __version__,
         "python": sys.version.split()[0],

@@ -3,34 +3,32 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ckptbench.device import resolve_device, resolve_dtype_name
-from ckptbench.errors import CkptbenchError
-from ckptbench.generate.base import FailedImage, ImageJob, LoraUse, SamplingSettings
-from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id
+from ckptbench.device import resolve_dtype_name
+from ckptbench.executors import Executor, TaskEnd, make_executor
+from ckptbench.generate.base import ImageJob
 from ckptbench.generate.embeddings import EmbeddingLibrary
-from ckptbench.generate.hires import hires_settings
-from ckptbench.generate.lora import LoraLibrary
-from ckptbench.generate.samplers import sampler_recipe, schedule_steps
-from ckptbench.metrics.engine import ScoreCell, execute_scoring, plan_scoring, prepare_scorers
+from ckptbench.generate.samplers import sampler_recipe
+from ckptbench.metrics.engine import ScoreCell, plan_scoring, prepare_scorers
 from ckptbench.metrics.references import ReferenceSet, reference_set
 from ckptbench.metrics.registry import check_scorer_names
-from ckptbench.metrics.set_engine import check_planned_sizes, execute_sets, plan_sets
-from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
+from ckptbench.metrics.set_engine import check_planned_sizes, plan_sets
+from ckptbench.models.checkpoint import ResolvedCheckpoint
+from ckptbench.plan import ImagePlan, generation_plan, plan_images, unique_todo
 from ckptbench.provenance import collect_provenance
 from ckptbench.report.outputs import write_outputs
-from ckptbench.spec import BenchmarkSpec
-from ckptbench.store import RunItem, Store
+from ckptbench.spec import BenchmarkSpec, ExecutorName
+from ckptbench.store import Store, Throughput
 from ckptbench.suites import Case
 from ckptbench.suites.load import LoadedSuite, load_suites
-from ckptbench.suites.loras import resolve_case_loras
+from ckptbench.throughput import GenerationMeter, scoring_throughput
 
 
 @dataclass
@@ -52,8 +50,9 @@ def _progress(console: Console) -> Progress:
                     console=console, transient=False)
 
 
-def run_benchmark(spec: BenchmarkSpec, store_root: Path | None = None, console: Console | None = None
-                  ) -> RunOutcome:
+def run_benchmark(spec: BenchmarkSpec, store_root: Path | None = None, console: Console | None = None, *,
+                  executor: ExecutorName | None = None, ray_address: str | None = None) -> RunOutcome:
+    """Run a spec; ``executor`` and ``ray_address`` override the spec's ``[benchmark]`` keys."""
     console = console or Console(stderr=True)
     check_scorer_names(spec)
     sampler_recipe(spec.generation.sampler)
@@ -61,14 +60,24 @@ def run_benchmark(spec: BenchmarkSpec, store_root: Path | None = None, console: 
     store = Store(store_root or spec.store_path)
     try:
         with store.exclusive():
-            return _run(spec, suites, store, console)
+            work = open_executor(spec, executor, ray_address)
+            try:
+                return _run(spec, suites, store, work, console)
+            finally:
+                work.close()
     finally:
         store.close()
 
 
-def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: Console) -> RunOutcome:
+def open_executor(spec: BenchmarkSpec, name: ExecutorName | None = None, address: str | None = None) -> Executor:
+    info = spec.benchmark
+    return make_executor(name or info.executor, address or info.ray_address, info.ray_max_retries)
+
+
+def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Executor, console: Console
+         ) -> RunOutcome:
     started = time.perf_counter()
-    device = resolve_device(spec.generation.device)
+    device = work.device(spec.generation.device)  # where the work runs decides the 'auto' dtype
     dtype = resolve_dtype_name(spec.generation.dtype, device)
     # Scorer weights are resolved before any image is made: a missing model should stop the run now,
     # not after hours of generation.
@@ -77,24 +86,27 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
     check_planned_sizes(prepared, {suite.name: len(suite.cases) * len(suite.seeds) for suite in suites})
     embeddings = EmbeddingLibrary(spec.generation.embedding_dirs, spec.generation.allow_pickle_embeddings, store)
     # Reference images are hashed now, so a missing one stops the run before generation.
-    references = {(case.suite, case.case_id): reference_set(case.references, store,
-                                                            f"suite '{case.suite}' case {case.case_id}")
-                  for case in cases if case.references}
-    provenance = collect_provenance(device, dtype)
+    references = case_references(cases, store)
+    provenance = {**collect_provenance(device, dtype), "executor": work.describe()}
     run_id = store.start_run(spec.model_dump(mode="json", by_alias=True), provenance)
     outcome = RunOutcome(store=store.root, run_id=run_id)
 
     store.put_run_cases(run_id, [(suite.name, case.case_id, case.metadata())
                                  for suite in suites for case in suite.cases])
-    resolved, jobs = _plan_images(spec, suites, store, run_id, dtype, embeddings, outcome, console)
+    image_plan = plan_images(spec, suites, store, dtype, embeddings, console)
+    _record_plan(store, run_id, image_plan, outcome, console)
+    jobs = image_plan.jobs
     existing = store.existing_images(job.key for jobs_of in jobs.values() for job in jobs_of)
-    todo = {name: [job for job in jobs_of if job.key not in existing] for name, jobs_of in jobs.items()}
-    todo_count = len({job.key for jobs_of in todo.values() for job in jobs_of})
+    todo = unique_todo(jobs, existing)
+    todo_count = sum(len(jobs_of) for jobs_of in todo.values())
     outcome.cached_images = len(existing)
     console.print(f"{todo_count} images to generate ({len(existing)} already in the store)")
 
+    measured: list[Throughput] = []
+    runtime: dict[str, dict[str, object]] = {}
     if todo_count:
-        _generate(spec, store, run_id, device, resolved, todo, embeddings, outcome, console)
+        measured, runtime = _generate(spec, store, run_id, work, image_plan.resolved, todo, embeddings, outcome,
+                                      console)
 
     cells = _score_cells(store, run_id, references)
     plan = plan_scoring(store, run_id, prepared, cells)
@@ -113,97 +125,43 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
                     tasks[label] = progress.add_task(label, total=total)
                 progress.update(tasks[label], completed=done)
 
-            report = execute_scoring(store, prepared, plan, device, advance)
-            set_report = execute_sets(store, prepared, set_plan, device, advance)
+            # --- executor call site: scoring (per-image scorers by backbone, then set scorers) ---
+            scoring = work.score(store, prepared, plan, set_plan, device, advance)
+        report, set_report = scoring.report, scoring.set_report
         outcome.scored = report.scored + set_report.scored
+        measured.extend(scoring_throughput(scoring.measures, work.name))
         for scorer, image_key, message in report.failures:
             store.put_failure(run_id, "score", message, image_key=image_key, scorer=scorer)
         for scorer, checkpoint, suite, message in set_report.failures:
             store.put_failure(run_id, "set-score", f"suite '{suite}': {message}", checkpoint=checkpoint,
                               scorer=scorer)
+    store.put_throughput(run_id, measured)
 
     provenance = {**provenance, "text_truncated": plan.truncated, "skipped": plan.skipped,
                   "checkpoints": outcome.models, "embeddings": _embedding_record(embeddings, jobs, console),
                   "scorer_dtypes": {p.name: p.backbone.dtype for p in prepared},
-                  "duration_s": round(time.perf_counter() - started, 3)}
+                  "generation_runtime": runtime, "duration_s": round(time.perf_counter() - started, 3)}
     store.finish_run(run_id, "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok",
                      provenance)
     outcome.results_path, outcome.report_path = write_outputs(store, run_id, console=console)
     return outcome
 
 
-def _plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, run_id: int, dtype: str,
-                 embeddings: EmbeddingLibrary,
-                 outcome: RunOutcome, console: Console
-                 ) -> tuple[dict[str, ResolvedCheckpoint], dict[str, list[ImageJob]]]:
-    generation = spec.generation
-    settings = SamplingSettings(sampler=generation.sampler, steps=generation.steps, cfg=generation.cfg,
-                                width=generation.width, height=generation.height, dtype=dtype,
-                                hires=hires_settings(generation.hires, store), clip_skip=generation.clip_skip)
-    backend = backend_id()
-    cases = _cases_with_loras(spec, suites, store, run_id, console)
-    resolved: dict[str, ResolvedCheckpoint] = {}
-    jobs: dict[str, list[ImageJob]] = {}
-    items: list[RunItem] = []
-    for checkpoint in spec.checkpoints:
-        try:
-            resolved[checkpoint.name] = resolve_checkpoint(checkpoint, store, generation.vae)
-        except CkptbenchError as error:
-            _fail_checkpoint(store, run_id, checkpoint.name, checkpoint.source, None, str(error), outcome, console)
-            continue
-        ckpt = resolved[checkpoint.name]
-        _log_detection(ckpt, console)
+def case_references(cases: Sequence[Case], store: Store) -> dict[tuple[str, str], ReferenceSet]:
+    return {(case.suite, case.case_id): reference_set(case.references, store,
+                                                      f"suite '{case.suite}' case {case.case_id}")
+            for case in cases if case.references}
+
+
+def _record_plan(store: Store, run_id: int, plan: ImagePlan, outcome: RunOutcome, console: Console) -> None:
+    for message in plan.skipped_cases:
+        store.put_failure(run_id, "case", message)
+    for checkpoint, message in plan.unresolved:
+        _fail_checkpoint(store, run_id, checkpoint.name, checkpoint.source, None, message, outcome, console)
+    for ckpt in plan.resolved.values():
         outcome.models[ckpt.name] = dict(ckpt.detection)
         store.put_run_checkpoint(run_id, ckpt.name, ckpt.source, ckpt.sha256, "ok", None)
-        jobs[ckpt.name] = []
-        for seeds, case, loras in cases:
-            inputs = case.pixel_inputs(generation.negative_prompt)
-            used = _embeddings_used(embeddings, inputs["prompt"], inputs["negative_prompt"],
-                                    schedule_steps(generation.sampler, generation.steps))
-            for seed in seeds:
-                job = ImageJob(checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256, case=case, seed=seed,
-                               prompt=inputs["prompt"], negative_prompt=inputs["negative_prompt"],
-                               settings=settings, backend=backend, checkpoint_identity=ckpt.identity,
-                               loras=loras, embeddings=used)
-                jobs[ckpt.name].append(job)
-                items.append(RunItem(ckpt.name, case.suite, case.case_id, case.prompt, seed, job.key))
-    store.put_run_items(run_id, items)
-    return resolved, jobs
-
-
-def _log_detection(ckpt: ResolvedCheckpoint, console: Console) -> None:
-    found = ckpt.detection
-    vae = found.get("vae")
-    vae_text = Path(vae["path"]).name if isinstance(vae, dict) else (vae or "none")
-    console.print(f"{ckpt.name}: {ckpt.family}, {ckpt.prediction}-prediction ({found.get('prediction_source')}); "
-                  f"VAE: {vae_text}; config: {found.get('config')}", highlight=False)
-    for warning in found.get("warnings", []):
-        console.print(f"[yellow]warning[/]: {ckpt.name}: {warning}", highlight=False)
-
-
-def _cases_with_loras(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, run_id: int, console: Console
-                      ) -> list[tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]]:
-    """Every case with its seeds and its LoRAs resolved to files; a case whose LoRA cannot be found is recorded
-    and skipped."""
-    generation = spec.generation
-    library = LoraLibrary(generation.lora_dirs, generation.default_lora_weight, generation.allow_pickle_loras,
-                          store)
-    cases: list[tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]] = []
-    for suite, case in ((loaded, case) for loaded in suites for case in loaded.cases):
-        try:
-            cases.append((suite.seeds, case, resolve_case_loras(case, library)))
-        except (CkptbenchError, ValueError) as error:
-            message = f"case {case.suite}/{case.case_id}: {error}"
-            store.put_failure(run_id, "case", message)
-            console.print(f"[red]skipped[/]: {message}")
-    return cases
-
-
-def _embeddings_used(library: EmbeddingLibrary, prompt: str, negative_prompt: str, steps: int
-                     ) -> tuple[tuple[str, str], ...]:
-    """(name, sha256) of each embedding the prompts name: the files change the pixels, so they key the image."""
-    names = set(library.used_in(prompt, steps=steps)) | set(library.used_in(negative_prompt, True, steps))
-    return tuple((name, library.sha256(name)) for name in sorted(names))
+    store.put_run_items(run_id, plan.items)
 
 
 def _embedding_record(library: EmbeddingLibrary, jobs: dict[str, list[ImageJob]], console: Console
@@ -220,61 +178,66 @@ def _embedding_record(library: EmbeddingLibrary, jobs: dict[str, list[ImageJob]]
     return {"used": used, "unused": sorted(set(library.files) - set(used)), "near_misses": near_misses}
 
 
-def _generate(spec: BenchmarkSpec, store: Store, run_id: int, device: torch.device,
+def _generate(spec: BenchmarkSpec, store: Store, run_id: int, work: Executor,
               resolved: dict[str, ResolvedCheckpoint], todo: dict[str, list[ImageJob]],
-              embeddings: EmbeddingLibrary, outcome: RunOutcome, console: Console) -> None:
-    generator = DiffusersGenerator(device, spec.generation.batch_size,
-                                   allow_pickle_loras=spec.generation.allow_pickle_loras, embeddings=embeddings)
-    done_keys: set[str] = set()
+              embeddings: EmbeddingLibrary, outcome: RunOutcome, console: Console
+              ) -> tuple[list[Throughput], dict[str, dict[str, object]]]:
+    """Run the generation tasks on the executor and write what comes back; returns the measured throughput
+    and what each checkpoint's generator chose (fast path, batch size) for provenance."""
+    tasks = generation_plan(spec, work.workers(), resolved, todo, embeddings)
+    jobs_by_key = {job.key: job for jobs in todo.values() for job in jobs}
+    shards_failed: dict[str, int] = defaultdict(int)
     warned: set[tuple[str, str]] = set()
+    meter = GenerationMeter(work.name)
     with _progress(console) as progress:
-        for name, jobs in todo.items():
-            # The same image may be asked for twice (one file under two names): make it once.
-            jobs = _unique(job for job in jobs if job.key not in done_keys)
-            if not jobs:
+        bars = {name: progress.add_task(f"generating with {name}", total=len(jobs))
+                for name, jobs in todo.items() if jobs}
+        # --- executor call site: generation (tasks per checkpoint shard; results come back here) ---
+        for event in work.generate(tasks):
+            name = event.task.checkpoint.name
+            if isinstance(event, TaskEnd):
+                meter.task_ended(event)
+                if event.error is not None:
+                    shards_failed[name] += 1
+                    _task_failed(store, run_id, event, shards_failed[name], outcome, console)
                 continue
-            task = progress.add_task(f"generating with {name}", total=len(jobs))
-            try:
-                for result in generator.generate(resolved[name], jobs):
-                    if isinstance(result, FailedImage):
-                        store.put_failure(run_id, "image", result.error, checkpoint=name, image_key=result.job.key)
-                    else:
-                        for warning in result.warnings:  # once per checkpoint, not once per image
-                            if (name, warning) not in warned:
-                                warned.add((name, warning))
-                                store.put_failure(run_id, "warning", warning, checkpoint=name,
-                                                  image_key=result.job.key)
-                        job = result.job
-                        store.put_image(job.key, result.image, result.infotext,
-                                        checkpoint_sha256=job.checkpoint_sha256, prompt=job.prompt,
-                                        negative_prompt=job.negative_prompt, seed=job.seed,
-                                        settings=job.settings.as_dict(), backend=job.backend,
-                                        seconds=result.seconds)
-                        outcome.generated += 1
-                        done_keys.add(job.key)
-                    progress.advance(task)
-            except CkptbenchError as error:
-                ckpt = resolved[name]
-                _fail_checkpoint(store, run_id, name, ckpt.source, ckpt.sha256, str(error), outcome, console)
-            except Exception as error:  # one bad checkpoint must not sink the run
-                ckpt = resolved[name]
-                message = f"checkpoint '{name}': generation failed ({type(error).__name__}: {error})"
-                _fail_checkpoint(store, run_id, name, ckpt.source, ckpt.sha256, message, outcome, console)
+            job = jobs_by_key[event.key]
+            if event.png is None:
+                store.put_failure(run_id, "image", event.error or "failed", checkpoint=name, image_key=event.key)
+            else:
+                for warning in event.warnings:  # once per checkpoint, not once per image
+                    if (name, warning) not in warned:
+                        warned.add((name, warning))
+                        store.put_failure(run_id, "warning", warning, checkpoint=name, image_key=event.key)
+                store.put_image_png(job.key, event.png, event.infotext, checkpoint_sha256=job.checkpoint_sha256,
+                                    prompt=job.prompt, negative_prompt=job.negative_prompt, seed=job.seed,
+                                    settings=job.settings.as_dict(), backend=job.backend, seconds=event.seconds)
+                outcome.generated += 1
+                meter.image_made(event, job)
+            progress.advance(bars[name])
+    return meter.rows(), meter.runtime
 
 
-def _unique(jobs: Iterable[ImageJob]) -> list[ImageJob]:
-    seen: dict[str, ImageJob] = {}
-    for job in jobs:
-        seen.setdefault(job.key, job)
-    return list(seen.values())
+def _task_failed(store: Store, run_id: int, event: TaskEnd, failed_shards: int, outcome: RunOutcome,
+                 console: Console) -> None:
+    """A task that failed as a whole: its checkpoint fails when it was its only shard or its last good one."""
+    task, message = event.task, event.error or "failed"
+    ckpt = task.checkpoint
+    if task.shards > 1:
+        store.put_failure(run_id, "shard", message, checkpoint=ckpt.name)
+        console.print(f"[red]failed[/]: {message}")
+    if failed_shards == task.shards:
+        _fail_checkpoint(store, run_id, ckpt.name, ckpt.source, ckpt.sha256, message, outcome, console,
+                         quiet=task.shards > 1)
 
 
 def _fail_checkpoint(store: Store, run_id: int, name: str, source: str, sha256: str | None, message: str,
-                     outcome: RunOutcome, console: Console) -> None:
+                     outcome: RunOutcome, console: Console, quiet: bool = False) -> None:
     store.put_run_checkpoint(run_id, name, source, sha256, "failed", message)
     store.put_failure(run_id, "checkpoint", message, checkpoint=name)
     outcome.failed_checkpoints.append(name)
-    console.print(f"[red]failed[/]: {message}")
+    if not quiet:
+        console.print(f"[red]failed[/]: {message}")
 
 
 def print_notes(truncated: dict[str, dict[str, int]], skipped: dict[str, dict[str, int]], console: Console) -> None:

@@ -22,6 +22,7 @@ PredictionType = Literal["epsilon", "v"]
 SuiteKind = Literal["quality", "style", "lora"]
 SuiteFormat = Literal["ghostreview-prompts", "ghostreview-styles", "ghostreview-loras", "partiprompts", "infotext"]
 BuiltinSuite = Literal["quality", "styles"]
+ExecutorName = Literal["local", "ray"]
 
 
 class _Strict(BaseModel):
@@ -38,6 +39,18 @@ class BenchmarkInfo(_Strict):
     preset: PresetName | None = Field(
         default=None, description="Start from a preset ('ghostreview', 'quick'); every key set here overrides it."
     )
+    executor: ExecutorName = Field(
+        default="local", description="'local' runs everything in this process; 'ray' spreads generation and "
+        "scoring over a Ray cluster (pip install ckptbench[ray]); `ckptbench run --executor` overrides it.")
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster to join ('auto', 'ray://host:10001'); default: start a local Ray "
+        "instance on this machine.")
+    ray_max_retries: int = Field(
+        default=2, ge=0, le=10, description="How often Ray retries a failed or lost task before ckptbench records "
+        "it as failed.")
+    shard_images: int = Field(
+        default=0, ge=0, le=100_000, description="Images per Ray generation task (whole batches); 0 = enough "
+        "shards of each checkpoint to keep every worker busy, at most 64 images each.")
 
 
 class CheckpointSpec(_Strict):
@@ -148,7 +161,10 @@ class GenerationSettings(_Strict):
     lora_seeds: tuple[int, ...] | None = Field(
         default=None, description="Seeds of LoRA suites (GhostReview makes 20 images per LoRA); default: `seeds`."
     )
-    batch_size: int = Field(default=4, ge=1, le=256)
+    batch_size: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        default=4, description="Images per pipeline call; 'auto' chooses from free GPU memory (4 on a CPU).")
+    compile: bool = Field(
+        default=False, description="torch.compile the UNet (CUDA: slower first batch, faster after).")
     negative_prompt: str = ""
     clip_skip: int = Field(default=1, ge=1, le=12,
                            description="A1111 clip skip: 1 = the text encoder's last layer, 2 = the one before.")

@@ -74,8 +74,42 @@ CREATE TABLE IF NOT EXISTS run_failures (
 CREATE TABLE IF NOT EXISTS run_cases (
     run_id INTEGER NOT NULL, suite TEXT NOT NULL, case_id TEXT NOT NULL, case_json TEXT NOT NULL,
     PRIMARY KEY (run_id, suite, case_id));
+CREATE TABLE IF NOT EXISTS throughput (
+    run_id INTEGER NOT NULL, stage TEXT NOT NULL, workload TEXT NOT NULL, device_kind TEXT NOT NULL,
+    device_name TEXT NOT NULL, executor TEXT NOT NULL, items INTEGER NOT NULL, units REAL NOT NULL,
+    seconds REAL NOT NULL, fixed_seconds REAL NOT NULL, tasks INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS run_items_by_image ON run_items (image_key);
 """
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Measured cost of one stage of a run on one kind of device, for the next dry run's estimate.
+
+    ``units`` is the stage's measure of work (generation: sampling steps × megapixels; scoring: images through
+    a backbone), ``seconds`` the time spent on them and ``fixed_seconds`` the time spent per task besides
+    (loading a checkpoint or a backbone), over ``tasks`` tasks.
+    """
+
+    stage: str  # "generate" or "score"
+    workload: str  # generation: the model family and dtype; scoring: the backbone and dtype
+    device_kind: str  # "cuda", "cpu", "mps"
+    device_name: str  # e.g. "NVIDIA H100 80GB HBM3"
+    executor: str
+    items: int
+    units: float
+    seconds: float
+    fixed_seconds: float
+    tasks: int
+
+
+def encode_png(image: Image.Image, infotext: str) -> bytes:
+    """The PNG file of an image with its A1111 infotext, as the store keeps it."""
+    info = PngInfo()
+    info.add_text("parameters", infotext)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -182,12 +216,16 @@ class Store:
                   negative_prompt: str, seed: int, settings: dict[str, object], backend: str,
                   seconds: float | None) -> Path:
         """Write the PNG (with its A1111 infotext) atomically, then record it."""
-        info = PngInfo()
-        info.add_text("parameters", infotext)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", pnginfo=info)
+        return self.put_image_png(key, encode_png(image, infotext), infotext, checkpoint_sha256=checkpoint_sha256,
+                                  prompt=prompt, negative_prompt=negative_prompt, seed=seed, settings=settings,
+                                  backend=backend, seconds=seconds)
+
+    def put_image_png(self, key: str, png: bytes, infotext: str, *, checkpoint_sha256: str, prompt: str,
+                      negative_prompt: str, seed: int, settings: dict[str, object], backend: str,
+                      seconds: float | None) -> Path:
+        """Write an encoded PNG (made by ``encode_png``, here or in a worker) atomically, then record it."""
         path = self.image_file(key)
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_bytes(path, png)
         self._db.execute(
             "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (key, checkpoint_sha256, prompt, negative_prompt, seed, json.dumps(settings, sort_keys=True),
@@ -340,6 +378,26 @@ class Store:
                     image_key: str | None = None, scorer: str | None = None) -> None:
         self._db.execute("INSERT INTO run_failures VALUES (?, ?, ?, ?, ?, ?)",
                          (run_id, scope, checkpoint, image_key, scorer, message))
+
+    def put_throughput(self, run_id: int, rows: Sequence[Throughput]) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT INTO throughput VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(run_id, r.stage, r.workload, r.device_kind, r.device_name, r.executor, r.items,
+                             r.units, r.seconds, r.fixed_seconds, r.tasks) for r in rows])
+
+    def throughput(self) -> list[Throughput]:
+        """Every measurement of every finished run, oldest first."""
+        rows = self._db.execute(
+            "SELECT t.stage, t.workload, t.device_kind, t.device_name, t.executor, t.items, t.units, t.seconds, "
+            "t.fixed_seconds, t.tasks FROM throughput t JOIN runs r ON r.run_id = t.run_id "
+            "ORDER BY t.run_id").fetchall()
+        return [Throughput(*row) for row in rows]
+
+    def existing_embeddings(self, backbone_key: str, image_keys: Sequence[str]) -> set[str]:
+        """Which images have a stored feature vector under ``backbone_key`` (without reading the vectors)."""
+        rows = self._select_rows("SELECT image_key FROM embeddings WHERE backbone_key = ? AND image_key IN ({})",
+                                 list(image_keys), prefix=(backbone_key,))
+        return {row[0] for row in rows}
 
     def latest_run(self) -> dict[str, Any] | None:
         row = self._db.execute("SELECT max(run_id) FROM runs").fetchone()

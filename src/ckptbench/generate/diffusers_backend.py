@@ -11,6 +11,7 @@ import gc
 import time
 from collections.abc import Iterator, Sequence
 from itertools import groupby
+from typing import Any
 
 import diffusers
 import numpy as np
@@ -25,6 +26,7 @@ from ckptbench.generate.base import FailedImage, GeneratedImage, ImageJob
 from ckptbench.generate.conditioning import prompt_conditioning
 from ckptbench.generate.decode import decode_latents
 from ckptbench.generate.embeddings import EmbeddingLibrary, TextualInversion
+from ckptbench.generate.fast_path import BatchSize, apply_fast_path, choose_batch_size, vae_decode_dtype
 from ckptbench.generate.loading import load_pipeline
 from ckptbench.generate.lora import LoraApplier, LoraError
 from ckptbench.generate.samplers import make_scheduler, schedule_steps
@@ -43,14 +45,45 @@ def backend_id() -> str:
     return f"diffusers-{major}.{minor}/gen{GENERATION_CODE_VERSION}"
 
 
+def _group_key(job: ImageJob) -> tuple:
+    """Jobs of one batch share settings, negative prompt, LoRA set and embeddings."""
+    return (job.settings, job.negative_prompt, job.loras, job.embeddings)
+
+
+def _order_key(job: ImageJob) -> tuple:
+    # Jobs without LoRAs first; a stable sort keeps the given order within a group.
+    return (repr(job.settings), job.negative_prompt, job.loras, job.embeddings)
+
+
+def plan_batches(jobs: Sequence[ImageJob], batch_size: int) -> list[list[ImageJob]]:
+    """The batches ``generate`` makes of ``jobs``, in order. A run of whole batches from this list, given to
+    ``generate`` again, is cut into the same batches (what lets a shard of a checkpoint's jobs make the
+    same pixels as the whole)."""
+    batches: list[list[ImageJob]] = []
+    for _, group in groupby(sorted(jobs, key=_order_key), key=_group_key):
+        group_jobs = list(group)
+        batches.extend(group_jobs[start : start + batch_size] for start in range(0, len(group_jobs), batch_size))
+    return batches
+
+
+def largest_size(jobs: Sequence[ImageJob]) -> tuple[int, int]:
+    """The largest (width, height) any job's batch reaches: the hires fix's upscaled size where it is on."""
+    sizes = [(int(job.settings.width * (job.settings.hires.scale if job.settings.hires else 1)),
+              int(job.settings.height * (job.settings.hires.scale if job.settings.hires else 1))) for job in jobs]
+    return max(sizes, key=lambda size: size[0] * size[1])
+
+
 class DiffusersGenerator:
-    def __init__(self, device: torch.device, batch_size: int, *, allow_pickle_loras: bool = False,
-                 embeddings: EmbeddingLibrary | None = None) -> None:
+    def __init__(self, device: torch.device, batch_size: BatchSize, *, allow_pickle_loras: bool = False,
+                 embeddings: EmbeddingLibrary | None = None, compile_unet: bool = False) -> None:
         self.device = device
         self.batch_size = batch_size
         self.allow_pickle_loras = allow_pickle_loras
         self.backend = backend_id()
         self.embeddings = embeddings
+        self.compile_unet = compile_unet
+        # What the last generate() call chose and measured: fast path, batch size, load seconds (provenance).
+        self.runtime: dict[str, Any] = {}
 
     def generate(self, checkpoint: ResolvedCheckpoint, jobs: Sequence[ImageJob]
                  ) -> Iterator[GeneratedImage | FailedImage]:
@@ -62,28 +95,29 @@ class DiffusersGenerator:
         dtypes = {job.settings.dtype for job in jobs}
         if len(dtypes) != 1:
             raise ValueError("all jobs of one generate() call must share a dtype")
-        pipeline = load_pipeline(checkpoint, self.device, torch_dtype(dtypes.pop()))
+        dtype = torch_dtype(dtypes.pop())
+        started = time.perf_counter()
+        pipeline = load_pipeline(checkpoint, self.device, dtype)
+        self.runtime = apply_fast_path(pipeline, self.device, self.compile_unet)
+        self.runtime["vae_decode"] = vae_decode_dtype(pipeline)
+        batch_size = choose_batch_size(self.batch_size, self.device, checkpoint.family, *largest_size(jobs), dtype)
+        self.runtime["batch_size"] = batch_size
+        self.runtime["load_seconds"] = round(time.perf_counter() - started, 3)
         base_scheduler_config = dict(pipeline.scheduler.config)
         loras = LoraApplier(pipeline, checkpoint.name, self.allow_pickle_loras)
         second_pass = hires_fix.HiresFix(pipeline)
         try:
-            # Jobs without LoRAs first; a batch shares settings, negative prompt, LoRA set and embeddings.
-            def group_key(job: ImageJob) -> tuple:
-                return (job.settings, job.negative_prompt, job.loras, job.embeddings)
-
-            ordered = sorted(jobs, key=lambda job: (repr(job.settings), job.negative_prompt, job.loras,
-                                                    job.embeddings))
-            for (settings, _, lora_set, _), group in groupby(ordered, key=group_key):
-                group_jobs = list(group)
+            for (settings, _, lora_set, _), batches in groupby(plan_batches(jobs, batch_size),
+                                                               key=lambda batch: _group_key(batch[0])):
+                group_batches = list(batches)
                 pipeline.scheduler = make_scheduler(settings.sampler, base_scheduler_config)
                 # --- LoRA: exactly this group's LoRAs act on the pipeline (none: all disabled) ---
                 try:
                     lora_warnings = loras.activate(lora_set)
                 except LoraError as error:
-                    yield from (FailedImage(job, str(error)) for job in group_jobs)
+                    yield from (FailedImage(job, str(error)) for batch in group_batches for job in batch)
                     continue
-                for start in range(0, len(group_jobs), self.batch_size):
-                    batch = group_jobs[start : start + self.batch_size]
+                for batch in group_batches:
                     yield from self._batch(pipeline, second_pass, checkpoint, batch, lora_warnings)
         finally:
             loras.close()

@@ -116,6 +116,13 @@ class EmbeddingLibrary:
                                     f"({self.files[path.stem]} and {path}); rename or remove one.")
                 self.files[path.stem] = path
 
+    @classmethod
+    def of_files(cls, files: dict[str, Path], allow_pickle: bool = False) -> EmbeddingLibrary:
+        """A library of files already found (by another process's scan of the same folders)."""
+        library = cls((), allow_pickle)
+        library.files = dict(files)
+        return library
+
     def sha256(self, name: str) -> str:
         return sha256_file(self.files[name], self.digest_cache)
 

@@ -7,6 +7,7 @@ set is summarised once per scorer and kept in the store. Set-level scorers live 
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from ckptbench.errors import SpecError
 from ckptbench.hashing import DigestCache, content_key
 from ckptbench.metrics.backbones import resolve_backbone, token_counter
 from ckptbench.metrics.base import BackboneSpec, FeatureBatch, ImageScorer, ScorerBase, ScorerInfo
-from ckptbench.metrics.features import FeatureSource
+from ckptbench.metrics.features import FeatureSource, ScoreStore
 from ckptbench.metrics.references import ReferenceSet, reference_set
 from ckptbench.metrics.registry import create_scorer
 from ckptbench.spec import ScorersSpec
@@ -75,6 +76,7 @@ class ScoringPlan:
 class ScoringReport:
     scored: int = 0
     forward_images: int = 0
+    load_seconds: float = 0.0  # loading backbones and heads
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (scorer, image key, message)
 
 
@@ -169,7 +171,7 @@ def count_truncated(backbone: BackboneSpec, rows: Sequence[Row]) -> dict[str, in
     return {suite: len(texts) for suite, texts in sorted(per_suite.items())}
 
 
-def execute_scoring(store: Store, prepared: Sequence[PreparedScorer], plan: ScoringPlan, device: torch.device,
+def execute_scoring(store: ScoreStore, prepared: Sequence[PreparedScorer], plan: ScoringPlan, device: torch.device,
                     advance: Progress | None = None) -> ScoringReport:
     """Compute the planned scores, one backbone at a time; ``advance(label, done, total)`` reports progress."""
     report = ScoringReport()
@@ -191,13 +193,15 @@ def execute_scoring(store: Store, prepared: Sequence[PreparedScorer], plan: Scor
     return report
 
 
-def _score_group(store: Store, entries: list[PreparedScorer], plan: ScoringPlan, device: torch.device,
+def _score_group(store: ScoreStore, entries: list[PreparedScorer], plan: ScoringPlan, device: torch.device,
                  report: ScoringReport, advance: Progress | None) -> None:
     wanted = {name for entry in entries for name in entry.scorer.features}
     batch_size = min(entry.scorer.options.batch_size for entry in entries)
     source = FeatureSource(store, entries[0].backbone, device, wanted, batch_size)
+    started = time.perf_counter()
     for entry in entries:
         entry.scorer.load(device)
+    report.load_seconds += time.perf_counter() - started
     paths: dict[str, Path] = {}
     for entry in entries:
         for row in plan.todo[entry.name]:
@@ -223,9 +227,10 @@ def _score_group(store: Store, entries: list[PreparedScorer], plan: ScoringPlan,
         if advance:
             advance(label, min(start + batch_size, len(image_keys)), len(image_keys))
     report.forward_images += source.forward_images
+    report.load_seconds += source.load_seconds
 
 
-def _reference_summary(store: Store, source: FeatureSource, entry: PreparedScorer, references: ReferenceSet,
+def _reference_summary(store: ScoreStore, source: FeatureSource, entry: PreparedScorer, references: ReferenceSet,
                        summaries: dict[tuple[str, str], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """A reference set's summary for one scorer: from memory, the store, or computed once."""
     cache_key = (entry.info.key, references.key)
@@ -240,7 +245,7 @@ def _reference_summary(store: Store, source: FeatureSource, entry: PreparedScore
     return summaries[cache_key]
 
 
-def _score_rows(store: Store, source: FeatureSource, entry: PreparedScorer, rows: list[Row],
+def _score_rows(store: ScoreStore, source: FeatureSource, entry: PreparedScorer, rows: list[Row],
                 features: dict[str, dict[str, np.ndarray]], summaries: dict[tuple[str, str], dict[str, np.ndarray]],
                 report: ScoringReport) -> None:
     scorer = entry.scorer

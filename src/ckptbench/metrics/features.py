@@ -7,9 +7,10 @@ distinct text for the run, and computes reference-image features once per file.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -18,9 +19,27 @@ from PIL import Image
 from ckptbench.metrics.backbones import Backbone, load_backbone
 from ckptbench.metrics.base import BackboneSpec
 from ckptbench.metrics.references import ReferenceSet
-from ckptbench.store import Store
 
 FailureHandler = Callable[[str, str], None]  # (image key, message)
+
+
+class ScoreStore(Protocol):
+    """What scoring reads from and writes to the store: the ``Store`` itself in this process, or a
+    ``StoreSnapshot`` in a worker, whose writes the driver replays onto the store."""
+
+    def embeddings(self, backbone_key: str, image_keys: Sequence[str]) -> dict[str, np.ndarray]: ...
+
+    def put_embeddings(self, backbone_key: str, vectors: dict[str, np.ndarray]) -> None: ...
+
+    def reference_summary(self, set_key: str, scorer_key: str) -> dict[str, np.ndarray] | None: ...
+
+    def put_reference_summary(self, set_key: str, scorer_key: str, arrays: dict[str, np.ndarray]) -> None: ...
+
+    def existing_scores(self, scorer_key: str, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]: ...
+
+    def put_scores(self, scorer_key: str, rows: Sequence[tuple[str, str, float]]) -> None: ...
+
+    def put_set_score(self, scorer_key: str, set_key: str, value: float, images: int, references: int) -> None: ...
 
 
 def reference_image_key(digest: str) -> str:
@@ -29,7 +48,7 @@ def reference_image_key(digest: str) -> str:
 
 
 class FeatureSource:
-    def __init__(self, store: Store, spec: BackboneSpec, device: torch.device, wanted: set[str],
+    def __init__(self, store: ScoreStore, spec: BackboneSpec, device: torch.device, wanted: set[str],
                  batch_size: int = 16) -> None:
         self.store = store
         self.spec = spec
@@ -39,11 +58,14 @@ class FeatureSource:
         self._backbone: Backbone | None = None
         self._texts: dict[str, np.ndarray] = {}
         self.forward_images = 0  # images that went through the backbone (for reports and tests)
+        self.load_seconds = 0.0  # time spent loading the backbone (throughput records)
 
     @property
     def backbone(self) -> Backbone:
         if self._backbone is None:
+            started = time.perf_counter()
             self._backbone = load_backbone(self.spec, self.device)
+            self.load_seconds = time.perf_counter() - started
         return self._backbone
 
     @property

@@ -19,7 +19,7 @@ from ckptbench.errors import SpecError
 from ckptbench.hashing import content_key
 from ckptbench.metrics.base import SetScorer
 from ckptbench.metrics.engine import PreparedScorer, Progress, ScoreCell
-from ckptbench.metrics.features import FeatureSource
+from ckptbench.metrics.features import FeatureSource, ScoreStore
 from ckptbench.store import Store
 
 
@@ -45,6 +45,8 @@ class SetPlan:
 @dataclass
 class SetReport:
     scored: int = 0
+    forward_images: int = 0
+    load_seconds: float = 0.0
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)  # (scorer, checkpoint, suite, message)
 
 
@@ -91,7 +93,7 @@ def plan_sets(store: Store, run_id: int | None, prepared: Sequence[PreparedScore
     return plan
 
 
-def execute_sets(store: Store, prepared: Sequence[PreparedScorer], plan: SetPlan, device: torch.device,
+def execute_sets(store: ScoreStore, prepared: Sequence[PreparedScorer], plan: SetPlan, device: torch.device,
                  advance: Progress | None = None) -> SetReport:
     report = SetReport()
     for entry in prepared:
@@ -115,6 +117,8 @@ def execute_sets(store: Store, prepared: Sequence[PreparedScorer], plan: SetPlan
             _score_job(store, source, entry, scorer, job, references, feature, report)
             if advance:
                 advance(f"scoring sets: {entry.name}", done, len(jobs))
+        report.forward_images += source.forward_images
+        report.load_seconds += source.load_seconds
     return report
 
 
@@ -132,7 +136,7 @@ def _refuse_small_sets(entry: PreparedScorer, scorer: SetScorer, jobs: list[SetJ
     return kept
 
 
-def _score_job(store: Store, source: FeatureSource, entry: PreparedScorer, scorer: SetScorer, job: SetJob,
+def _score_job(store: ScoreStore, source: FeatureSource, entry: PreparedScorer, scorer: SetScorer, job: SetJob,
                references: np.ndarray, feature: str, report: SetReport) -> None:
     paths = {cell.image_key: cell.image_path for cell in job.cells}
     problems: list[str] = []

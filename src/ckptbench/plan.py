@@ -1,0 +1,147 @@
+"""Planning a run: every image it asks for, keyed by content, without writing anything or loading a model.
+
+``plan_images`` resolves the checkpoints (file digests, detection from the tensors' names) and the cases'
+LoRAs and embeddings, and returns the jobs; what could not be resolved is returned too, for the runner to
+record (a real run) or to show (a dry run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from ckptbench.errors import CkptbenchError
+from ckptbench.executors.base import GenerationTask, GeneratorOptions, auto_shard_images, generation_tasks
+from ckptbench.generate.base import ImageJob, LoraUse, SamplingSettings
+from ckptbench.generate.diffusers_backend import backend_id
+from ckptbench.generate.embeddings import EmbeddingLibrary
+from ckptbench.generate.hires import hires_settings, second_pass_schedule, target_size
+from ckptbench.generate.lora import LoraLibrary
+from ckptbench.generate.samplers import schedule_steps
+from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
+from ckptbench.spec import BenchmarkSpec, CheckpointSpec
+from ckptbench.store import RunItem, Store
+from ckptbench.suites import Case
+from ckptbench.suites.load import LoadedSuite
+from ckptbench.suites.loras import resolve_case_loras
+
+
+@dataclass
+class ImagePlan:
+    resolved: dict[str, ResolvedCheckpoint] = field(default_factory=dict)
+    jobs: dict[str, list[ImageJob]] = field(default_factory=dict)  # checkpoint name → its jobs
+    items: list[RunItem] = field(default_factory=list)  # the run's cells, in order
+    unresolved: list[tuple[CheckpointSpec, str]] = field(default_factory=list)  # checkpoints that cannot be used
+    skipped_cases: list[str] = field(default_factory=list)  # why a case was left out
+
+
+def plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, dtype: str,
+                embeddings: EmbeddingLibrary, console: Console) -> ImagePlan:
+    generation = spec.generation
+    settings = SamplingSettings(sampler=generation.sampler, steps=generation.steps, cfg=generation.cfg,
+                                width=generation.width, height=generation.height, dtype=dtype,
+                                hires=hires_settings(generation.hires, store), clip_skip=generation.clip_skip)
+    backend = backend_id()
+    plan = ImagePlan()
+    cases = _cases_with_loras(spec, suites, store, plan, console)
+    for checkpoint in spec.checkpoints:
+        try:
+            ckpt = resolve_checkpoint(checkpoint, store, generation.vae)
+        except CkptbenchError as error:
+            plan.unresolved.append((checkpoint, str(error)))
+            continue
+        plan.resolved[ckpt.name] = ckpt
+        log_detection(ckpt, console)
+        plan.jobs[ckpt.name] = []
+        for seeds, case, loras in cases:
+            inputs = case.pixel_inputs(generation.negative_prompt)
+            used = _embeddings_used(embeddings, inputs["prompt"], inputs["negative_prompt"],
+                                    schedule_steps(generation.sampler, generation.steps))
+            for seed in seeds:
+                job = ImageJob(checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256, case=case, seed=seed,
+                               prompt=inputs["prompt"], negative_prompt=inputs["negative_prompt"],
+                               settings=settings, backend=backend, checkpoint_identity=ckpt.identity,
+                               loras=loras, embeddings=used)
+                plan.jobs[ckpt.name].append(job)
+                plan.items.append(RunItem(ckpt.name, case.suite, case.case_id, case.prompt, seed, job.key))
+    return plan
+
+
+def unique_todo(jobs: dict[str, list[ImageJob]], existing: set[str]) -> dict[str, list[ImageJob]]:
+    """Each checkpoint's jobs not in the store; an image asked for twice (one file under two names) is made
+    once, by the first checkpoint that asks for it."""
+    seen: set[str] = set(existing)
+    todo: dict[str, list[ImageJob]] = {}
+    for name, jobs_of in jobs.items():
+        todo[name] = []
+        for job in jobs_of:
+            if job.key not in seen:
+                seen.add(job.key)
+                todo[name].append(job)
+    return todo
+
+
+def generation_plan(spec: BenchmarkSpec, workers: int, resolved: dict[str, ResolvedCheckpoint],
+                      todo: dict[str, list[ImageJob]], embeddings: EmbeddingLibrary) -> list[GenerationTask]:
+    """The generation tasks of a run: one per checkpoint, or shards of whole batches when several workers
+    can run at once (or the spec sets ``shard_images``)."""
+    generation = spec.generation
+    options = GeneratorOptions(device=generation.device, batch_size=generation.batch_size,
+                               allow_pickle_loras=generation.allow_pickle_loras,
+                               embedding_files=tuple(sorted(embeddings.files.items())),
+                               allow_pickle_embeddings=generation.allow_pickle_embeddings,
+                               compile_unet=generation.compile)
+    shard = spec.benchmark.shard_images
+    if workers > 1 and not shard:
+        shard = auto_shard_images([len(jobs) for jobs in todo.values()], workers)
+    return [task for name, jobs in todo.items() for task in generation_tasks(resolved[name], jobs, options, shard)]
+
+
+def work_units(settings: SamplingSettings) -> float:
+    """Sampling steps × megapixels of one image (both passes of the hires fix): what generation time scales with."""
+    units = settings.steps * settings.width * settings.height / 1e6
+    if settings.hires is not None:
+        width, height = target_size(settings.width, settings.height, settings.hires.scale)
+        units += second_pass_schedule(settings.steps, settings.hires)[2] * width * height / 1e6
+    return units
+
+
+def generation_workload(checkpoint: ResolvedCheckpoint, settings: SamplingSettings) -> str:
+    return f"{checkpoint.family} {settings.dtype}"
+
+
+def log_detection(ckpt: ResolvedCheckpoint, console: Console) -> None:
+    found = ckpt.detection
+    vae = found.get("vae")
+    vae_text = Path(vae["path"]).name if isinstance(vae, dict) else (vae or "none")
+    console.print(f"{ckpt.name}: {ckpt.family}, {ckpt.prediction}-prediction ({found.get('prediction_source')}); "
+                  f"VAE: {vae_text}; config: {found.get('config')}", highlight=False)
+    for warning in found.get("warnings", []):
+        console.print(f"[yellow]warning[/]: {ckpt.name}: {warning}", highlight=False)
+
+
+def _cases_with_loras(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, plan: ImagePlan,
+                      console: Console) -> list[tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]]:
+    """Every case with its seeds and its LoRAs resolved to files; a case whose LoRA cannot be found is
+    left out (and noted in ``plan.skipped_cases``)."""
+    generation = spec.generation
+    library = LoraLibrary(generation.lora_dirs, generation.default_lora_weight, generation.allow_pickle_loras,
+                          store)
+    cases: list[tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]] = []
+    for suite, case in ((loaded, case) for loaded in suites for case in loaded.cases):
+        try:
+            cases.append((suite.seeds, case, resolve_case_loras(case, library)))
+        except (CkptbenchError, ValueError) as error:
+            message = f"case {case.suite}/{case.case_id}: {error}"
+            plan.skipped_cases.append(message)
+            console.print(f"[red]skipped[/]: {message}")
+    return cases
+
+
+def _embeddings_used(library: EmbeddingLibrary, prompt: str, negative_prompt: str, steps: int
+                     ) -> tuple[tuple[str, str], ...]:
+    """(name, sha256) of each embedding the prompts name: the files change the pixels, so they key the image."""
+    names = set(library.used_in(prompt, steps=steps)) | set(library.used_in(negative_prompt, True, steps))
+    return tuple((name, library.sha256(name)) for name in sorted(names))
