@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -12,9 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ckptbench.device import resolve_device, resolve_dtype_name
-from ckptbench.errors import CkptbenchError
+from ckptbench.errors import CkptbenchError, DiskFullError
 from ckptbench.generate.base import FailedImage, ImageJob, LoraUse, SamplingSettings
-from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id
+from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id, batches_with_missing
 from ckptbench.generate.embeddings import EmbeddingLibrary
 from ckptbench.generate.hires import hires_settings
 from ckptbench.generate.lora import LoraLibrary
@@ -27,6 +28,7 @@ from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from ckptbench.provenance import collect_provenance
 from ckptbench.report.outputs import write_outputs
 from ckptbench.spec import BenchmarkSpec
+from ckptbench.stop import StopFlag, stop_requested
 from ckptbench.store import RunItem, Store
 from ckptbench.suites import Case
 from ckptbench.suites.load import LoadedSuite, load_suites
@@ -45,6 +47,7 @@ class RunOutcome:
     models: dict[str, dict[str, object]] = field(default_factory=dict)  # what was detected in each checkpoint
     results_path: Path | None = None
     report_path: Path | None = None
+    interrupted: bool = False  # a stop was asked for: the run ended early and resumes when run again
 
 
 def _progress(console: Console) -> Progress:
@@ -52,8 +55,9 @@ def _progress(console: Console) -> Progress:
                     console=console, transient=False)
 
 
-def run_benchmark(spec: BenchmarkSpec, store_root: Path | None = None, console: Console | None = None
-                  ) -> RunOutcome:
+def run_benchmark(spec: BenchmarkSpec, store_root: Path | None = None, console: Console | None = None,
+                  stop: StopFlag | None = None) -> RunOutcome:
+    """Run the spec; ``stop``, once set, ends the run after the batch in progress (status 'interrupted')."""
     console = console or Console(stderr=True)
     check_scorer_names(spec)
     sampler_recipe(spec.generation.sampler)
@@ -61,12 +65,20 @@ def run_benchmark(spec: BenchmarkSpec, store_root: Path | None = None, console: 
     store = Store(store_root or spec.store_path)
     try:
         with store.exclusive():
-            return _run(spec, suites, store, console)
+            if note := store.recovered.describe():
+                console.print(f"[yellow]recovered[/]: {note}", highlight=False)
+            try:
+                return _run(spec, suites, store, console, stop)
+            except DiskFullError:
+                # The store is consistent (atomic files, transactional rows); record that the run stopped.
+                _mark_interrupted(store)
+                raise
     finally:
         store.close()
 
 
-def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: Console) -> RunOutcome:
+def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: Console,
+         stop: StopFlag | None) -> RunOutcome:
     started = time.perf_counter()
     device = resolve_device(spec.generation.device)
     dtype = resolve_dtype_name(spec.generation.dtype, device)
@@ -88,13 +100,15 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
                                  for suite in suites for case in suite.cases])
     resolved, jobs = _plan_images(spec, suites, store, run_id, dtype, embeddings, outcome, console)
     existing = store.existing_images(job.key for jobs_of in jobs.values() for job in jobs_of)
-    todo = {name: [job for job in jobs_of if job.key not in existing] for name, jobs_of in jobs.items()}
-    todo_count = len({job.key for jobs_of in todo.values() for job in jobs_of})
+    # Whole batches, so that images made after an interruption come out as in an uninterrupted run.
+    todo = {name: batches_with_missing(jobs_of, existing, spec.generation.batch_size)
+            for name, jobs_of in jobs.items()}
+    todo_count = len({job.key for jobs_of in todo.values() for job in jobs_of if job.key not in existing})
     outcome.cached_images = len(existing)
     console.print(f"{todo_count} images to generate ({len(existing)} already in the store)")
 
-    if todo_count:
-        _generate(spec, store, run_id, device, resolved, todo, embeddings, outcome, console)
+    if todo_count and not stop_requested(stop):
+        _generate(spec, store, run_id, device, resolved, todo, existing, embeddings, outcome, console, stop)
 
     cells = _score_cells(store, run_id, references)
     plan = plan_scoring(store, run_id, prepared, cells)
@@ -104,7 +118,7 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
     if not todo_count and not plan.count and not set_plan.count:
         console.print("0 images to generate, 0 to score: everything is already in the store")
     print_notes(plan.truncated, plan.skipped, console)
-    if plan.count or set_plan.count:
+    if (plan.count or set_plan.count) and not stop_requested(stop):
         with _progress(console) as progress:
             tasks: dict[str, int] = {}
 
@@ -113,8 +127,8 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
                     tasks[label] = progress.add_task(label, total=total)
                 progress.update(tasks[label], completed=done)
 
-            report = execute_scoring(store, prepared, plan, device, advance)
-            set_report = execute_sets(store, prepared, set_plan, device, advance)
+            report = execute_scoring(store, prepared, plan, device, advance, stop=stop)
+            set_report = execute_sets(store, prepared, set_plan, device, advance, stop=stop)
         outcome.scored = report.scored + set_report.scored
         for scorer, image_key, message in report.failures:
             store.put_failure(run_id, "score", message, image_key=image_key, scorer=scorer)
@@ -126,10 +140,23 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
                   "checkpoints": outcome.models, "embeddings": _embedding_record(embeddings, jobs, console),
                   "scorer_dtypes": {p.name: p.backbone.dtype for p in prepared},
                   "duration_s": round(time.perf_counter() - started, 3)}
-    store.finish_run(run_id, "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok",
-                     provenance)
+    outcome.interrupted = stop_requested(stop)
+    status = ("interrupted" if outcome.interrupted else
+              "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok")
+    store.finish_run(run_id, status, provenance)
+    # Also after a stop: the outputs then show what the run has so far.
     outcome.results_path, outcome.report_path = write_outputs(store, run_id, console=console)
     return outcome
+
+
+def _mark_interrupted(store: Store) -> None:
+    """Mark the run this process started (the store's latest: it holds the lock) as interrupted."""
+    try:
+        run = store.latest_run()
+        if run is not None and run["status"] == "running":
+            store.finish_run(int(run["run_id"]), "interrupted")
+    except sqlite3.Error:  # the database may not be writable either (same full disk); the next run marks it
+        pass
 
 
 def _plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, run_id: int, dtype: str,
@@ -221,8 +248,8 @@ def _embedding_record(library: EmbeddingLibrary, jobs: dict[str, list[ImageJob]]
 
 
 def _generate(spec: BenchmarkSpec, store: Store, run_id: int, device: torch.device,
-              resolved: dict[str, ResolvedCheckpoint], todo: dict[str, list[ImageJob]],
-              embeddings: EmbeddingLibrary, outcome: RunOutcome, console: Console) -> None:
+              resolved: dict[str, ResolvedCheckpoint], todo: dict[str, list[ImageJob]], existing: set[str],
+              embeddings: EmbeddingLibrary, outcome: RunOutcome, console: Console, stop: StopFlag | None) -> None:
     generator = DiffusersGenerator(device, spec.generation.batch_size,
                                    allow_pickle_loras=spec.generation.allow_pickle_loras, embeddings=embeddings)
     done_keys: set[str] = set()
@@ -231,12 +258,14 @@ def _generate(spec: BenchmarkSpec, store: Store, run_id: int, device: torch.devi
         for name, jobs in todo.items():
             # The same image may be asked for twice (one file under two names): make it once.
             jobs = _unique(job for job in jobs if job.key not in done_keys)
-            if not jobs:
+            if not jobs or stop_requested(stop):
                 continue
             task = progress.add_task(f"generating with {name}", total=len(jobs))
             try:
-                for result in generator.generate(resolved[name], jobs):
-                    if isinstance(result, FailedImage):
+                for result in generator.generate(resolved[name], jobs, stop=stop):
+                    if result.job.key in existing:
+                        pass  # remade only to keep its batch as it was; the stored copy stays
+                    elif isinstance(result, FailedImage):
                         store.put_failure(run_id, "image", result.error, checkpoint=name, image_key=result.job.key)
                     else:
                         for warning in result.warnings:  # once per checkpoint, not once per image
@@ -253,6 +282,8 @@ def _generate(spec: BenchmarkSpec, store: Store, run_id: int, device: torch.devi
                         outcome.generated += 1
                         done_keys.add(job.key)
                     progress.advance(task)
+            except DiskFullError:
+                raise  # not the checkpoint's fault: the run stops, resumable
             except CkptbenchError as error:
                 ckpt = resolved[name]
                 _fail_checkpoint(store, run_id, name, ckpt.source, ckpt.sha256, str(error), outcome, console)

@@ -31,6 +31,7 @@ from ckptbench.generate.samplers import make_scheduler, schedule_steps
 from ckptbench.infotext import format_hashes, format_infotext
 from ckptbench.models.checkpoint import ResolvedCheckpoint
 from ckptbench.prompt import scheduled_prompts
+from ckptbench.stop import StopFlag, stop_requested
 
 # Bumped whenever ckptbench's own generation code changes the pixels it makes for the same inputs.
 # 2: A1111 prompt syntax, emphasis, long prompts, clip skip and textual inversion in the conditioning.
@@ -43,6 +44,38 @@ def backend_id() -> str:
     return f"diffusers-{major}.{minor}/gen{GENERATION_CODE_VERSION}"
 
 
+def _group_key(job: ImageJob) -> tuple:
+    """Jobs of one batch share settings, negative prompt, LoRA set and embeddings."""
+    return (job.settings, job.negative_prompt, job.loras, job.embeddings)
+
+
+def _order_key(job: ImageJob) -> tuple:
+    # Jobs without LoRAs first; a stable sort keeps the given order within a group.
+    return (repr(job.settings), job.negative_prompt, job.loras, job.embeddings)
+
+
+def plan_batches(jobs: Sequence[ImageJob], batch_size: int) -> list[list[ImageJob]]:
+    """The batches ``generate`` makes of ``jobs``, in order. Whole batches from this list, given to
+    ``generate`` again, are cut into the same batches: only the last batch of a group can be short."""
+    batches: list[list[ImageJob]] = []
+    for _, group in groupby(sorted(jobs, key=_order_key), key=_group_key):
+        group_jobs = list(group)
+        batches.extend(group_jobs[start : start + batch_size] for start in range(0, len(group_jobs), batch_size))
+    return batches
+
+
+def batches_with_missing(jobs: Sequence[ImageJob], existing: set[str], batch_size: int) -> list[ImageJob]:
+    """The jobs of every planned batch that has an image not in ``existing``, whole.
+
+    Batched kernels round differently for different batch contents (on the tiny CPU models one value in
+    a thousand moves by 1/255), so an image made after an interruption must come from the same batch as
+    in an uninterrupted run: a batch cut short by a kill is remade whole, and the runner keeps the copies
+    it already had.
+    """
+    return [job for batch in plan_batches(jobs, batch_size) if any(job.key not in existing for job in batch)
+            for job in batch]
+
+
 class DiffusersGenerator:
     def __init__(self, device: torch.device, batch_size: int, *, allow_pickle_loras: bool = False,
                  embeddings: EmbeddingLibrary | None = None) -> None:
@@ -52,8 +85,9 @@ class DiffusersGenerator:
         self.backend = backend_id()
         self.embeddings = embeddings
 
-    def generate(self, checkpoint: ResolvedCheckpoint, jobs: Sequence[ImageJob]
+    def generate(self, checkpoint: ResolvedCheckpoint, jobs: Sequence[ImageJob], stop: StopFlag | None = None
                  ) -> Iterator[GeneratedImage | FailedImage]:
+        """Images of ``jobs`` in ``plan_batches`` order; when ``stop`` is set, ends after the batch in progress."""
         failed = {job.key: problem for job in jobs if (problem := self._input_problem(job))}
         yield from (FailedImage(job, failed[job.key]) for job in jobs if job.key in failed)
         jobs = [job for job in jobs if job.key not in failed]
@@ -67,23 +101,19 @@ class DiffusersGenerator:
         loras = LoraApplier(pipeline, checkpoint.name, self.allow_pickle_loras)
         second_pass = hires_fix.HiresFix(pipeline)
         try:
-            # Jobs without LoRAs first; a batch shares settings, negative prompt, LoRA set and embeddings.
-            def group_key(job: ImageJob) -> tuple:
-                return (job.settings, job.negative_prompt, job.loras, job.embeddings)
-
-            ordered = sorted(jobs, key=lambda job: (repr(job.settings), job.negative_prompt, job.loras,
-                                                    job.embeddings))
-            for (settings, _, lora_set, _), group in groupby(ordered, key=group_key):
-                group_jobs = list(group)
+            for (settings, _, lora_set, _), batches in groupby(plan_batches(jobs, self.batch_size),
+                                                               key=lambda batch: _group_key(batch[0])):
+                group_batches = list(batches)
                 pipeline.scheduler = make_scheduler(settings.sampler, base_scheduler_config)
                 # --- LoRA: exactly this group's LoRAs act on the pipeline (none: all disabled) ---
                 try:
                     lora_warnings = loras.activate(lora_set)
                 except LoraError as error:
-                    yield from (FailedImage(job, str(error)) for job in group_jobs)
+                    yield from (FailedImage(job, str(error)) for batch in group_batches for job in batch)
                     continue
-                for start in range(0, len(group_jobs), self.batch_size):
-                    batch = group_jobs[start : start + self.batch_size]
+                for batch in group_batches:
+                    if stop_requested(stop):  # between batches only: a batch once started is finished
+                        return
                     yield from self._batch(pipeline, second_pass, checkpoint, batch, lora_warnings)
         finally:
             loras.close()

@@ -95,8 +95,9 @@ class FeatureSource:
         return {name: np.stack([features[key][name] for key in keys]) for name in self.wanted}
 
     def texts(self, texts: Sequence[str]) -> np.ndarray:
-        new = sorted({text for text in texts if text not in self._texts})
-        for start in range(0, len(new), self.batch_size):
-            chunk = new[start : start + self.batch_size]
-            self._texts.update(zip(chunk, self.backbone.embed_texts(chunk), strict=True))
+        # One text per forward pass: batched kernels round differently for different batch contents, and
+        # which texts are new depends on what an earlier (perhaps interrupted) run already scored; alone, a
+        # text's embedding is the same in every run. Prompts are few next to images, so this costs little.
+        for text in sorted({text for text in texts if text not in self._texts}):
+            self._texts[text] = self.backbone.embed_texts([text])[0]
         return np.stack([self._texts[text] for text in texts])
