@@ -7,13 +7,17 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
 from ckptbench.errors import CkptbenchError
+
+if TYPE_CHECKING:
+    from ckptbench.stop import StopFlag
 
 app = typer.Typer(help="Benchmark Stable Diffusion checkpoints with pinned scorers and honest statistics.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -42,7 +46,7 @@ def _quiet_libraries() -> None:
         pass
 
 
-def _fail(error: CkptbenchError) -> None:
+def _fail(error: CkptbenchError) -> NoReturn:
     console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
@@ -85,11 +89,18 @@ def run(
         "--dry-run", help="Print what would be generated and scored (cached vs new) and a time estimate from "
         "earlier runs; load no model, record no run.")] = False,
 ) -> None:
-    """Generate, score and report; resumes from whatever the store already holds."""
+    """Generate, score and report; resumes from whatever the store already holds.
+
+    Ctrl-C finishes the batch in progress, saves it, writes the outputs for what exists and exits with
+    code 130; a second Ctrl-C stops at once (the store stays consistent). Run the same command to resume.
+    """
     _quiet_libraries()
     from ckptbench.spec import load_spec
 
-    try:
+    resume = f"ckptbench run {spec}" + (f" --store {store}" if store else "") + (
+        f" --executor {executor}" if executor else "") + (f" --address {address}" if address else "")
+
+    def work(stop: StopFlag) -> object:
         if executor not in (None, "local", "ray"):
             raise CkptbenchError(f"--executor '{executor}': give 'local' or 'ray'.")
         loaded = load_spec(spec)
@@ -98,14 +109,45 @@ def run(
             from ckptbench.dry_run import render
 
             render(plan_run(loaded, store, console, executor=executor, ray_address=address), out)  # type: ignore[arg-type]
-            return
+            return None
         from ckptbench.runner import run_benchmark
 
-        outcome = run_benchmark(loaded, store, console, executor=executor, ray_address=address)  # type: ignore[arg-type]
-    except CkptbenchError as error:
-        _fail(error)
+        return run_benchmark(loaded, store, console, executor=executor, ray_address=address,  # type: ignore[arg-type]
+                             stop=stop)
+
+    outcome = _interruptible(work, resume)
+    if outcome is None:  # a dry run
         return
     _summarize(outcome)
+    _exit_if_interrupted(outcome, resume)
+
+
+def _interruptible(work: Callable[[StopFlag], object], resume: str) -> object:
+    """Run ``work`` with Ctrl-C turned into a stop request; errors become one message and exit code 2."""
+    from ckptbench.stop import INTERRUPTED_EXIT_CODE, StopFlag, stop_on_interrupt
+
+    stop = StopFlag()
+    try:
+        with stop_on_interrupt(stop):
+            return work(stop)
+    except CkptbenchError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]stopped at once[/] (second Ctrl-C): what was saved is kept and the store is "
+                      f"consistent; resume with `{resume}`.", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=INTERRUPTED_EXIT_CODE) from None
+
+
+def _exit_if_interrupted(outcome: object, resume: str) -> None:
+    from ckptbench.runner import RunOutcome
+    from ckptbench.stop import INTERRUPTED_EXIT_CODE
+
+    assert isinstance(outcome, RunOutcome)
+    if outcome.interrupted:
+        console.print(f"[yellow]interrupted[/]: the batch in progress was finished and saved; the outputs show "
+                      f"what exists so far. Resume with `{resume}` (work already done is not redone).",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(code=INTERRUPTED_EXIT_CODE)
 
 
 @app.command()
@@ -122,12 +164,14 @@ def demo(out_dir: Annotated[Path, typer.Option("--out", help="Folder for the dem
         with console.status("building tiny random models (real classes, real file formats)…"):
             build_demo_models(out_dir / "models")
         spec_path = write_demo_spec(out_dir)
-        outcome = run_benchmark(load_spec(spec_path), None, console)
     except CkptbenchError as error:
         _fail(error)
         return
+    resume = f"ckptbench run {spec_path}"
+    outcome = _interruptible(lambda stop: run_benchmark(load_spec(spec_path), None, console, stop=stop), resume)
     _summarize(outcome)
-    out.print(f"spec: {spec_path}  (run it again with `ckptbench run {spec_path}`)")
+    _exit_if_interrupted(outcome, resume)
+    out.print(f"spec: {spec_path}  (run it again with `{resume}`)")
 
 
 @app.command()
@@ -135,7 +179,12 @@ def report(
     store: Annotated[Path, typer.Option(help="Store folder of a finished run.")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write; default: the store.")] = None,
 ) -> None:
-    """Rebuild results.json, scores.csv/.parquet, leaderboard.csv and report/index.html from a store's latest run."""
+    """Rebuild results.json, scores.csv/.parquet, leaderboard.csv and report/index.html from a store's latest run.
+
+    Reads the store only, so it is safe while a run writes to it; the outputs of a run in progress then go
+    elsewhere (--out), since the run writes its own when it finishes.
+    """
+    from ckptbench.errors import StoreError
     from ckptbench.report.outputs import write_outputs
     from ckptbench.store import Store
 
@@ -143,7 +192,13 @@ def report(
         if not (store / "ckptbench.sqlite").is_file():
             raise CkptbenchError(f"{store}: no ckptbench store here (ckptbench.sqlite missing); give the "
                                  "folder a run wrote to.")
-        opened = Store(store)
+        opened = Store(store, read_only=True)
+        holder = opened.lock_holder()
+        if holder is not None and (out_dir is None or out_dir.resolve() == store.resolve()):
+            opened.close()
+            raise StoreError(f"{store}: a ckptbench run (pid {holder}) is writing to this store and writes its "
+                             "outputs here when it finishes; give --out FOLDER for a report of the run so far, or "
+                             "wait for it.")
         try:
             results_path, report_path = write_outputs(opened, None, out_dir, console)
         finally:

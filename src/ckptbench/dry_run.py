@@ -95,11 +95,12 @@ def _plan(spec: BenchmarkSpec, suites: list, store: Store, work: Executor, conso
     plan = plan_images(spec, suites, store, dtype, embeddings, console)
     result = DryRun(work.name, work.workers(), str(device), dtype, skipped_cases=plan.skipped_cases)
     existing = store.existing_images(job.key for jobs in plan.jobs.values() for job in jobs)
-    todo = unique_todo(plan.jobs, existing)
+    todo = unique_todo(plan.jobs, existing, spec.generation.batch_size)
     for checkpoint, message in plan.unresolved:
         result.checkpoints.append(CheckpointWork(checkpoint.name, 0, 0, message))
     for name, jobs in plan.jobs.items():
-        result.checkpoints.append(CheckpointWork(name, len({j.key for j in jobs} & existing), len(todo[name])))
+        result.checkpoints.append(CheckpointWork(name, len({j.key for j in jobs} & existing),
+                                                  len({j.key for j in todo[name]} - existing)))
     tasks = generation_plan(spec, work.workers(), plan.resolved, todo, embeddings)
     per_workload: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     for task in tasks:

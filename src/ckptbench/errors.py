@@ -29,3 +29,7 @@ class SuiteError(CkptbenchError):
 
 class DataImportError(CkptbenchError):
     """Results made elsewhere (e.g. the GhostReview release) cannot be read into the store."""
+
+
+class DiskFullError(CkptbenchError):
+    """A write failed for lack of space; nothing was half-written and the run can be resumed."""

@@ -20,9 +20,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ckptbench.errors import CkptbenchError
+
 _NEGATIVE = "Negative prompt:"
-# A1111's own pattern for one "key: value" pair of the parameters line.
-_PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_WORD = re.compile(r"\w")
+_SPACE = re.compile(r"\s")
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 
 # The schedule A1111 1.9+ picks for "Schedule type: Automatic" when a sampler names its own default.
@@ -31,6 +33,10 @@ _AUTOMATIC_SCHEDULE = {
     "Restart": "Karras", "DPM++ 2M SDE": "Exponential", "DPM++ 2M SDE Heun": "Exponential",
     "DPM++ 3M SDE": "Exponential",
 }
+
+
+class InfotextError(CkptbenchError, ValueError):
+    """A parameter of an infotext does not have the form A1111 writes."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,10 @@ class Infotext:
 
     @property
     def clip_skip(self) -> int:
-        return int(self.parameters.get("Clip skip", "1"))
+        value = self.parameters.get("Clip skip", "1")
+        if not value.strip().isdecimal():
+            raise InfotextError(f"the infotext's 'Clip skip: {value}' is not a whole number; fix or remove it.")
+        return int(value)
 
     @property
     def lora_hashes(self) -> dict[str, str]:
@@ -93,7 +102,7 @@ def format_infotext(prompt: str, negative_prompt: str, parameters: Mapping[str, 
 def parse_infotext(text: str) -> Infotext:
     """Parse an A1111 parameters block; lines before the parameters line belong to the prompts."""
     *lines, last = text.strip().split("\n")
-    pairs = _PAIR.findall(last)
+    pairs = parameter_pairs(last)
     if len(pairs) < 3:
         lines.append(last)
         pairs = []
@@ -108,6 +117,49 @@ def parse_infotext(text: str) -> Infotext:
         target.append(line)
     parameters = {key: unquote(value) for key, value in pairs}
     return Infotext("\n".join(prompt), "\n".join(negative), parameters)
+
+
+def parameter_pairs(line: str) -> list[tuple[str, str]]:
+    """The ``(key, value)`` pairs A1111 finds in a parameters line, exactly as
+    ``re.findall(r'\\s*(\\w[\\w \\-/]+):\\s*("(?:\\\\.|[^\\\\"])+"|[^,]*)(?:,|$)', line)`` (A1111's own pattern) finds
+    them, in linear time: the pattern rescans a run of key characters from each of its positions, so a long
+    line (a PNG text chunk may hold a megabyte) would take hours.
+    """
+    n = len(line)
+    word = [bool(_WORD.match(char)) for char in line]
+    space_end = [n] * (n + 1)  # first position at or after i that is not whitespace
+    key_end = [n] * (n + 1)  # first position at or after i that cannot be in a key ([\w \-/])
+    next_comma = [n] * (n + 1)
+    quote_end = [-1] * (n + 2)  # the quote that ends a quoted value's body begun at i (-1: none)
+    for i in range(n - 1, -1, -1):
+        char = line[i]
+        space_end[i] = space_end[i + 1] if _SPACE.match(char) else i
+        key_end[i] = key_end[i + 1] if word[i] or char in " -/" else i
+        next_comma[i] = i if char == "," else next_comma[i + 1]
+        if char == '"':
+            quote_end[i] = i
+        elif char == "\\":  # a backslash takes the next character with it (not a line break)
+            quote_end[i] = quote_end[i + 2] if i + 1 < n and line[i + 1] != "\n" else -1
+        else:
+            quote_end[i] = quote_end[i + 1]
+    pairs: list[tuple[str, str]] = []
+    position = 0
+    while position < n:
+        start = space_end[position]
+        end = key_end[start] if start < n and word[start] else start
+        if end - start < 2 or end >= n or line[end] != ":":  # no key of two or more characters and a colon
+            position += 1
+            continue
+        value = space_end[end + 1]
+        close = quote_end[value + 1] if value < n and line[value] == '"' else -1
+        if close > value + 1 and (close + 1 == n or line[close + 1] == ","):
+            pairs.append((line[start:end], line[value : close + 1]))
+            position = close + 2
+        else:
+            comma = next_comma[value]
+            pairs.append((line[start:end], line[value:comma]))
+            position = comma + 1
+    return pairs
 
 
 def parse_hashes(value: str) -> dict[str, str]:

@@ -13,10 +13,17 @@ from pathlib import Path
 from rich.console import Console
 
 from ckptbench.errors import CkptbenchError
-from ckptbench.executors.base import GenerationTask, GeneratorOptions, auto_shard_images, generation_tasks
+from ckptbench.executors.base import (
+    GenerationTask,
+    GeneratorOptions,
+    auto_shard_images,
+    generation_tasks,
+    planning_batch_size,
+)
 from ckptbench.generate.base import ImageJob, LoraUse, SamplingSettings
-from ckptbench.generate.diffusers_backend import backend_id
+from ckptbench.generate.diffusers_backend import backend_id, batches_with_missing
 from ckptbench.generate.embeddings import EmbeddingLibrary
+from ckptbench.generate.fast_path import BatchSize
 from ckptbench.generate.hires import hires_settings, second_pass_schedule, target_size
 from ckptbench.generate.lora import LoraLibrary
 from ckptbench.generate.samplers import schedule_steps
@@ -69,17 +76,19 @@ def plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, dt
     return plan
 
 
-def unique_todo(jobs: dict[str, list[ImageJob]], existing: set[str]) -> dict[str, list[ImageJob]]:
-    """Each checkpoint's jobs not in the store; an image asked for twice (one file under two names) is made
-    once, by the first checkpoint that asks for it."""
-    seen: set[str] = set(existing)
+def unique_todo(jobs: dict[str, list[ImageJob]], existing: set[str], batch_size: BatchSize
+                ) -> dict[str, list[ImageJob]]:
+    """Each checkpoint's jobs of every planned batch that lacks an image in the store, whole: an image made
+    after an interruption must come from the same batch as in an uninterrupted run (batched kernels round
+    differently for different batch contents), so a batch cut short is remade and the runner keeps the copies
+    it already has. An image asked for twice (one file under two names) is made once, by the first checkpoint
+    that asks for it."""
+    planned: set[str] = set()
     todo: dict[str, list[ImageJob]] = {}
     for name, jobs_of in jobs.items():
-        todo[name] = []
-        for job in jobs_of:
-            if job.key not in seen:
-                seen.add(job.key)
-                todo[name].append(job)
+        fresh = [job for job in jobs_of if job.key not in planned]
+        todo[name] = batches_with_missing(fresh, existing, planning_batch_size(batch_size))
+        planned.update(job.key for job in todo[name])
     return todo
 
 

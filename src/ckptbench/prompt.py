@@ -16,18 +16,14 @@ unclosed ``(`` weights the rest of the prompt; a stray ``)`` is text).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
-from ckptbench.errors import CkptbenchError
-from ckptbench.prompt_schedule import final_text, prompt_schedule, uses_schedule
+from ckptbench.prompt_schedule import PromptSyntaxError, final_text, prompt_schedule, uses_schedule
 
 ROUND_MULTIPLIER = 1.1
 SQUARE_MULTIPLIER = 1 / 1.1
-
-
-class PromptSyntaxError(CkptbenchError, ValueError):
-    """A prompt uses A1111 syntax that ckptbench cannot reproduce faithfully, or malformed syntax."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,20 @@ class ParsedPrompt:
 # touching the whitespace or commas around it (the tokens that remain are what A1111 encodes).
 _EXTRA_NETWORK_TAG = re.compile(r"<(\w+):([^>]+)>")
 _LORA_NETWORKS = {"lora", "lyco"}
-_LORA_TAG = re.compile(r"<\s*(?:lora|lyco)\s*:\s*([^:>]+?)\s*(?::\s*([^:>]*?)\s*)?(?::[^>]*)?>", re.IGNORECASE)
+# Fields are split in Python, not by the pattern: nested optional groups around \s* backtracked in cubic time
+# on an unclosed tag ("<lora:" and 1,000 spaces took 20 s).
+_LORA_TAG = re.compile(r"<\s*(?:lora|lyco)\s*:([^>]*)>", re.IGNORECASE)
+# Whitespace runs are matched from their start only ((?<!\s)): a pattern that begins with \s can otherwise be
+# tried from every position of a long run, which is quadratic. The matches are the same.
+_SPACE_COMMA = re.compile(r"(?<!\s)\s+,")
+_SPACED_COMMAS = re.compile(r"(?<!\s)\s*,\s*(,\s*)+")
+
+
+def _sub_tags(pattern: re.Pattern[str], replacement, text: str) -> str:
+    """``pattern.sub`` for a tag pattern ``<…>``: only up to the last '>', since a '<' after it opens no tag and
+    searching there would scan to the end from every '<' (quadratic)."""
+    end = text.rfind(">") + 1
+    return pattern.sub(replacement, text[:end]) + text[end:]
 
 
 def extract_lora_tags(prompt: str) -> tuple[str, tuple[LoraTag, ...]]:
@@ -81,37 +90,48 @@ def extract_lora_tags(prompt: str) -> tuple[str, tuple[LoraTag, ...]]:
     tags: list[LoraTag] = []
 
     def take(match: re.Match[str]) -> str:
-        weight_text = match.group(2)
+        # <lora:name>, <lora:name:weight>, <lora:name:weight:more…>; an empty first field is no tag.
+        fields = match.group(1).split(":")
+        if not fields[0]:
+            return match.group(0)
+        name = fields[0].strip()
+        if not name:
+            raise PromptSyntaxError(f"{match.group(0)} names no LoRA; write <lora:name> or <lora:name:weight>.")
+        weight_text = fields[1].strip() if len(fields) > 1 else ""
         try:
-            weight = float(weight_text) if weight_text not in (None, "") else None
+            weight = float(weight_text) if weight_text else None
         except ValueError:
             raise PromptSyntaxError(
-                f"<lora:{match.group(1)}:{weight_text}> has a weight that is not a number; write e.g. "
-                f"<lora:{match.group(1)}:0.8>.") from None
-        tags.append(LoraTag(match.group(1), weight))
+                f"<lora:{name}:{weight_text}> has a weight that is not a number; write e.g. <lora:{name}:0.8>."
+            ) from None
+        if weight is not None and not math.isfinite(weight):
+            raise PromptSyntaxError(f"<lora:{name}:{weight_text}> has a weight that is not a finite number; write "
+                                    f"e.g. <lora:{name}:0.8>.")
+        tags.append(LoraTag(name, weight))
         return ""
 
-    text = _LORA_TAG.sub(take, prompt)
+    text = _sub_tags(_LORA_TAG, take, prompt)
     text = re.sub(r"[ \t]{2,}", " ", text)
-    text = re.sub(r"\s+,", ",", text)
+    text = _SPACE_COMMA.sub(",", text)
     text = re.sub(r",(\s*,)+", ",", text)
     return text.strip().strip(",").strip(), tuple(tags)
 
 
 def _remove_extra_networks(prompt: str) -> str:
-    for match in _EXTRA_NETWORK_TAG.finditer(prompt):
+    for match in _EXTRA_NETWORK_TAG.finditer(prompt, 0, prompt.rfind(">") + 1):
         kind = match.group(1).lower()
         if kind not in _LORA_NETWORKS:
             raise PromptSyntaxError(
                 f"the prompt names a '{kind}' extra network ({match.group(0)}); ckptbench applies only "
                 "<lora:…> and <lyco:…> tags; remove the tag or replace it with a LoRA.")
-    return _EXTRA_NETWORK_TAG.sub("", prompt)
+    return _sub_tags(_EXTRA_NETWORK_TAG, "", prompt)
 
 
 # --- pass 2: composable diffusion ---------------------------------------------------------------------
 
 _AND = re.compile(r"\bAND\b")
-_WHOLE_PROMPT_WEIGHT = re.compile(r"\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+))\s*$")
+# From the colon on: a leading \s* made every search quadratic in a run of spaces.
+_WHOLE_PROMPT_WEIGHT = re.compile(r":\s*([-+]?(?:\d+\.?|\d*\.\d+))\s*$")
 
 
 def _refuse_composable(text: str, negative: bool) -> str:
@@ -128,7 +148,7 @@ def _refuse_composable(text: str, negative: bool) -> str:
                 f"the prompt ends in '{match.group(0).strip()}', which A1111 reads as a composable-diffusion "
                 "weight of the whole prompt (not implemented in ckptbench); remove it or wrap the text as "
                 "(text:weight).")
-        text = text[: match.start()]  # a weight of 1 is dropped by A1111 and changes nothing else
+        text = text[: match.start()].rstrip()  # a weight of 1 is dropped by A1111 and changes nothing else
     return text
 
 
@@ -146,7 +166,7 @@ _EMPHASIS_TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-_BREAK_WORD = re.compile(r"\s*\bBREAK\b\s*")
+_BREAK_WORD = re.compile(r"\bBREAK\b")  # with the whitespace around it (stripped below, not matched: linear)
 
 
 @dataclass
@@ -183,14 +203,20 @@ def _parse_emphasis(text: str, strict: bool) -> list[Segment]:
         elif token == "]" and square_open:
             scale(square_open.pop(), SQUARE_MULTIPLIER)
         else:
-            for index, part in enumerate(_BREAK_WORD.split(token)):
+            parts = _BREAK_WORD.split(token)
+            for index, part in enumerate(parts):
                 if index:
                     pieces.append(_Piece("", is_break=True))
-                pieces.append(_Piece(part))
+                    part = part.lstrip()
+                pieces.append(_Piece(part.rstrip() if index < len(parts) - 1 else part))
     for start in round_open:  # unclosed brackets weight everything after them
         scale(start, ROUND_MULTIPLIER)
     for start in square_open:
         scale(start, SQUARE_MULTIPLIER)
+    if strict and any(not math.isfinite(piece.weight) for piece in pieces):
+        # A1111 multiplies the embedding by it and makes a NaN image; refusing says why.
+        raise PromptSyntaxError("an emphasis weight in the prompt is too large to be a number (it overflows to "
+                                "infinity); write weights like (word:1.2).")
     return _merge(pieces, strict)
 
 
@@ -247,10 +273,15 @@ def strip_prompt_syntax(prompt: str) -> str:
 
     Prompt editing keeps its final prompt and alternation keeps all of its options.
     """
-    text = " , ".join(_WHOLE_PROMPT_WEIGHT.sub("", part) for part in _AND.split(_EXTRA_NETWORK_TAG.sub(" ", prompt)))
-    segments = _parse_emphasis(final_text(text), strict=False)
+    text = " , ".join(_WHOLE_PROMPT_WEIGHT.sub("", part) for part in _AND.split(_sub_tags(_EXTRA_NETWORK_TAG, " ",
+                                                                                          prompt)))
+    try:
+        text = final_text(text)
+    except PromptSyntaxError:  # brackets nested absurdly deep: read as written
+        pass
+    segments = _parse_emphasis(text, strict=False)
     text = "".join(s.text if isinstance(s, WeightedText) else ", " for s in segments)
-    text = re.sub(r"\s*,\s*(,\s*)+", ", ", text)
+    text = _SPACED_COMMAS.sub(", ", text)
     text = re.sub(r"\s+", " ", text)
-    text = re.sub(r"\s+,", ",", text)
+    text = _SPACE_COMMA.sub(",", text)
     return text.strip(" ,")

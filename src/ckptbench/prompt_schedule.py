@@ -23,6 +23,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ckptbench.errors import CkptbenchError
+
+MAX_NESTING = 100  # brackets inside brackets; the parser recurses once per level
+
 _NUMBER = re.compile(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*")
 _STRUCTURE = set("[]():|")
 
@@ -45,6 +49,10 @@ class _Alternate:
     options: tuple[tuple, ...]
 
 
+class PromptSyntaxError(CkptbenchError, ValueError):
+    """A prompt uses A1111 syntax that ckptbench cannot reproduce faithfully, or malformed syntax."""
+
+
 class _Unreadable(Exception):
     pass
 
@@ -52,6 +60,7 @@ class _Unreadable(Exception):
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
+        self.depth = 0
 
     def start(self) -> tuple:
         """The whole prompt: groups where they parse, other brackets and colons as plain text."""
@@ -95,6 +104,16 @@ class _Parser:
         return self.text[index]
 
     def bracket(self, index: int) -> tuple[object, int]:
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise PromptSyntaxError(f"the prompt nests brackets more than {MAX_NESTING} deep; ckptbench reads at "
+                                        f"most {MAX_NESTING} levels (A1111 itself fails on such prompts).")
+            return self._bracket(index)
+        finally:
+            self.depth -= 1
+
+    def _bracket(self, index: int) -> tuple[object, int]:
         if self.text[index] == "(":
             first, end = self.sequence(index + 1)
             if self.expect(end) == ")":
@@ -146,7 +165,9 @@ def _when(number: str, steps: int, base_steps: int | None) -> int:
         value = (value - (1.0 if base_steps is not None else 0.0)) * steps
     else:
         value -= base_steps or 0
-    return min(steps, int(value))
+    # Clamped before int(): an exponent can make it infinite ("[a:b:1e400]", where A1111 itself crashes);
+    # past the last step it never switches, below 1 it switches at once, as for any other such value.
+    return int(min(max(value, -1.0), float(steps)))
 
 
 def _walk(nodes: tuple, visit) -> None:
@@ -182,7 +203,8 @@ def _render(nodes: tuple, step: int, steps: int, base_steps: int | None) -> str:
 
 def prompt_schedule(prompt: str, steps: int, *, hires_steps: int | None = None) -> list[tuple[int, str]]:
     """A1111's schedule of a prompt over ``steps`` (or the hires pass's ``hires_steps``, counting
-    ``when`` past ``steps``): ``[(last step, text), …]``, ending at the last step."""
+    ``when`` past ``steps``): ``[(last step, text), …]``, ending at the last step. Raises
+    ``PromptSyntaxError`` only for brackets nested deeper than ``MAX_NESTING``."""
     tree = _tree(prompt)
     if tree is None:
         return [(hires_steps or steps, prompt)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ckptbench.device import resolve_dtype_name
+from ckptbench.errors import DiskFullError
 from ckptbench.executors import Executor, TaskEnd, make_executor
 from ckptbench.generate.base import ImageJob
 from ckptbench.generate.embeddings import EmbeddingLibrary
@@ -25,6 +27,7 @@ from ckptbench.plan import ImagePlan, generation_plan, plan_images, unique_todo
 from ckptbench.provenance import collect_provenance
 from ckptbench.report.outputs import write_outputs
 from ckptbench.spec import BenchmarkSpec, ExecutorName
+from ckptbench.stop import StopFlag, stop_requested
 from ckptbench.store import Store, Throughput
 from ckptbench.suites import Case
 from ckptbench.suites.load import LoadedSuite, load_suites
@@ -43,6 +46,7 @@ class RunOutcome:
     models: dict[str, dict[str, object]] = field(default_factory=dict)  # what was detected in each checkpoint
     results_path: Path | None = None
     report_path: Path | None = None
+    interrupted: bool = False  # a stop was asked for: the run ended early and resumes when run again
 
 
 def _progress(console: Console) -> Progress:
@@ -51,8 +55,10 @@ def _progress(console: Console) -> Progress:
 
 
 def run_benchmark(spec: BenchmarkSpec, store_root: Path | None = None, console: Console | None = None, *,
-                  executor: ExecutorName | None = None, ray_address: str | None = None) -> RunOutcome:
-    """Run a spec; ``executor`` and ``ray_address`` override the spec's ``[benchmark]`` keys."""
+                  executor: ExecutorName | None = None, ray_address: str | None = None,
+                  stop: StopFlag | None = None) -> RunOutcome:
+    """Run a spec; ``executor`` and ``ray_address`` override the spec's ``[benchmark]`` keys; ``stop``, once
+    set, ends the run after the batch in progress (status 'interrupted')."""
     console = console or Console(stderr=True)
     check_scorer_names(spec)
     sampler_recipe(spec.generation.sampler)
@@ -60,9 +66,15 @@ def run_benchmark(spec: BenchmarkSpec, store_root: Path | None = None, console: 
     store = Store(store_root or spec.store_path)
     try:
         with store.exclusive():
+            if note := store.recovered.describe():
+                console.print(f"[yellow]recovered[/]: {note}", highlight=False)
             work = open_executor(spec, executor, ray_address)
             try:
-                return _run(spec, suites, store, work, console)
+                return _run(spec, suites, store, work, console, stop)
+            except DiskFullError:
+                # The store is consistent (atomic files, transactional rows); record that the run stopped.
+                _mark_interrupted(store)
+                raise
             finally:
                 work.close()
     finally:
@@ -74,8 +86,8 @@ def open_executor(spec: BenchmarkSpec, name: ExecutorName | None = None, address
     return make_executor(name or info.executor, address or info.ray_address, info.ray_max_retries)
 
 
-def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Executor, console: Console
-         ) -> RunOutcome:
+def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Executor, console: Console,
+         stop: StopFlag | None) -> RunOutcome:
     started = time.perf_counter()
     device = work.device(spec.generation.device)  # where the work runs decides the 'auto' dtype
     dtype = resolve_dtype_name(spec.generation.dtype, device)
@@ -97,16 +109,17 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Exe
     _record_plan(store, run_id, image_plan, outcome, console)
     jobs = image_plan.jobs
     existing = store.existing_images(job.key for jobs_of in jobs.values() for job in jobs_of)
-    todo = unique_todo(jobs, existing)
-    todo_count = sum(len(jobs_of) for jobs_of in todo.values())
+    # Whole batches, so that images made after an interruption come out as in an uninterrupted run.
+    todo = unique_todo(jobs, existing, spec.generation.batch_size)
+    todo_count = len({job.key for jobs_of in todo.values() for job in jobs_of if job.key not in existing})
     outcome.cached_images = len(existing)
     console.print(f"{todo_count} images to generate ({len(existing)} already in the store)")
 
     measured: list[Throughput] = []
     runtime: dict[str, dict[str, object]] = {}
-    if todo_count:
-        measured, runtime = _generate(spec, store, run_id, work, image_plan.resolved, todo, embeddings, outcome,
-                                      console)
+    if todo_count and not stop_requested(stop):
+        measured, runtime = _generate(spec, store, run_id, work, image_plan.resolved, todo, existing, embeddings,
+                                      outcome, console, stop)
 
     cells = _score_cells(store, run_id, references)
     plan = plan_scoring(store, run_id, prepared, cells)
@@ -116,7 +129,7 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Exe
     if not todo_count and not plan.count and not set_plan.count:
         console.print("0 images to generate, 0 to score: everything is already in the store")
     print_notes(plan.truncated, plan.skipped, console)
-    if plan.count or set_plan.count:
+    if (plan.count or set_plan.count) and not stop_requested(stop):
         with _progress(console) as progress:
             tasks: dict[str, int] = {}
 
@@ -126,7 +139,7 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Exe
                 progress.update(tasks[label], completed=done)
 
             # --- executor call site: scoring (per-image scorers by backbone, then set scorers) ---
-            scoring = work.score(store, prepared, plan, set_plan, device, advance)
+            scoring = work.score(store, prepared, plan, set_plan, device, advance, stop)
         report, set_report = scoring.report, scoring.set_report
         outcome.scored = report.scored + set_report.scored
         measured.extend(scoring_throughput(scoring.measures, work.name))
@@ -141,10 +154,23 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Exe
                   "checkpoints": outcome.models, "embeddings": _embedding_record(embeddings, jobs, console),
                   "scorer_dtypes": {p.name: p.backbone.dtype for p in prepared},
                   "generation_runtime": runtime, "duration_s": round(time.perf_counter() - started, 3)}
-    store.finish_run(run_id, "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok",
-                     provenance)
+    outcome.interrupted = stop_requested(stop)
+    status = ("interrupted" if outcome.interrupted else
+              "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok")
+    store.finish_run(run_id, status, provenance)
+    # Also after a stop: the outputs then show what the run has so far.
     outcome.results_path, outcome.report_path = write_outputs(store, run_id, console=console)
     return outcome
+
+
+def _mark_interrupted(store: Store) -> None:
+    """Mark the run this process started (the store's latest: it holds the lock) as interrupted."""
+    try:
+        run = store.latest_run()
+        if run is not None and run["status"] == "running":
+            store.finish_run(int(run["run_id"]), "interrupted")
+    except sqlite3.Error:  # the database may not be writable either (same full disk); the next run marks it
+        pass
 
 
 def case_references(cases: Sequence[Case], store: Store) -> dict[tuple[str, str], ReferenceSet]:
@@ -179,8 +205,8 @@ def _embedding_record(library: EmbeddingLibrary, jobs: dict[str, list[ImageJob]]
 
 
 def _generate(spec: BenchmarkSpec, store: Store, run_id: int, work: Executor,
-              resolved: dict[str, ResolvedCheckpoint], todo: dict[str, list[ImageJob]],
-              embeddings: EmbeddingLibrary, outcome: RunOutcome, console: Console
+              resolved: dict[str, ResolvedCheckpoint], todo: dict[str, list[ImageJob]], existing: set[str],
+              embeddings: EmbeddingLibrary, outcome: RunOutcome, console: Console, stop: StopFlag | None
               ) -> tuple[list[Throughput], dict[str, dict[str, object]]]:
     """Run the generation tasks on the executor and write what comes back; returns the measured throughput
     and what each checkpoint's generator chose (fast path, batch size) for provenance."""
@@ -193,7 +219,7 @@ def _generate(spec: BenchmarkSpec, store: Store, run_id: int, work: Executor,
         bars = {name: progress.add_task(f"generating with {name}", total=len(jobs))
                 for name, jobs in todo.items() if jobs}
         # --- executor call site: generation (tasks per checkpoint shard; results come back here) ---
-        for event in work.generate(tasks):
+        for event in work.generate(tasks, stop):
             name = event.task.checkpoint.name
             if isinstance(event, TaskEnd):
                 meter.task_ended(event)
@@ -202,7 +228,9 @@ def _generate(spec: BenchmarkSpec, store: Store, run_id: int, work: Executor,
                     _task_failed(store, run_id, event, shards_failed[name], outcome, console)
                 continue
             job = jobs_by_key[event.key]
-            if event.png is None:
+            if event.key in existing:
+                pass  # remade only to keep its batch as it was; the stored copy stays
+            elif event.png is None:
                 store.put_failure(run_id, "image", event.error or "failed", checkpoint=name, image_key=event.key)
             else:
                 for warning in event.warnings:  # once per checkpoint, not once per image

@@ -8,10 +8,8 @@ and reports are always built from a run's record, so the cache may hold more tha
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,8 +23,10 @@ import pandas as pd
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from ckptbench.atomic import atomic_write_bytes, remove_stale_temporaries
+from ckptbench.atomic import atomic_write_bytes
 from ckptbench.errors import StoreError
+from ckptbench.store_lock import lock_holder, run_lock
+from ckptbench.store_recovery import Recovery, recover_store
 
 SCHEMA_VERSION = 1
 DATABASE_NAME = "ckptbench.sqlite"
@@ -131,25 +131,34 @@ class RunItem:
 
 
 class Store:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, read_only: bool = False) -> None:
+        """``read_only``: open an existing store for reading only (``ckptbench report``), which is safe while a
+        run writes to it: under WAL a reader sees the last committed state and never blocks the writer."""
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
         self.images_dir = self.root / "images"
+        self.recovered = Recovery()  # what the last exclusive() start cleaned up after an interrupted run
         try:
-            self._db = sqlite3.connect(self.root / DATABASE_NAME, timeout=30.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            if read_only:
+                self._db = sqlite3.connect(f"{(self.root / DATABASE_NAME).resolve().as_uri()}?mode=ro", uri=True,
+                                           timeout=30.0, isolation_level=None)
+            else:
+                self.root.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.root / DATABASE_NAME, timeout=30.0, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+            self._check_schema(read_only)
         except sqlite3.DatabaseError as error:
             raise StoreError(f"{self.root / DATABASE_NAME}: not a usable ckptbench store ({error}); "
                              "move it away or choose another --store.") from None
-        self._check_schema()
 
     def close(self) -> None:
         self._db.close()
 
-    def _check_schema(self) -> None:
+    def _check_schema(self, read_only: bool) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None and read_only:
+            raise StoreError(f"{self.root}: this store records no schema version; run `ckptbench run` on it first.")
         if row is None:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         elif int(row[0]) != SCHEMA_VERSION:
@@ -158,6 +167,11 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All writes inside commit together or not at all; nested use joins the outer transaction, so a
+        caller can make several store updates (a scoring chunk's features and scores) one unit."""
+        if self._db.in_transaction:
+            yield self._db
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -168,31 +182,17 @@ class Store:
 
     # --- exclusive use -------------------------------------------------------------------------------
 
+    def lock_holder(self) -> str | None:
+        """The pid of the run holding this store's run lock, or None when no run holds it."""
+        return lock_holder(self.root)
+
     @contextmanager
     def exclusive(self) -> Iterator[None]:
-        """Hold the store's run lock; a second run on the same store is refused with the holder's pid."""
-        lock_path = self.root / "run.lock"
-        handle = lock_path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise StoreError(f"{self.root}: another ckptbench run (pid {holder}) is using this store; wait for "
-                             "it to finish or use another --store.") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            remove_stale_temporaries(self.root)
+        """Hold the store's run lock (a second run is refused with the holder's pid), after cleaning up
+        whatever a killed run left behind (see store_recovery)."""
+        with run_lock(self.root):
+            self.recovered = recover_store(self)
             yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
 
     # --- file digests (hashing.DigestCache) -----------------------------------------------------------
 

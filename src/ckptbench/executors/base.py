@@ -22,6 +22,7 @@ from ckptbench.generate.fast_path import BatchSize
 from ckptbench.metrics.engine import PreparedScorer, ScoringPlan, ScoringReport
 from ckptbench.metrics.set_engine import SetPlan, SetReport
 from ckptbench.models.checkpoint import ResolvedCheckpoint
+from ckptbench.stop import StopFlag
 from ckptbench.store import Store
 
 Progress = Callable[[str, int, int], None]
@@ -124,13 +125,16 @@ class Executor(Protocol):
         """Provenance: the executor and the resources it ran on."""
         ...
 
-    def generate(self, tasks: Sequence[GenerationTask]) -> Iterator[GenerationEvent]:
-        """Run every task; yield each image's outcome and one ``TaskEnd`` per task, in any order."""
+    def generate(self, tasks: Sequence[GenerationTask], stop: StopFlag | None = None) -> Iterator[GenerationEvent]:
+        """Run every task; yield each image's outcome and one ``TaskEnd`` per task, in any order. Once ``stop``
+        is set, no new work starts: what is in progress is finished where it runs in this process (the batch),
+        and cancelled where it runs elsewhere (its shard is redone by the next run)."""
         ...
 
     def score(self, store: Store, prepared: Sequence[PreparedScorer], plan: ScoringPlan, set_plan: SetPlan,
-              device: torch.device, advance: Progress | None) -> ScoringOutcome:
-        """Compute the planned scores (per-image scorers first, then set scorers) into ``store``."""
+              device: torch.device, advance: Progress | None, stop: StopFlag | None = None) -> ScoringOutcome:
+        """Compute the planned scores (per-image scorers first, then set scorers) into ``store``; ``stop`` as
+        for ``generate``."""
         ...
 
     def close(self) -> None: ...
@@ -142,7 +146,7 @@ def generation_tasks(checkpoint: ResolvedCheckpoint, jobs: Sequence[ImageJob], o
     (0: one task for all of them)."""
     if not jobs:
         return []
-    batch = options.batch_size if isinstance(options.batch_size, int) else AUTO_PLANNING_BATCH
+    batch = planning_batch_size(options.batch_size)
     batches = plan_batches(jobs, batch)
     if shard_images <= 0:
         return [GenerationTask(checkpoint, tuple(job for b in batches for job in b), options)]
@@ -150,6 +154,12 @@ def generation_tasks(checkpoint: ResolvedCheckpoint, jobs: Sequence[ImageJob], o
     groups = [batches[start : start + per_shard] for start in range(0, len(batches), per_shard)]
     return [GenerationTask(checkpoint, tuple(job for b in group for job in b), options, index, len(groups))
             for index, group in enumerate(groups)]
+
+
+def planning_batch_size(batch_size: BatchSize) -> int:
+    """The batch size work is planned and cut with: the spec's, or for 'auto' (chosen on the device, later)
+    a fixed multiple."""
+    return batch_size if isinstance(batch_size, int) else AUTO_PLANNING_BATCH
 
 
 def auto_shard_images(jobs_per_checkpoint: Sequence[int], workers: int) -> int:

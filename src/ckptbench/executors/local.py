@@ -13,6 +13,7 @@ from ckptbench.executors.base import GenerationEvent, GenerationTask, Progress, 
 from ckptbench.executors.tasks import device_name, generation_events, score_images, score_sets, scoring_groups
 from ckptbench.metrics.engine import PreparedScorer, ScoringPlan
 from ckptbench.metrics.set_engine import SetPlan
+from ckptbench.stop import StopFlag, stop_requested
 from ckptbench.store import Store
 
 
@@ -33,23 +34,26 @@ class LocalExecutor:
         device = self._device or torch.device("cpu")
         return {"name": self.name, "host": platform.node(), "device_name": device_name(device)}
 
-    def generate(self, tasks: Sequence[GenerationTask]) -> Iterator[GenerationEvent]:
+    def generate(self, tasks: Sequence[GenerationTask], stop: StopFlag | None = None) -> Iterator[GenerationEvent]:
         for task in tasks:
+            if stop_requested(stop):
+                return
             device = resolve_device(task.options.device)
             try:
-                yield from generation_events(task, device)
+                yield from generation_events(task, device, stop)
             except Exception as error:  # one bad checkpoint must not sink the run
                 yield TaskEnd(task, device.type, device_name(device),
                               error=f"{task.label}: generation failed ({type(error).__name__}: {error})")
 
     def score(self, store: Store, prepared: Sequence[PreparedScorer], plan: ScoringPlan, set_plan: SetPlan,
-              device: torch.device, advance: Progress | None) -> ScoringOutcome:
+              device: torch.device, advance: Progress | None, stop: StopFlag | None = None) -> ScoringOutcome:
         outcome = ScoringOutcome()
         for entries in scoring_groups(prepared, plan):
-            outcome.add(score_images(store, entries, plan, device, advance))
+            if not stop_requested(stop):
+                outcome.add(score_images(store, entries, plan, device, advance, stop))
         for entry in prepared:
-            if set_plan.todo.get(entry.name):
-                outcome.add(score_sets(store, entry, set_plan, device, advance))
+            if set_plan.todo.get(entry.name) and not stop_requested(stop):
+                outcome.add(score_sets(store, entry, set_plan, device, advance, stop))
         return outcome
 
     def close(self) -> None:

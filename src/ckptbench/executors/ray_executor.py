@@ -21,7 +21,7 @@ import torch
 
 from ckptbench.errors import SpecError
 from ckptbench.executors.base import GenerationEvent, GenerationTask, Progress, ScoringOutcome, TaskEnd
-from ckptbench.executors.snapshot import ScoringPayload, Unpacked, pack
+from ckptbench.executors.snapshot import ScoringPayload, Unpacked, pack, replay_writes
 from ckptbench.executors.tasks import (
     run_generation,
     score_images,
@@ -32,6 +32,7 @@ from ckptbench.executors.tasks import (
 )
 from ckptbench.metrics.engine import PreparedScorer, ScoringPlan
 from ckptbench.metrics.set_engine import SetPlan
+from ckptbench.stop import StopFlag, stop_requested
 from ckptbench.store import Store
 
 # Images per scoring task: a task's images travel to the worker, and the backbone loads once per task.
@@ -111,11 +112,13 @@ class RayExecutor:
         return self.ray.remote(function).options(max_retries=self.max_retries, retry_exceptions=True,
                                                  **self._resources())
 
-    def _completed(self, refs: dict[Any, Any]) -> Iterator[tuple[Any, Any, BaseException | None]]:
-        """(what a task was for, its result, its error after Ray's retries) as tasks finish."""
+    def _completed(self, refs: dict[Any, Any], stop: StopFlag | None
+                   ) -> Iterator[tuple[Any, Any, BaseException | None]]:
+        """(what a task was for, its result, its error after Ray's retries) as tasks finish; after a stop, the
+        tasks still running are cancelled (their work is redone by the next run)."""
         pending = list(refs)
         try:
-            while pending:
+            while pending and not stop_requested(stop):
                 done, pending = self.ray.wait(pending, num_returns=1)
                 for ref in done:
                     try:
@@ -128,10 +131,10 @@ class RayExecutor:
             for ref in pending:
                 self.ray.cancel(ref)
 
-    def generate(self, tasks: Sequence[GenerationTask]) -> Iterator[GenerationEvent]:
+    def generate(self, tasks: Sequence[GenerationTask], stop: StopFlag | None = None) -> Iterator[GenerationEvent]:
         remote = self._remote(run_generation)
         refs = {remote.remote(task, self._requested): task for task in tasks}
-        for task, events, error in self._completed(refs):
+        for task, events, error in self._completed(refs, stop):
             if error is None:
                 yield from events
             else:
@@ -139,7 +142,7 @@ class RayExecutor:
                                           f"({_describe(error)})")
 
     def score(self, store: Store, prepared: Sequence[PreparedScorer], plan: ScoringPlan, set_plan: SetPlan,
-              device: torch.device, advance: Progress | None) -> ScoringOutcome:
+              device: torch.device, advance: Progress | None, stop: StopFlag | None = None) -> ScoringOutcome:
         outcome = ScoringOutcome()
         remote = self._remote(run_scoring)
         # Per-image scorers first, then set scorers: sets reuse the features the first pass stored.
@@ -148,11 +151,10 @@ class RayExecutor:
         set_tasks = [pack(store, [entry], None, set_plan) for entry in prepared if set_plan.todo.get(entry.name)]
         for payloads in (image_tasks, set_tasks):
             refs = {remote.remote(payload, self._requested): payload for payload in payloads}
-            for done, (payload, result, error) in enumerate(self._completed(refs), start=1):
+            for done, (payload, result, error) in enumerate(self._completed(refs, stop), start=1):
                 if error is None:
                     part, writes = result
-                    for method, arguments in writes:
-                        getattr(store, method)(*arguments)
+                    replay_writes(store, writes)
                     outcome.add(part)
                 else:
                     _record_lost(outcome, payload, f"scoring task failed after {self.max_retries + 1} attempts "

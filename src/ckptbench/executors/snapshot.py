@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,19 @@ class StoreSnapshot:
     def put_set_score(self, scorer_key: str, set_key: str, value: float, images: int, references: int) -> None:
         self.writes.append(("put_set_score", (scorer_key, set_key, value, images, references)))
 
+    @contextmanager
+    def transaction(self) -> Iterator[StoreSnapshot]:
+        # Nothing to commit here: the driver replays all of a task's writes in one store transaction.
+        yield self
+
     def replay(self, store: Store) -> None:
-        for method, arguments in self.writes:
+        """Apply the recorded writes to ``store``, all together or none (a kill in between leaves no part)."""
+        replay_writes(store, self.writes)
+
+
+def replay_writes(store: Store, writes: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+    with store.transaction():
+        for method, arguments in writes:
             getattr(store, method)(*arguments)
 
 

@@ -33,6 +33,7 @@ from ckptbench.generate.embeddings import EmbeddingLibrary
 from ckptbench.metrics.engine import PreparedScorer, ScoringPlan, execute_scoring
 from ckptbench.metrics.features import ScoreStore
 from ckptbench.metrics.set_engine import SetPlan, execute_sets
+from ckptbench.stop import StopFlag
 from ckptbench.store import encode_png
 
 
@@ -64,7 +65,8 @@ def worker_device(requested: str) -> torch.device:
     return resolve_device(requested)
 
 
-def generation_events(task: GenerationTask, device: torch.device) -> Iterator[GenerationEvent]:
+def generation_events(task: GenerationTask, device: torch.device, stop: StopFlag | None = None
+                      ) -> Iterator[GenerationEvent]:
     """Make a task's images; input errors (a bad checkpoint file) end the task with its message, any other
     exception propagates (an executor may retry the task)."""
     options = task.options
@@ -73,7 +75,7 @@ def generation_events(task: GenerationTask, device: torch.device) -> Iterator[Ge
                                    embeddings=library, compile_unet=options.compile_unet)
     name = device_name(device)
     try:
-        for result in generator.generate(task.checkpoint, task.jobs):
+        for result in generator.generate(task.checkpoint, task.jobs, stop=stop):
             if isinstance(result, FailedImage):
                 yield ImageOutcome(task, result.job.key, None, error=result.error)
             else:
@@ -116,10 +118,10 @@ def workload(entry: PreparedScorer) -> str:
 
 
 def score_images(store: ScoreStore, entries: list[PreparedScorer], plan: ScoringPlan, device: torch.device,
-                 advance: Progress | None = None) -> ScoringOutcome:
+                 advance: Progress | None = None, stop: StopFlag | None = None) -> ScoringOutcome:
     """One backbone group's per-image scores, measured."""
     started = time.perf_counter()
-    report = execute_scoring(store, entries, plan, device, advance)
+    report = execute_scoring(store, entries, plan, device, advance, stop)
     seconds = time.perf_counter() - started
     measure = ScoringMeasure(workload(entries[0]), device.type, device_name(device), report.forward_images,
                              seconds - report.load_seconds, report.load_seconds)
@@ -127,10 +129,10 @@ def score_images(store: ScoreStore, entries: list[PreparedScorer], plan: Scoring
 
 
 def score_sets(store: ScoreStore, entry: PreparedScorer, plan: SetPlan, device: torch.device,
-               advance: Progress | None = None) -> ScoringOutcome:
+               advance: Progress | None = None, stop: StopFlag | None = None) -> ScoringOutcome:
     """One set scorer's set scores, measured."""
     started = time.perf_counter()
-    set_report = execute_sets(store, [entry], plan, device, advance)
+    set_report = execute_sets(store, [entry], plan, device, advance, stop)
     seconds = time.perf_counter() - started
     measure = ScoringMeasure(workload(entry), device.type, device_name(device), set_report.forward_images,
                              seconds - set_report.load_seconds, set_report.load_seconds)

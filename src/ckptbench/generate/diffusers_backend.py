@@ -33,6 +33,7 @@ from ckptbench.generate.samplers import make_scheduler, schedule_steps
 from ckptbench.infotext import format_hashes, format_infotext
 from ckptbench.models.checkpoint import ResolvedCheckpoint
 from ckptbench.prompt import scheduled_prompts
+from ckptbench.stop import StopFlag, stop_requested
 
 # Bumped whenever ckptbench's own generation code changes the pixels it makes for the same inputs.
 # 2: A1111 prompt syntax, emphasis, long prompts, clip skip and textual inversion in the conditioning.
@@ -56,9 +57,8 @@ def _order_key(job: ImageJob) -> tuple:
 
 
 def plan_batches(jobs: Sequence[ImageJob], batch_size: int) -> list[list[ImageJob]]:
-    """The batches ``generate`` makes of ``jobs``, in order. A run of whole batches from this list, given to
-    ``generate`` again, is cut into the same batches (what lets a shard of a checkpoint's jobs make the
-    same pixels as the whole)."""
+    """The batches ``generate`` makes of ``jobs``, in order. Whole batches from this list, given to
+    ``generate`` again, are cut into the same batches: only the last batch of a group can be short."""
     batches: list[list[ImageJob]] = []
     for _, group in groupby(sorted(jobs, key=_order_key), key=_group_key):
         group_jobs = list(group)
@@ -73,6 +73,18 @@ def largest_size(jobs: Sequence[ImageJob]) -> tuple[int, int]:
     return max(sizes, key=lambda size: size[0] * size[1])
 
 
+def batches_with_missing(jobs: Sequence[ImageJob], existing: set[str], batch_size: int) -> list[ImageJob]:
+    """The jobs of every planned batch that has an image not in ``existing``, whole.
+
+    Batched kernels round differently for different batch contents (on the tiny CPU models one value in
+    a thousand moves by 1/255), so an image made after an interruption must come from the same batch as
+    in an uninterrupted run: a batch cut short by a kill is remade whole, and the runner keeps the copies
+    it already had.
+    """
+    return [job for batch in plan_batches(jobs, batch_size) if any(job.key not in existing for job in batch)
+            for job in batch]
+
+
 class DiffusersGenerator:
     def __init__(self, device: torch.device, batch_size: BatchSize, *, allow_pickle_loras: bool = False,
                  embeddings: EmbeddingLibrary | None = None, compile_unet: bool = False) -> None:
@@ -85,8 +97,9 @@ class DiffusersGenerator:
         # What the last generate() call chose and measured: fast path, batch size, load seconds (provenance).
         self.runtime: dict[str, Any] = {}
 
-    def generate(self, checkpoint: ResolvedCheckpoint, jobs: Sequence[ImageJob]
+    def generate(self, checkpoint: ResolvedCheckpoint, jobs: Sequence[ImageJob], stop: StopFlag | None = None
                  ) -> Iterator[GeneratedImage | FailedImage]:
+        """Images of ``jobs`` in ``plan_batches`` order; when ``stop`` is set, ends after the batch in progress."""
         failed = {job.key: problem for job in jobs if (problem := self._input_problem(job))}
         yield from (FailedImage(job, failed[job.key]) for job in jobs if job.key in failed)
         jobs = [job for job in jobs if job.key not in failed]
@@ -118,6 +131,8 @@ class DiffusersGenerator:
                     yield from (FailedImage(job, str(error)) for batch in group_batches for job in batch)
                     continue
                 for batch in group_batches:
+                    if stop_requested(stop):  # between batches only: a batch once started is finished
+                        return
                     yield from self._batch(pipeline, second_pass, checkpoint, batch, lora_warnings)
         finally:
             loras.close()

@@ -25,6 +25,7 @@ from safetensors.torch import load_file
 from ckptbench.errors import ModelFileError, SpecError
 from ckptbench.generate.chunks import CHUNK_TOKENS, embedding_lookup, embeddings_in_tokens, tokenize_segments
 from ckptbench.hashing import DigestCache, sha256_file
+from ckptbench.models.safety import restricted_torch_load
 from ckptbench.models.tokenizer import clip_tokenizer
 from ckptbench.prompt import PromptSyntaxError, WeightedText, scheduled_prompts, strip_prompt_syntax
 
@@ -55,11 +56,7 @@ def load_textual_inversion(path: Path, allow_pickle: bool = False) -> TextualInv
                 f"embedding {path}: {path.suffix} files are pickles, which can run code when loaded; use a "
                 ".safetensors embedding, or set `allow_pickle_embeddings = true` under [generation] to read "
                 "it with torch.load(weights_only=True).")
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise ModelFileError(f"embedding {path}: refused by torch.load(weights_only=True) "
-                                 f"({str(error).splitlines()[0][:200]}); convert it to .safetensors.") from None
+        data = restricted_torch_load(path, f"embedding {path}")
     else:
         try:
             data = load_file(path)

@@ -25,9 +25,10 @@ from typing import Any
 
 import torch
 
-from ckptbench.errors import CkptbenchError
+from ckptbench.errors import CkptbenchError, ModelFileError
 from ckptbench.generate.base import LoraUse
 from ckptbench.hashing import DigestCache, sha256_file
+from ckptbench.models.safety import restricted_torch_load
 from ckptbench.prompt import LoraTag, extract_lora_tags
 
 SAFE_SUFFIXES = (".safetensors",)
@@ -119,7 +120,10 @@ def read_lora_file(path: Path, allow_pickle: bool = False) -> dict[str, torch.Te
 
             return load_file(str(path), device="cpu")
         if suffix in PICKLE_SUFFIXES and allow_pickle:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                loaded = restricted_torch_load(path, f"LoRA file {path}")
+            except ModelFileError as error:
+                raise LoraError(str(error)) from None
             state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
             if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
                 raise LoraError(f"LoRA file {path} does not hold a flat dictionary of tensors; it is not a LoRA.")

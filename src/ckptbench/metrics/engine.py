@@ -25,6 +25,7 @@ from ckptbench.metrics.features import FeatureSource, ScoreStore
 from ckptbench.metrics.references import ReferenceSet, reference_set
 from ckptbench.metrics.registry import create_scorer
 from ckptbench.spec import ScorersSpec
+from ckptbench.stop import StopFlag, stop_requested
 from ckptbench.store import Store
 
 Progress = Callable[[str, int, int], None]
@@ -172,16 +173,19 @@ def count_truncated(backbone: BackboneSpec, rows: Sequence[Row]) -> dict[str, in
 
 
 def execute_scoring(store: ScoreStore, prepared: Sequence[PreparedScorer], plan: ScoringPlan, device: torch.device,
-                    advance: Progress | None = None) -> ScoringReport:
-    """Compute the planned scores, one backbone at a time; ``advance(label, done, total)`` reports progress."""
+                    advance: Progress | None = None, stop: StopFlag | None = None) -> ScoringReport:
+    """Compute the planned scores, one backbone at a time; ``advance(label, done, total)`` reports progress;
+    ``stop``, once set, ends the work after the chunk in progress."""
     report = ScoringReport()
     groups: dict[str, list[PreparedScorer]] = defaultdict(list)
     for entry in prepared:
         if plan.todo.get(entry.name):
             groups[entry.backbone.key].append(entry)
     for entries in groups.values():
+        if stop_requested(stop):
+            break
         try:
-            _score_group(store, entries, plan, device, report, advance)
+            _score_group(store, entries, plan, device, report, advance, stop)
         except Exception as error:  # a backbone or head that cannot load fails its own scorers only
             message = f"cannot score: {type(error).__name__}: {error}"
             stored = {entry.name: store.existing_scores(entry.info.key, [(row.cell.image_key, row.context)
@@ -194,7 +198,7 @@ def execute_scoring(store: ScoreStore, prepared: Sequence[PreparedScorer], plan:
 
 
 def _score_group(store: ScoreStore, entries: list[PreparedScorer], plan: ScoringPlan, device: torch.device,
-                 report: ScoringReport, advance: Progress | None) -> None:
+                 report: ScoringReport, advance: Progress | None, stop: StopFlag | None) -> None:
     wanted = {name for entry in entries for name in entry.scorer.features}
     batch_size = min(entry.scorer.options.batch_size for entry in entries)
     source = FeatureSource(store, entries[0].backbone, device, wanted, batch_size)
@@ -218,12 +222,18 @@ def _score_group(store: ScoreStore, entries: list[PreparedScorer], plan: Scoring
         report.failures.extend((entry.name, key, message) for entry in entries)
 
     for start in range(0, len(image_keys), batch_size):
+        if stop_requested(stop):
+            return
         chunk = image_keys[start : start + batch_size]
-        features = source.images(chunk, paths, on_failure)
-        for entry in entries:
-            rows = [row for key in chunk if key in features for row in rows_by_key[entry.name].get(key, [])]
-            if rows:
-                _score_rows(store, source, entry, rows, features, summaries, report)
+        # A chunk's features and all its scores are stored together or not at all: after a kill, the next
+        # run redoes whole chunks, which come out exactly as in an uninterrupted run (batched kernels round
+        # differently for different batch contents).
+        with store.transaction():
+            features = source.images(chunk, paths, on_failure)
+            for entry in entries:
+                rows = [row for key in chunk if key in features for row in rows_by_key[entry.name].get(key, [])]
+                if rows:
+                    _score_rows(store, source, entry, rows, features, summaries, report)
         if advance:
             advance(label, min(start + batch_size, len(image_keys)), len(image_keys))
     report.forward_images += source.forward_images

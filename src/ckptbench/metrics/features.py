@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,6 +41,10 @@ class ScoreStore(Protocol):
     def put_scores(self, scorer_key: str, rows: Sequence[tuple[str, str, float]]) -> None: ...
 
     def put_set_score(self, scorer_key: str, set_key: str, value: float, images: int, references: int) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[object]:
+        """The writes made inside are stored together or not at all."""
+        ...
 
 
 def reference_image_key(digest: str) -> str:
@@ -117,8 +122,9 @@ class FeatureSource:
         return {name: np.stack([features[key][name] for key in keys]) for name in self.wanted}
 
     def texts(self, texts: Sequence[str]) -> np.ndarray:
-        new = sorted({text for text in texts if text not in self._texts})
-        for start in range(0, len(new), self.batch_size):
-            chunk = new[start : start + self.batch_size]
-            self._texts.update(zip(chunk, self.backbone.embed_texts(chunk), strict=True))
+        # One text per forward pass: batched kernels round differently for different batch contents, and
+        # which texts are new depends on what an earlier (perhaps interrupted) run already scored; alone, a
+        # text's embedding is the same in every run. Prompts are few next to images, so this costs little.
+        for text in sorted({text for text in texts if text not in self._texts}):
+            self._texts[text] = self.backbone.embed_texts([text])[0]
         return np.stack([self._texts[text] for text in texts])

@@ -20,6 +20,7 @@ from ckptbench.hashing import content_key
 from ckptbench.metrics.base import SetScorer
 from ckptbench.metrics.engine import PreparedScorer, Progress, ScoreCell
 from ckptbench.metrics.features import FeatureSource, ScoreStore
+from ckptbench.stop import StopFlag, stop_requested
 from ckptbench.store import Store
 
 
@@ -94,7 +95,7 @@ def plan_sets(store: Store, run_id: int | None, prepared: Sequence[PreparedScore
 
 
 def execute_sets(store: ScoreStore, prepared: Sequence[PreparedScorer], plan: SetPlan, device: torch.device,
-                 advance: Progress | None = None) -> SetReport:
+                 advance: Progress | None = None, stop: StopFlag | None = None) -> SetReport:
     report = SetReport()
     for entry in prepared:
         jobs = plan.todo.get(entry.name)
@@ -114,6 +115,8 @@ def execute_sets(store: ScoreStore, prepared: Sequence[PreparedScorer], plan: Se
                                    for job in jobs)
             continue
         for done, job in enumerate(jobs, start=1):
+            if stop_requested(stop):  # between sets: a set once started is finished
+                return report
             _score_job(store, source, entry, scorer, job, references, feature, report)
             if advance:
                 advance(f"scoring sets: {entry.name}", done, len(jobs))

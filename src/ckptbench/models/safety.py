@@ -190,16 +190,7 @@ def load_pickle_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, 
     Nested dicts are flattened with dots (``state_dict.`` is unwrapped first, as real ``.ckpt`` files
     nest their weights under it); anything but tensors, numbers, strings and dicts is refused.
     """
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=sniff_format(path) == "zip-pickle")
-    except pickle.UnpicklingError as error:
-        raise UnsafeModelFileError(
-            f"{path}: refused: the restricted unpickler (torch.load with weights_only=True) stopped at "
-            f"'{_unpickler_reason(error)}'; the file asks to run code or build objects that are not tensors. "
-            "Do not load it anywhere else either; get a .safetensors release.") from None
-    except Exception as error:
-        raise ModelFileError(f"{path}: could not be read as a PyTorch file ({type(error).__name__}: "
-                             f"{str(error).splitlines()[0][:200]}); it is corrupt or not a model file.") from None
+    loaded = restricted_torch_load(path, str(path))
     extras: dict[str, Any] = {}
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         extras = {k: v for k, v in loaded.items() if k != "state_dict"}
@@ -213,6 +204,21 @@ def load_pickle_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, 
     # Training bookkeeping beside the weights (epoch, global_step, optimizer state): scalars become metadata.
     scalars.update({k: str(v) for k, v in extras.items() if v is None or isinstance(v, bool | int | float | str)})
     return tensors, scalars
+
+
+def restricted_torch_load(path: Path, label: str) -> Any:
+    """``torch.load(weights_only=True)`` of an opted-in pickle (checkpoint, LoRA, embedding, upscaler), with one
+    message for every file kind when the restricted unpickler refuses it; ``label`` names the file in messages."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=sniff_format(path) == "zip-pickle")
+    except pickle.UnpicklingError as error:
+        raise UnsafeModelFileError(
+            f"{label}: refused: the restricted unpickler (torch.load with weights_only=True) stopped at "
+            f"'{_unpickler_reason(error)}'; the file asks to run code or build objects that are not tensors. "
+            "Do not load it anywhere else either; get a .safetensors release.") from None
+    except Exception as error:
+        raise ModelFileError(f"{label}: could not be read as a PyTorch file ({type(error).__name__}: "
+                             f"{str(error).splitlines()[0][:200]}); it is corrupt or not a model file.") from None
 
 
 def _unpickler_reason(error: Exception) -> str:
