@@ -527,9 +527,13 @@ def _describe_one(item: Any, path: Path, root: type[BaseModel]) -> str:
         return f"{path}: unknown key '{where}'{hint}; remove or rename it.{listing}"
     if kind == "missing":
         return f"{path}: missing required key '{where}'; add it."
+    if kind == "too_short" and item.get("ctx", {}).get("actual_length") == 0:
+        return f"{path}: {where} is empty; put at least {item['ctx']['min_length']} entry in it."
     given = item.get("input")
     shown = f" (got {given!r})" if not isinstance(given, dict | list) else ""
     message = item["msg"].removeprefix("Value error, ")
+    if message.startswith("Input should"):  # pydantic's wording for a wrong type or choice
+        return f"{path}: {where or 'spec'} {message.removeprefix('Input ')}{shown}; fix this value."
     return f"{path}: {where or 'spec'}: {message}{shown}; fix this value."
 
 
