@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ckptbench.device import resolve_device, resolve_dtype_name
 from ckptbench.errors import CkptbenchError, DiskFullError
 from ckptbench.generate.base import FailedImage, ImageJob, LoraUse, SamplingSettings
 from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id, batches_with_missing
-from ckptbench.generate.embeddings import EmbeddingLibrary
+from ckptbench.generate.embeddings import EmbeddingLibrary, near_miss_note
 from ckptbench.generate.hires import hires_settings
 from ckptbench.generate.lora import LoraLibrary
 from ckptbench.generate.samplers import sampler_recipe, schedule_steps
@@ -34,6 +36,8 @@ from ckptbench.suites import Case
 from ckptbench.suites.load import LoadedSuite, load_suites
 from ckptbench.suites.loras import resolve_case_loras
 
+RunnableCase = tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]  # seeds, case, its LoRAs
+
 
 @dataclass
 class RunOutcome:
@@ -48,6 +52,7 @@ class RunOutcome:
     results_path: Path | None = None
     report_path: Path | None = None
     interrupted: bool = False  # a stop was asked for: the run ended early and resumes when run again
+    failures: Counter[str] = field(default_factory=Counter)  # recorded failures and warnings by scope
 
 
 def _progress(console: Console) -> Progress:
@@ -85,20 +90,16 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
     # Scorer weights are resolved before any image is made: a missing model should stop the run now,
     # not after hours of generation.
     prepared = prepare_scorers(spec.scorers, device, store)
-    cases = [case for suite in suites for case in suite.cases]
     check_planned_sizes(prepared, {suite.name: len(suite.cases) * len(suite.seeds) for suite in suites})
     embeddings = EmbeddingLibrary(spec.generation.embedding_dirs, spec.generation.allow_pickle_embeddings, store)
-    # Reference images are hashed now, so a missing one stops the run before generation.
-    references = {(case.suite, case.case_id): reference_set(case.references, store,
-                                                            f"suite '{case.suite}' case {case.case_id}")
-                  for case in cases if case.references}
     provenance = collect_provenance(device, dtype)
     run_id = store.start_run(spec.model_dump(mode="json", by_alias=True), provenance)
     outcome = RunOutcome(store=store.root, run_id=run_id)
 
     store.put_run_cases(run_id, [(suite.name, case.case_id, case.metadata())
                                  for suite in suites for case in suite.cases])
-    resolved, jobs = _plan_images(spec, suites, store, run_id, dtype, embeddings, outcome, console)
+    runnable, references = _runnable_cases(spec, suites, store, run_id, console)
+    resolved, jobs = _plan_images(spec, runnable, store, run_id, dtype, embeddings, outcome, console)
     existing = store.existing_images(job.key for jobs_of in jobs.values() for job in jobs_of)
     # Whole batches, so that images made after an interruption come out as in an uninterrupted run.
     todo = {name: batches_with_missing(jobs_of, existing, spec.generation.batch_size)
@@ -136,14 +137,16 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, console: 
             store.put_failure(run_id, "set-score", f"suite '{suite}': {message}", checkpoint=checkpoint,
                               scorer=scorer)
 
+    embedding_record = _embedding_record(embeddings, jobs, store, run_id, console)
     provenance = {**provenance, "text_truncated": plan.truncated, "skipped": plan.skipped,
-                  "checkpoints": outcome.models, "embeddings": _embedding_record(embeddings, jobs, console),
+                  "checkpoints": outcome.models, "embeddings": embedding_record,
                   "scorer_dtypes": {p.name: p.backbone.dtype for p in prepared},
                   "duration_s": round(time.perf_counter() - started, 3)}
     outcome.interrupted = stop_requested(stop)
     status = ("interrupted" if outcome.interrupted else
               "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok")
     store.finish_run(run_id, status, provenance)
+    outcome.failures = Counter(str(failure["scope"]) for failure in store.run_failures(run_id))
     # Also after a stop: the outputs then show what the run has so far.
     outcome.results_path, outcome.report_path = write_outputs(store, run_id, console=console)
     return outcome
@@ -159,7 +162,7 @@ def _mark_interrupted(store: Store) -> None:
         pass
 
 
-def _plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, run_id: int, dtype: str,
+def _plan_images(spec: BenchmarkSpec, cases: list[RunnableCase], store: Store, run_id: int, dtype: str,
                  embeddings: EmbeddingLibrary,
                  outcome: RunOutcome, console: Console
                  ) -> tuple[dict[str, ResolvedCheckpoint], dict[str, list[ImageJob]]]:
@@ -168,7 +171,6 @@ def _plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, r
                                 width=generation.width, height=generation.height, dtype=dtype,
                                 hires=hires_settings(generation.hires, store), clip_skip=generation.clip_skip)
     backend = backend_id()
-    cases = _cases_with_loras(spec, suites, store, run_id, console)
     resolved: dict[str, ResolvedCheckpoint] = {}
     jobs: dict[str, list[ImageJob]] = {}
     items: list[RunItem] = []
@@ -208,22 +210,29 @@ def _log_detection(ckpt: ResolvedCheckpoint, console: Console) -> None:
         console.print(f"[yellow]warning[/]: {ckpt.name}: {warning}", highlight=False)
 
 
-def _cases_with_loras(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, run_id: int, console: Console
-                      ) -> list[tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]]:
-    """Every case with its seeds and its LoRAs resolved to files; a case whose LoRA cannot be found is recorded
+def _runnable_cases(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, run_id: int, console: Console
+                    ) -> tuple[list[RunnableCase], dict[tuple[str, str], ReferenceSet]]:
+    """Every case with its seeds, its LoRAs resolved to files and its reference images checked and hashed
+    (before any image is made); a case whose LoRA or reference image is missing or unreadable is recorded
     and skipped."""
     generation = spec.generation
     library = LoraLibrary(generation.lora_dirs, generation.default_lora_weight, generation.allow_pickle_loras,
                           store)
-    cases: list[tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]] = []
+    cases: list[RunnableCase] = []
+    references: dict[tuple[str, str], ReferenceSet] = {}
     for suite, case in ((loaded, case) for loaded in suites for case in loaded.cases):
+        where = f"case {case.suite}/{case.case_id}"
         try:
-            cases.append((suite.seeds, case, resolve_case_loras(case, library)))
+            loras = resolve_case_loras(case, library)
+            if case.references:
+                references[(case.suite, case.case_id)] = reference_set(case.references, store, where)
         except (CkptbenchError, ValueError) as error:
-            message = f"case {case.suite}/{case.case_id}: {error}"
+            message = str(error) if str(error).startswith(where) else f"{where}: {error}"
             store.put_failure(run_id, "case", message)
-            console.print(f"[red]skipped[/]: {message}")
-    return cases
+            console.print(f"[red]skipped[/]: {escape(message)}", highlight=False)
+            continue
+        cases.append((suite.seeds, case, loras))
+    return cases, references
 
 
 def _embeddings_used(library: EmbeddingLibrary, prompt: str, negative_prompt: str, steps: int
@@ -233,18 +242,25 @@ def _embeddings_used(library: EmbeddingLibrary, prompt: str, negative_prompt: st
     return tuple((name, library.sha256(name)) for name in sorted(names))
 
 
-def _embedding_record(library: EmbeddingLibrary, jobs: dict[str, list[ImageJob]], console: Console
-                      ) -> dict[str, object]:
-    """Which embeddings the run used, and prompt words that look like an embedding but name none."""
+def _embedding_record(library: EmbeddingLibrary, jobs: dict[str, list[ImageJob]], store: Store, run_id: int,
+                      console: Console) -> dict[str, object]:
+    """Which embeddings the run used, and prompt words that look like an embedding but name none.
+
+    A word that names no embedding is a plain word, as in A1111 (it cannot be told from any other word), so
+    a near miss is not an error; it is recorded as a warning with the run, where the report lists it."""
     if not library.files:
         return {}
     all_jobs = [job for jobs_of in jobs.values() for job in jobs_of]
     used = {name: sha256 for job in all_jobs for name, sha256 in job.embeddings}
     prompts = {pair for job in all_jobs for pair in ((job.prompt, False), (job.negative_prompt, True))}
-    near_misses = library.near_misses(prompts)
-    for note in near_misses:
-        console.print(f"[yellow]note[/]: {note} (A1111 matches an embedding only by its exact name's tokens)")
-    return {"used": used, "unused": sorted(set(library.files) - set(used)), "near_misses": near_misses}
+    pairs = library.near_miss_pairs(prompts)
+    for word, name in pairs:
+        message = (f"prompt word '{word}' looks like embedding '{name}' ({library.files[name]}) but does not name "
+                   f"it, so it is read as plain words; write '{name}' in the prompt to use the embedding.")
+        store.put_failure(run_id, "warning", message)
+        console.print(f"[yellow]note[/]: {escape(message)}", highlight=False)
+    return {"used": used, "unused": sorted(set(library.files) - set(used)),
+            "near_misses": [near_miss_note(word, name) for word, name in pairs]}
 
 
 def _generate(spec: BenchmarkSpec, store: Store, run_id: int, device: torch.device,
@@ -267,6 +283,9 @@ def _generate(spec: BenchmarkSpec, store: Store, run_id: int, device: torch.devi
                         pass  # remade only to keep its batch as it was; the stored copy stays
                     elif isinstance(result, FailedImage):
                         store.put_failure(run_id, "image", result.error, checkpoint=name, image_key=result.job.key)
+                        if (name, result.error) not in warned:  # said once, recorded for every image
+                            warned.add((name, result.error))
+                            console.print(f"[red]failed[/]: {escape(f'{name}: {result.error}')}", highlight=False)
                     else:
                         for warning in result.warnings:  # once per checkpoint, not once per image
                             if (name, warning) not in warned:
@@ -305,7 +324,7 @@ def _fail_checkpoint(store: Store, run_id: int, name: str, source: str, sha256: 
     store.put_run_checkpoint(run_id, name, source, sha256, "failed", message)
     store.put_failure(run_id, "checkpoint", message, checkpoint=name)
     outcome.failed_checkpoints.append(name)
-    console.print(f"[red]failed[/]: {message}")
+    console.print(f"[red]failed[/]: {escape(message)}", highlight=False)
 
 
 def print_notes(truncated: dict[str, dict[str, int]], skipped: dict[str, dict[str, int]], console: Console) -> None:
@@ -316,7 +335,8 @@ def print_notes(truncated: dict[str, dict[str, int]], skipped: dict[str, dict[st
     for scorer, reasons in skipped.items():
         for reason, count in reasons.items():
             hint = f" (set [scorers.{scorer}] references to give a default)" if "reference" in reason else ""
-            console.print(f"[yellow]note[/]: {scorer} skips {count} image(s): {reason}{hint}")
+            console.print(f"[yellow]note[/]: {escape(f'{scorer} skips {count} image(s): {reason}{hint}')}",
+                          highlight=False)
 
 
 def _score_cells(store: Store, run_id: int, references: dict[tuple[str, str], ReferenceSet]
