@@ -71,7 +71,7 @@ def find_lora_file(name: str, target: str | None, library: LoraLibrary) -> Path:
             found = _by_hash(library, *digest)
             if found is not None:
                 return found
-        raise LoraError(f"LoRA '{name}' matches no file in lora_dirs ({error.folders}) by file name, alias "
+        raise LoraError(f"LoRA '{name}' was not found in lora_dirs ({error.folders}) by file name, alias "
                         f"(ss_output_name) or hash{error.hint}; put {name}.safetensors there, fix the name, or map "
                         f"it to its file in the suite's `lora_files` (e.g. {name} = \"file.safetensors\").") from None
 
