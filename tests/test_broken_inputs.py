@@ -317,6 +317,7 @@ def test_a_broken_spec_ends_before_the_run_with_one_line(name: str, tmp_path: Pa
     named = spec if case.names == "spec" else tmp_path / case.names
     assert line.startswith("error: ") and str(named) in line, line
     assert case.says in line and case.fix in line, line
+    assert "more problem" not in line  # one problem, said once (not again as its follow-on errors)
     assert not (tmp_path / "store").exists()  # nothing ran, nothing was written
 
 

@@ -509,7 +509,11 @@ def _check_files_exist(spec: BenchmarkSpec, path: Path) -> None:
 
 def describe_validation_error(error: ValidationError, path: Path, root: type[BaseModel] | None = None) -> str:
     """One sentence (plus a count of further problems) for a validation error of ``root`` read from ``path``."""
-    messages = [_describe_one(item, path, root or BenchmarkSpec) for item in error.errors()]
+    items = error.errors()
+    # A list whose only entry is invalid is also reported as too short: the entry's own error says it all.
+    causes = [item for item in items if not (item["type"] == "too_short" and any(
+        len(other["loc"]) > len(item["loc"]) and other["loc"][: len(item["loc"])] == item["loc"] for other in items))]
+    messages = [_describe_one(item, path, root or BenchmarkSpec) for item in causes or items]
     if len(messages) == 1:
         return messages[0]
     return messages[0] + f" (and {len(messages) - 1} more problem(s): " + "; ".join(
