@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -164,7 +165,7 @@ def test_arch_override_sets_sd2_v_and_is_recorded(tmp_path: Path) -> None:
 def test_arch_that_contradicts_the_text_encoder_is_an_error(sd15, tmp_path: Path) -> None:
     pipeline, config = sd15
     path = save_single_file(pipeline, tmp_path / "m.safetensors")
-    with pytest.raises(ModelFileError, match=r"arch = 'sdxl' in the spec, but m.safetensors is an sd15 checkpoint"):
+    with pytest.raises(ModelFileError, match=rf"arch = 'sdxl' in the spec, but {re.escape(str(path))} is an sd15 "):
         _resolve(path, config, arch="sdxl")
 
 

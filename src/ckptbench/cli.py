@@ -404,6 +404,9 @@ def _summarize(outcome: object) -> None:
               f"(reused {outcome.cached_images} images and {outcome.cached_scores} scores from the store)")
     if outcome.failed_checkpoints:
         out.print(f"[red]failed checkpoints[/]: {', '.join(outcome.failed_checkpoints)} (see the report)")
+    if outcome.failures:
+        counts = ", ".join(f"{count} {scope}" for scope, count in sorted(outcome.failures.items()))
+        out.print(f"recorded failures and warnings: {counts} (listed under failures in results.json and the report)")
     out.print(f"results: {outcome.results_path}\nreport: {outcome.report_path}")
 
 

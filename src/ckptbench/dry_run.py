@@ -24,7 +24,7 @@ from ckptbench.metrics.engine import PreparedScorer, ScoreCell, prepare_scorers,
 from ckptbench.metrics.registry import check_scorer_names
 from ckptbench.metrics.set_engine import check_planned_sizes, group_cells, set_key
 from ckptbench.plan import generation_plan, plan_images, unique_todo, work_units
-from ckptbench.runner import case_references, open_executor
+from ckptbench.runner import open_executor
 from ckptbench.spec import BenchmarkSpec, ExecutorName
 from ckptbench.store import Store
 from ckptbench.suites.load import load_suites
@@ -91,8 +91,8 @@ def _plan(spec: BenchmarkSpec, suites: list, store: Store, work: Executor, conso
     prepared = prepare_scorers(spec.scorers, device, store)
     check_planned_sizes(prepared, {suite.name: len(suite.cases) * len(suite.seeds) for suite in suites})
     embeddings = EmbeddingLibrary(spec.generation.embedding_dirs, spec.generation.allow_pickle_embeddings, store)
-    references = case_references([case for suite in suites for case in suite.cases], store)
     plan = plan_images(spec, suites, store, dtype, embeddings, console)
+    references = plan.references
     result = DryRun(work.name, work.workers(), str(device), dtype, skipped_cases=plan.skipped_cases)
     existing = store.existing_images(job.key for jobs in plan.jobs.values() for job in jobs)
     todo = unique_todo(plan.jobs, existing, spec.generation.batch_size)

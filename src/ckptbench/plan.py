@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from ckptbench.errors import CkptbenchError
 from ckptbench.executors.base import (
@@ -27,12 +28,15 @@ from ckptbench.generate.fast_path import BatchSize
 from ckptbench.generate.hires import hires_settings, second_pass_schedule, target_size
 from ckptbench.generate.lora import LoraLibrary
 from ckptbench.generate.samplers import schedule_steps
+from ckptbench.metrics.references import ReferenceSet, reference_set
 from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from ckptbench.spec import BenchmarkSpec, CheckpointSpec
 from ckptbench.store import RunItem, Store
 from ckptbench.suites import Case
 from ckptbench.suites.load import LoadedSuite
 from ckptbench.suites.loras import resolve_case_loras
+
+RunnableCase = tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]  # seeds, case, its LoRAs
 
 
 @dataclass
@@ -42,6 +46,8 @@ class ImagePlan:
     items: list[RunItem] = field(default_factory=list)  # the run's cells, in order
     unresolved: list[tuple[CheckpointSpec, str]] = field(default_factory=list)  # checkpoints that cannot be used
     skipped_cases: list[str] = field(default_factory=list)  # why a case was left out
+    # (suite, case id) → the case's reference images, checked and hashed before any image is made
+    references: dict[tuple[str, str], ReferenceSet] = field(default_factory=dict)
 
 
 def plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, dtype: str,
@@ -52,7 +58,7 @@ def plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, dt
                                 hires=hires_settings(generation.hires, store), clip_skip=generation.clip_skip)
     backend = backend_id()
     plan = ImagePlan()
-    cases = _cases_with_loras(spec, suites, store, plan, console)
+    cases = _runnable_cases(spec, suites, store, plan, console)
     for checkpoint in spec.checkpoints:
         try:
             ckpt = resolve_checkpoint(checkpoint, store, generation.vae)
@@ -131,21 +137,27 @@ def log_detection(ckpt: ResolvedCheckpoint, console: Console) -> None:
         console.print(f"[yellow]warning[/]: {ckpt.name}: {warning}", highlight=False)
 
 
-def _cases_with_loras(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, plan: ImagePlan,
-                      console: Console) -> list[tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]]:
-    """Every case with its seeds and its LoRAs resolved to files; a case whose LoRA cannot be found is
-    left out (and noted in ``plan.skipped_cases``)."""
+def _runnable_cases(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, plan: ImagePlan,
+                    console: Console) -> list[RunnableCase]:
+    """Every case with its seeds, its LoRAs resolved to files and its reference images checked and hashed
+    (into ``plan.references``); a case whose LoRA or reference image is missing or unreadable is left out
+    (and noted in ``plan.skipped_cases``), the other cases run."""
     generation = spec.generation
     library = LoraLibrary(generation.lora_dirs, generation.default_lora_weight, generation.allow_pickle_loras,
                           store)
-    cases: list[tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]] = []
+    cases: list[RunnableCase] = []
     for suite, case in ((loaded, case) for loaded in suites for case in loaded.cases):
+        where = f"case {case.suite}/{case.case_id}"
         try:
-            cases.append((suite.seeds, case, resolve_case_loras(case, library)))
+            loras = resolve_case_loras(case, library)
+            if case.references:
+                plan.references[(case.suite, case.case_id)] = reference_set(case.references, store, where)
         except (CkptbenchError, ValueError) as error:
-            message = f"case {case.suite}/{case.case_id}: {error}"
+            message = str(error) if str(error).startswith(where) else f"{where}: {error}"
             plan.skipped_cases.append(message)
-            console.print(f"[red]skipped[/]: {message}")
+            console.print(f"[red]skipped[/]: {escape(message)}", highlight=False)
+            continue
+        cases.append((suite.seeds, case, loras))
     return cases
 
 

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ckptbench.device import resolve_dtype_name
 from ckptbench.errors import DiskFullError
 from ckptbench.executors import Executor, TaskEnd, make_executor
 from ckptbench.generate.base import ImageJob
-from ckptbench.generate.embeddings import EmbeddingLibrary
+from ckptbench.generate.embeddings import EmbeddingLibrary, near_miss_note
 from ckptbench.generate.samplers import sampler_recipe
 from ckptbench.metrics.engine import ScoreCell, plan_scoring, prepare_scorers
-from ckptbench.metrics.references import ReferenceSet, reference_set
+from ckptbench.metrics.references import ReferenceSet
 from ckptbench.metrics.registry import check_scorer_names
 from ckptbench.metrics.set_engine import check_planned_sizes, plan_sets
 from ckptbench.models.checkpoint import ResolvedCheckpoint
@@ -29,7 +30,6 @@ from ckptbench.report.outputs import write_outputs
 from ckptbench.spec import BenchmarkSpec, ExecutorName
 from ckptbench.stop import StopFlag, stop_requested
 from ckptbench.store import Store, Throughput
-from ckptbench.suites import Case
 from ckptbench.suites.load import LoadedSuite, load_suites
 from ckptbench.throughput import GenerationMeter, scoring_throughput
 
@@ -47,6 +47,7 @@ class RunOutcome:
     results_path: Path | None = None
     report_path: Path | None = None
     interrupted: bool = False  # a stop was asked for: the run ended early and resumes when run again
+    failures: Counter[str] = field(default_factory=Counter)  # recorded failures and warnings by scope
 
 
 def _progress(console: Console) -> Progress:
@@ -94,11 +95,8 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Exe
     # Scorer weights are resolved before any image is made: a missing model should stop the run now,
     # not after hours of generation.
     prepared = prepare_scorers(spec.scorers, device, store)
-    cases = [case for suite in suites for case in suite.cases]
     check_planned_sizes(prepared, {suite.name: len(suite.cases) * len(suite.seeds) for suite in suites})
     embeddings = EmbeddingLibrary(spec.generation.embedding_dirs, spec.generation.allow_pickle_embeddings, store)
-    # Reference images are hashed now, so a missing one stops the run before generation.
-    references = case_references(cases, store)
     provenance = {**collect_provenance(device, dtype), "executor": work.describe()}
     run_id = store.start_run(spec.model_dump(mode="json", by_alias=True), provenance)
     outcome = RunOutcome(store=store.root, run_id=run_id)
@@ -107,7 +105,7 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Exe
                                  for suite in suites for case in suite.cases])
     image_plan = plan_images(spec, suites, store, dtype, embeddings, console)
     _record_plan(store, run_id, image_plan, outcome, console)
-    jobs = image_plan.jobs
+    jobs, references = image_plan.jobs, image_plan.references
     existing = store.existing_images(job.key for jobs_of in jobs.values() for job in jobs_of)
     # Whole batches, so that images made after an interruption come out as in an uninterrupted run.
     todo = unique_todo(jobs, existing, spec.generation.batch_size)
@@ -150,14 +148,16 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Exe
                               scorer=scorer)
     store.put_throughput(run_id, measured)
 
+    embedding_record = _embedding_record(embeddings, jobs, store, run_id, console)
     provenance = {**provenance, "text_truncated": plan.truncated, "skipped": plan.skipped,
-                  "checkpoints": outcome.models, "embeddings": _embedding_record(embeddings, jobs, console),
+                  "checkpoints": outcome.models, "embeddings": embedding_record,
                   "scorer_dtypes": {p.name: p.backbone.dtype for p in prepared},
                   "generation_runtime": runtime, "duration_s": round(time.perf_counter() - started, 3)}
     outcome.interrupted = stop_requested(stop)
     status = ("interrupted" if outcome.interrupted else
               "failed" if len(outcome.failed_checkpoints) == len(spec.checkpoints) else "ok")
     store.finish_run(run_id, status, provenance)
+    outcome.failures = Counter(str(failure["scope"]) for failure in store.run_failures(run_id))
     # Also after a stop: the outputs then show what the run has so far.
     outcome.results_path, outcome.report_path = write_outputs(store, run_id, console=console)
     return outcome
@@ -173,12 +173,6 @@ def _mark_interrupted(store: Store) -> None:
         pass
 
 
-def case_references(cases: Sequence[Case], store: Store) -> dict[tuple[str, str], ReferenceSet]:
-    return {(case.suite, case.case_id): reference_set(case.references, store,
-                                                      f"suite '{case.suite}' case {case.case_id}")
-            for case in cases if case.references}
-
-
 def _record_plan(store: Store, run_id: int, plan: ImagePlan, outcome: RunOutcome, console: Console) -> None:
     for message in plan.skipped_cases:
         store.put_failure(run_id, "case", message)
@@ -190,18 +184,25 @@ def _record_plan(store: Store, run_id: int, plan: ImagePlan, outcome: RunOutcome
     store.put_run_items(run_id, plan.items)
 
 
-def _embedding_record(library: EmbeddingLibrary, jobs: dict[str, list[ImageJob]], console: Console
-                      ) -> dict[str, object]:
-    """Which embeddings the run used, and prompt words that look like an embedding but name none."""
+def _embedding_record(library: EmbeddingLibrary, jobs: dict[str, list[ImageJob]], store: Store, run_id: int,
+                      console: Console) -> dict[str, object]:
+    """Which embeddings the run used, and prompt words that look like an embedding but name none.
+
+    A word that names no embedding is a plain word, as in A1111 (it cannot be told from any other word), so
+    a near miss is not an error; it is recorded as a warning with the run, where the report lists it."""
     if not library.files:
         return {}
     all_jobs = [job for jobs_of in jobs.values() for job in jobs_of]
     used = {name: sha256 for job in all_jobs for name, sha256 in job.embeddings}
     prompts = {pair for job in all_jobs for pair in ((job.prompt, False), (job.negative_prompt, True))}
-    near_misses = library.near_misses(prompts)
-    for note in near_misses:
-        console.print(f"[yellow]note[/]: {note} (A1111 matches an embedding only by its exact name's tokens)")
-    return {"used": used, "unused": sorted(set(library.files) - set(used)), "near_misses": near_misses}
+    pairs = library.near_miss_pairs(prompts)
+    for word, name in pairs:
+        message = (f"prompt word '{word}' looks like embedding '{name}' ({library.files[name]}) but does not name "
+                   f"it, so it is read as plain words; write '{name}' in the prompt to use the embedding.")
+        store.put_failure(run_id, "warning", message)
+        console.print(f"[yellow]note[/]: {escape(message)}", highlight=False)
+    return {"used": used, "unused": sorted(set(library.files) - set(used)),
+            "near_misses": [near_miss_note(word, name) for word, name in pairs]}
 
 
 def _generate(spec: BenchmarkSpec, store: Store, run_id: int, work: Executor,
@@ -231,7 +232,11 @@ def _generate(spec: BenchmarkSpec, store: Store, run_id: int, work: Executor,
             if event.key in existing:
                 pass  # remade only to keep its batch as it was; the stored copy stays
             elif event.png is None:
-                store.put_failure(run_id, "image", event.error or "failed", checkpoint=name, image_key=event.key)
+                error = event.error or "failed"
+                store.put_failure(run_id, "image", error, checkpoint=name, image_key=event.key)
+                if (name, error) not in warned:  # said once, recorded for every image
+                    warned.add((name, error))
+                    console.print(f"[red]failed[/]: {escape(f'{name}: {error}')}", highlight=False)
             else:
                 for warning in event.warnings:  # once per checkpoint, not once per image
                     if (name, warning) not in warned:
@@ -253,7 +258,7 @@ def _task_failed(store: Store, run_id: int, event: TaskEnd, failed_shards: int, 
     ckpt = task.checkpoint
     if task.shards > 1:
         store.put_failure(run_id, "shard", message, checkpoint=ckpt.name)
-        console.print(f"[red]failed[/]: {message}")
+        console.print(f"[red]failed[/]: {escape(message)}", highlight=False)
     if failed_shards == task.shards:
         _fail_checkpoint(store, run_id, ckpt.name, ckpt.source, ckpt.sha256, message, outcome, console,
                          quiet=task.shards > 1)
@@ -265,7 +270,7 @@ def _fail_checkpoint(store: Store, run_id: int, name: str, source: str, sha256: 
     store.put_failure(run_id, "checkpoint", message, checkpoint=name)
     outcome.failed_checkpoints.append(name)
     if not quiet:
-        console.print(f"[red]failed[/]: {message}")
+        console.print(f"[red]failed[/]: {escape(message)}", highlight=False)
 
 
 def print_notes(truncated: dict[str, dict[str, int]], skipped: dict[str, dict[str, int]], console: Console) -> None:
@@ -276,7 +281,8 @@ def print_notes(truncated: dict[str, dict[str, int]], skipped: dict[str, dict[st
     for scorer, reasons in skipped.items():
         for reason, count in reasons.items():
             hint = f" (set [scorers.{scorer}] references to give a default)" if "reference" in reason else ""
-            console.print(f"[yellow]note[/]: {scorer} skips {count} image(s): {reason}{hint}")
+            console.print(f"[yellow]note[/]: {escape(f'{scorer} skips {count} image(s): {reason}{hint}')}",
+                          highlight=False)
 
 
 def _score_cells(store: Store, run_id: int, references: dict[tuple[str, str], ReferenceSet]

@@ -511,7 +511,11 @@ def _check_files_exist(spec: BenchmarkSpec, path: Path) -> None:
 
 def describe_validation_error(error: ValidationError, path: Path, root: type[BaseModel] | None = None) -> str:
     """One sentence (plus a count of further problems) for a validation error of ``root`` read from ``path``."""
-    messages = [_describe_one(item, path, root or BenchmarkSpec) for item in error.errors()]
+    items = error.errors()
+    # A list whose only entry is invalid is also reported as too short: the entry's own error says it all.
+    causes = [item for item in items if not (item["type"] == "too_short" and any(
+        len(other["loc"]) > len(item["loc"]) and other["loc"][: len(item["loc"])] == item["loc"] for other in items))]
+    messages = [_describe_one(item, path, root or BenchmarkSpec) for item in causes or items]
     if len(messages) == 1:
         return messages[0]
     return messages[0] + f" (and {len(messages) - 1} more problem(s): " + "; ".join(
@@ -529,9 +533,13 @@ def _describe_one(item: Any, path: Path, root: type[BaseModel]) -> str:
         return f"{path}: unknown key '{where}'{hint}; remove or rename it.{listing}"
     if kind == "missing":
         return f"{path}: missing required key '{where}'; add it."
+    if kind == "too_short" and item.get("ctx", {}).get("actual_length") == 0:
+        return f"{path}: {where} is empty; put at least {item['ctx']['min_length']} entry in it."
     given = item.get("input")
     shown = f" (got {given!r})" if not isinstance(given, dict | list) else ""
     message = item["msg"].removeprefix("Value error, ")
+    if message.startswith("Input should"):  # pydantic's wording for a wrong type or choice
+        return f"{path}: {where or 'spec'} {message.removeprefix('Input ')}{shown}; fix this value."
     return f"{path}: {where or 'spec'}: {message}{shown}; fix this value."
 
 

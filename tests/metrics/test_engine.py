@@ -73,3 +73,22 @@ def test_each_case_is_compared_with_its_own_references(tiny_scorer_models, tmp_p
     execute_scoring(store, prepared, plan, cpu)
     (value,) = store.score_values(prepared[0].info.key, [(own[0].image_key, f"refs:{sets[0].key}")]).values()
     assert abs(value) < 1e-9
+
+
+def test_a_reference_set_that_cannot_be_read_fails_only_its_own_cases(tiny_scorer_models, tmp_path) -> None:
+    images = sorted(tiny_scorer_models["images"].glob("*.png"))
+    references = sorted(tiny_scorer_models["references"].glob("*.png"))
+    spoiled = tmp_path / "spoiled.png"
+    spoiled.write_bytes(references[1].read_bytes())
+    sets = [reference_set([references[0]], None, "t"), reference_set([spoiled], None, "t")]
+    spoiled.write_bytes(b"overwritten after the run checked it")  # the set still names it by its old digest
+    cells = _cells(images, [sets[i % 2] for i in range(len(images))])
+    cpu = torch.device("cpu")
+    store = Store(tmp_path / "store")
+    prepared = prepare_scorers(_spec(tiny_scorer_models, ("style-gram",)), cpu, store)
+    report = execute_scoring(store, prepared, plan_scoring(store, None, prepared, cells), cpu)
+    # The cases of the good set, in the same chunk as the others, still score.
+    assert report.scored == len(images) // 2
+    assert sorted(key for _, key, _ in report.failures) == sorted(c.image_key for c in cells[1::2])
+    for _, _, message in report.failures:
+        assert f"cannot read reference image {spoiled}" in message and "replace it with a readable image" in message

@@ -144,10 +144,14 @@ class EmbeddingLibrary:
     def near_misses(self, prompts: Iterable[tuple[str, bool]]) -> list[str]:
         """Words that look like an embedding's name but do not name it (e.g. 'easy_negative'), for each
         (prompt, is_negative) whose own text does not use that embedding."""
+        return [near_miss_note(word, name) for word, name in self.near_miss_pairs(prompts)]
+
+    def near_miss_pairs(self, prompts: Iterable[tuple[str, bool]]) -> list[tuple[str, str]]:
+        """(prompt word, embedding name) of every near miss ``near_misses`` describes, sorted."""
         if not self.files:
             return []
         normalised = {_normalise(name): name for name in self.files}
-        notes: set[str] = set()
+        pairs: set[tuple[str, str]] = set()
         for prompt, negative in prompts:
             used = set(self.used_in(prompt, negative))  # at any step
             for word in set(re.split(r"[\s,]+", strip_prompt_syntax(prompt))):
@@ -156,8 +160,12 @@ class EmbeddingLibrary:
                     continue
                 close = difflib.get_close_matches(key, normalised, n=1, cutoff=0.85)
                 if close and normalised[close[0]] not in used:
-                    notes.add(f"'{word}' looks like embedding '{normalised[close[0]]}' but does not name it")
-        return sorted(notes)
+                    pairs.add((word, normalised[close[0]]))
+        return sorted(pairs)
+
+
+def near_miss_note(word: str, name: str) -> str:
+    return f"'{word}' looks like embedding '{name}' but does not name it"
 
 
 def _normalise(word: str) -> str:

@@ -42,6 +42,15 @@ class LoraError(CkptbenchError):
     """A LoRA could not be found, read or applied; the message names the file and the checkpoint."""
 
 
+class LoraNotFoundError(LoraError):
+    """No file in ``lora_dirs`` has the LoRA's name as its stem (other ways to find it may still work)."""
+
+    def __init__(self, name: str, folders: str, hint: str) -> None:
+        self.name, self.folders, self.hint = name, folders, hint
+        super().__init__(f"LoRA '{name}' was not found in lora_dirs ({folders}){hint}; put {name}.safetensors in "
+                         "one of them or fix the name.")
+
+
 @dataclass
 class LoraLibrary:
     """Resolves LoRA names (file stems) in ``[generation] lora_dirs`` to files hashed by content."""
@@ -85,8 +94,7 @@ class LoraLibrary:
         close = difflib.get_close_matches(name, list(index), n=1, cutoff=0.6)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         folders = ", ".join(str(folder) for folder in self.dirs)
-        raise LoraError(f"LoRA '{name}' was not found in lora_dirs ({folders}){hint}; put {name}.safetensors in "
-                        "one of them or fix the name.")
+        raise LoraNotFoundError(name, folders, hint)
 
     def _build_index(self) -> dict[str, list[Path]]:
         if self._index is None:
@@ -165,7 +173,7 @@ def check_architecture(state: dict[str, torch.Tensor], pipeline: Any, lora: Lora
         widths = widths or {2048}
     if isinstance(model_width, int) and widths and widths != {model_width}:
         raise LoraError(
-            f"LoRA {lora.path.name} was made for {_family(max(widths))} but checkpoint '{checkpoint}' is "
+            f"LoRA {lora.path} was made for {_family(max(widths))} but checkpoint '{checkpoint}' is "
             f"{_family(model_width)}; use a LoRA made for the checkpoint's architecture.")
 
 
@@ -248,7 +256,7 @@ class LoraApplier:
         state = read_lora_file(lora.path, self.allow_pickle)
         expected = lora_layer_count(state)
         if expected == 0:
-            raise LoraError(f"LoRA file {lora.path.name} holds no LoRA layers (no lora_down/lora_up or lora_A/lora_B "
+            raise LoraError(f"LoRA file {lora.path} holds no LoRA layers (no lora_down/lora_up or lora_A/lora_B "
                             "tensors; LyCORIS LoHa/LoKr files are not supported); use a LoRA file.")
         check_architecture(state, self.pipeline, lora, self.checkpoint)
         from diffusers.loaders import StableDiffusionXLLoraLoaderMixin
@@ -262,19 +270,19 @@ class LoraApplier:
         except Exception as error:
             if "not found in the base model" in str(error) or type(error).__name__ == "NoMatchingPeftModuleError":
                 raise self._no_match(lora, expected) from None
-            raise LoraError(f"LoRA {lora.path.name} could not be applied to checkpoint '{self.checkpoint}' "
+            raise LoraError(f"LoRA {lora.path} could not be applied to checkpoint '{self.checkpoint}' "
                             f"({type(error).__name__}: {_first_line(error)}); check that it is a LoRA for this "
                             "checkpoint's architecture.") from None
         matched = self._count_loaded(name)
         if matched == 0:
             raise self._no_match(lora, expected)
         if matched < expected:
-            return (f"LoRA {lora.path.name} matched only {matched} of its {expected} layers in checkpoint "
+            return (f"LoRA {lora.path} matched only {matched} of its {expected} layers in checkpoint "
                     f"'{self.checkpoint}'; the other {expected - matched} have no effect.",)
         return ()
 
     def _no_match(self, lora: LoraUse, expected: int) -> LoraError:
-        return LoraError(f"LoRA {lora.path.name} matches no layer of checkpoint '{self.checkpoint}' (none of its "
+        return LoraError(f"LoRA {lora.path} matches no layer of checkpoint '{self.checkpoint}' (none of its "
                          f"{expected} layers was found); check that it is a LoRA for this checkpoint's architecture.")
 
     def _count_loaded(self, name: str) -> int:

@@ -255,18 +255,37 @@ def _reference_summary(store: ScoreStore, source: FeatureSource, entry: Prepared
     return summaries[cache_key]
 
 
+def _rows_with_references(store: ScoreStore, source: FeatureSource, entry: PreparedScorer, rows: list[Row],
+                          summaries: dict[tuple[str, str], dict[str, np.ndarray]], report: ScoringReport
+                          ) -> tuple[list[Row], list[dict[str, np.ndarray]]]:
+    """The rows whose reference set could be summarised, with their summaries; a set that cannot (an image
+    made unreadable after the run checked it) fails its own rows only, not the other cases of the chunk."""
+    kept: list[Row] = []
+    references: list[dict[str, np.ndarray]] = []
+    for row in rows:
+        assert row.references is not None  # rows_for gives every row of a reference scorer its set
+        try:
+            references.append(_reference_summary(store, source, entry, row.references, summaries))
+        except Exception as error:
+            report.failures.append((entry.name, row.cell.image_key, f"scorer '{entry.name}': {error}"))
+            continue
+        kept.append(row)
+    return kept, references
+
+
 def _score_rows(store: ScoreStore, source: FeatureSource, entry: PreparedScorer, rows: list[Row],
                 features: dict[str, dict[str, np.ndarray]], summaries: dict[tuple[str, str], dict[str, np.ndarray]],
                 report: ScoringReport) -> None:
     scorer = entry.scorer
     assert isinstance(scorer, ImageScorer)
+    references = None
+    if scorer.needs_references:
+        rows, references = _rows_with_references(store, source, entry, rows, summaries, report)
+        if not rows:
+            return
     try:
         texts = [row.text for row in rows]
         text_embeds = torch.from_numpy(source.texts(texts)) if scorer.needs_prompt else None
-        references = None
-        if scorer.needs_references:
-            references = [_reference_summary(store, source, entry, row.references, summaries)
-                          for row in rows if row.references is not None]
         batch = FeatureBatch(
             features={name: torch.from_numpy(np.stack([features[row.cell.image_key][name] for row in rows]))
                       for name in scorer.features},

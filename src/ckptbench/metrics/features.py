@@ -118,7 +118,8 @@ class FeatureSource:
         problems: list[str] = []
         features = self.images(keys, paths, lambda _key, message: problems.append(message))
         if problems:
-            raise OSError(f"reference image unreadable: {problems[0]}")
+            what = problems[0].replace("cannot read image", "cannot read reference image", 1)
+            raise OSError(f"{what}; replace it with a readable image or remove it from the references.")
         return {name: np.stack([features[key][name] for key in keys]) for name in self.wanted}
 
     def texts(self, texts: Sequence[str]) -> np.ndarray:

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
+
 from ckptbench.errors import SpecError
 from ckptbench.hashing import DigestCache, content_key, sha256_file
 
@@ -49,4 +51,26 @@ def reference_set(paths: Iterable[Path], cache: DigestCache | None, where: str) 
         raise SpecError(f"{where}: no reference images found; give image files or a folder of images.")
     # One file named twice is one reference.
     unique = list(dict.fromkeys(p.resolve() for p in files))
+    for path in unique:
+        check_image_readable(path, where)
     return ReferenceSet(tuple(unique), tuple(sha256_file(p, cache) for p in unique))
+
+
+def check_image_readable(path: Path, where: str) -> None:
+    """Raise ``SpecError`` for an empty or undecodable reference image, before any work depends on it.
+
+    ``verify`` reads the file's structure (for PNG every chunk and its checksum, so a truncated file is
+    caught) without decoding the pixels, so checking thousands of references stays cheap.
+    """
+    if path.stat().st_size == 0:
+        raise SpecError(f"{where}: reference image {path} is empty (0 bytes); replace it with the real image or "
+                        "remove it from the references.")
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as error:
+        detail = (str(error).strip().splitlines() or [""])[0][:200]
+        reason = ("not a known image format" if isinstance(error, UnidentifiedImageError)
+                  else f"{type(error).__name__}: {detail}" if detail else type(error).__name__)
+        raise SpecError(f"{where}: reference image {path} cannot be read as an image ({reason}); replace it with a "
+                        "readable PNG, JPEG or WebP file or remove it from the references.") from None

@@ -110,7 +110,7 @@ def _resolve_single_file(spec: CheckpointSpec, path: Path, vae: ResolvedVae | No
     if found.problem:
         raise ModelFileError(f"{owner}: {path.name}: {found.problem}.")
     assert found.family is not None  # a text encoder's layout always names the family
-    family = _check_declared_family(spec, found.family, found.evidence[0], path.name)
+    family = _check_declared_family(spec, found.family, found.evidence[0], path)
     prediction, prediction_source = decide_prediction(model, found, family, spec)
     if not found.has_vae and vae is None:
         raise ModelFileError(
@@ -131,13 +131,14 @@ def _spec_family(spec: CheckpointSpec) -> Family | None:
     return "sd2" if spec.arch == "sd2-v" else spec.arch  # type: ignore[return-value]
 
 
-def _check_declared_family(spec: CheckpointSpec, detected: Family, evidence: str, file_name: str) -> Family:
+def _check_declared_family(spec: CheckpointSpec, detected: Family, evidence: str, path: Path) -> Family:
     """``arch`` in the spec is a declaration checked against the tensors: a mismatch cannot load."""
     declared = _spec_family(spec)
     if declared is not None and declared != detected:
+        # Every family name starts with "s", hence "an".
         raise ModelFileError(
-            f"checkpoint '{spec.name}': arch = '{spec.arch}' in the spec, but {file_name} is an {detected} "
-            f"checkpoint ({evidence}); its tensors cannot fill a {declared} pipeline. Fix or remove `arch`.")
+            f"checkpoint '{spec.name}': arch = '{spec.arch}' in the spec, but {path} is an {detected} "
+            f"checkpoint ({evidence}), whose tensors cannot fill an {declared} pipeline; fix or remove `arch`.")
     return detected
 
 
@@ -279,7 +280,7 @@ def _resolve_folder(spec: CheckpointSpec, path: Path, vae: ResolvedVae | None, c
         except ModelFileError as error:
             raise type(error)(f"{owner}: {error}") from None
     found_family, found_prediction, evidence = folder_family(path, owner)
-    family = _check_declared_family(spec, found_family, evidence[0], path.name)
+    family = _check_declared_family(spec, found_family, evidence[0], path)
     if spec.prediction:
         prediction, source = spec.prediction, f"spec: prediction = '{spec.prediction}'"
     elif spec.arch == "sd2-v":

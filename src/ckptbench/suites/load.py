@@ -34,6 +34,9 @@ def load_suites(spec: BenchmarkSpec) -> list[LoadedSuite]:
     loaded = []
     for suite in spec.suites:
         cases = _read_cases(suite)
+        if not cases:
+            raise SuiteError(f"suite '{suite.name}' ({_source(suite)}) has no cases; add prompts to it or remove "
+                             "the suite from the spec.")
         if suite.limit is not None:
             cases = cases[: suite.limit]
         kind = suite.kind or cases[0].kind
@@ -81,6 +84,16 @@ def _read_cases(suite: SuiteSpec) -> list[Case]:
     if not cases:
         raise SuiteError(f"suite '{name}': no image with infotext in {suite.path}.")
     return cases
+
+
+def _source(suite: SuiteSpec) -> str:
+    if suite.file is not None:
+        return f"file {suite.file}"
+    if suite.builtin is not None:
+        return f"builtin '{suite.builtin}'"
+    if suite.format is not None:
+        return f"{suite.format} {suite.path}"
+    return "inline prompts"
 
 
 def _with_suite_settings(case: Case, suite: SuiteSpec, kind: SuiteKind) -> Case:

@@ -24,7 +24,14 @@ from functools import lru_cache
 from pathlib import Path
 
 from ckptbench.generate.base import LoraUse
-from ckptbench.generate.lora import PICKLE_SUFFIXES, SAFE_SUFFIXES, LoraError, LoraLibrary, combine_loras
+from ckptbench.generate.lora import (
+    PICKLE_SUFFIXES,
+    SAFE_SUFFIXES,
+    LoraError,
+    LoraLibrary,
+    LoraNotFoundError,
+    combine_loras,
+)
 from ckptbench.hashing import sha256_file
 from ckptbench.prompt import LoraTag, extract_lora_tags
 from ckptbench.suites.case import Case
@@ -55,7 +62,7 @@ def find_lora_file(name: str, target: str | None, library: LoraLibrary) -> Path:
         return _by_target(name, target, library)
     try:
         return library.find(name)
-    except LoraError as error:
+    except LoraNotFoundError as error:
         aliased = [path for path in _files(library) if _alias(path) == name]
         if len(aliased) == 1:
             return aliased[0]
@@ -64,9 +71,9 @@ def find_lora_file(name: str, target: str | None, library: LoraLibrary) -> Path:
             found = _by_hash(library, *digest)
             if found is not None:
                 return found
-        raise LoraError(f"{error} It is not the alias (ss_output_name) of a file there either; map the name to its "
-                        f"file in the suite's `lora_files` (e.g. {name} = \"file.safetensors\" or "
-                        f"\"autov2:0123456789\").") from None
+        raise LoraError(f"LoRA '{name}' was not found in lora_dirs ({error.folders}) by file name, alias "
+                        f"(ss_output_name) or hash{error.hint}; put {name}.safetensors there, fix the name, or map "
+                        f"it to its file in the suite's `lora_files` (e.g. {name} = \"file.safetensors\").") from None
 
 
 def parse_hash(text: str) -> tuple[str, str] | None:
