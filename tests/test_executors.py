@@ -20,6 +20,8 @@ from typer.testing import CliRunner
 from ckptbench.cli import app
 from ckptbench.runner import run_benchmark
 from ckptbench.spec import load_spec
+from ckptbench.stop import StopFlag
+from ckptbench.store import Store
 from tests.conftest import REPO_ROOT, write_spec_text
 
 QUIET = Console(quiet=True)
@@ -162,6 +164,33 @@ def test_ray_retries_failed_and_lost_tasks_and_records_what_still_fails(
     for checkpoint in results["checkpoints"]:
         if checkpoint["name"] != "broken":
             assert checkpoint["scores"]["clip-score"]["n"] == 4
+
+
+@pytest.mark.slow
+def test_a_stop_ends_a_ray_run_early_and_the_next_run_completes_it(
+        ray_instance: Path, tmp_path: Path, tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C under Ray: the results of tasks already back are stored, no new task starts, the ones running are
+    cancelled; the run is 'interrupted' and the next run makes exactly what is missing."""
+    path = tmp_path / "spec.toml"
+    path.write_text(write_spec_text(tiny_models, benchmark='name = "t"\nstore = "store"\nexecutor = "ray"\n'
+                                                           'shard_images = 1'))
+    stop = StopFlag()
+    original = Store.put_image_png
+
+    def put_then_stop(self: Store, *args: Any, **kwargs: Any) -> Path:
+        stop.request("test")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "put_image_png", put_then_stop)
+    first = run_benchmark(load_spec(path), console=QUIET, stop=stop)
+    monkeypatch.undo()
+    assert first.interrupted and 1 <= first.generated < 8 and first.scored == 0
+    assert json.loads(first.results_path.read_text())["run"]["status"] == "interrupted"
+
+    second = run_benchmark(load_spec(path), console=QUIET)
+    assert not second.interrupted and not second.failed_checkpoints
+    assert second.cached_images == first.generated and first.generated + second.generated == 8
+    assert len(_pngs(tmp_path / "store")) == 8
 
 
 def test_unknown_executor_is_one_clear_error(write_spec) -> None:
