@@ -144,8 +144,9 @@ def _exit_if_interrupted(outcome: object, resume: str) -> None:
 
     assert isinstance(outcome, RunOutcome)
     if outcome.interrupted:
-        console.print(f"[yellow]interrupted[/]: the batch in progress was finished and saved; the outputs show "
-                      f"what exists so far. Resume with `{resume}` (work already done is not redone).",
+        console.print(f"[yellow]interrupted[/]: everything finished before the stop is saved (the batch in "
+                      f"progress was completed; Ray tasks still running were cancelled) and the outputs show what "
+                      f"exists so far. Resume with `{resume}` (work already done is not redone).",
                       highlight=False, soft_wrap=True)
         raise typer.Exit(code=INTERRUPTED_EXIT_CODE)
 
