@@ -137,6 +137,14 @@ def test_convert_refuses_every_hostile_pickle(hostile, tmp_path: Path, allow: bo
         result = runner.invoke(app, ["convert", str(path), str(target)] + (["--allow-pickle"] if allow else []))
         assert result.exit_code == 2, (name, result.output)
         assert "Traceback" not in result.output and not target.exists()
+        message = " ".join(result.output.split())
+        assert str(path) in message, message
+        if "renamed" in name:
+            assert "named .safetensors but it is" in message, message
+        elif allow:
+            assert "restricted unpickler" in message and "GLOBAL" in message, message
+        else:
+            assert "can run arbitrary code" in message and "--allow-pickle" in message, message
         assert not list(tmp_path.glob(f".{target.name}.*")), "no temporary file left behind"
     assert not marker.exists()
 

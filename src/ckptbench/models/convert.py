@@ -20,6 +20,7 @@ def convert_to_safetensors(source: Path, target: Path, allow_pickle: bool) -> di
     if not source.is_file():
         raise ModelFileError(f"{source} does not exist; give the pickle file to convert.")
     if source.suffix.lower() not in PICKLE_SUFFIXES:
+        read_safetensors_header(source)  # a pickle in disguise is refused as such, not called "already safe"
         raise ModelFileError(f"{source}: only pickle files ({', '.join(PICKLE_SUFFIXES)}) are converted; a "
                              ".safetensors file is already in the safe format.")
     if target.suffix.lower() != ".safetensors":
