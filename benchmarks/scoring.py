@@ -107,7 +107,7 @@ def child_ckptbench(folder: Path, spec: Path, store: Path, out: Path) -> dict[st
 
     from ckptbench.hashing import sha256_file
     from ckptbench.score_folder import score_folder
-    from ckptbench.spec import load_scorers_spec
+    from ckptbench.spec_load import load_scorers_spec
     from ckptbench.store import Store
 
     scorers = load_scorers_spec(spec)

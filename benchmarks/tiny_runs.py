@@ -85,7 +85,7 @@ def timed_run(spec_path: Path, executor: str = "local", whole_tree: bool = False
     from rich.console import Console
 
     from ckptbench.runner import run_benchmark
-    from ckptbench.spec import load_spec
+    from ckptbench.spec_load import load_spec
 
     spec = load_spec(spec_path)
     clock = tree_cpu_seconds if whole_tree else time.process_time

@@ -24,7 +24,7 @@ from ckptbench.atomic import atomic_write_bytes
 from ckptbench.cli import app
 from ckptbench.errors import DiskFullError
 from ckptbench.runner import run_benchmark
-from ckptbench.spec import load_spec
+from ckptbench.spec_load import load_spec
 from ckptbench.store import Store
 from tests.conftest import write_spec_text
 from tests.kill_harness import images_and_scores, leftovers

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from ckptbench.cli import app
 from ckptbench.dry_run import dry_run
 from ckptbench.runner import run_benchmark
-from ckptbench.spec import load_spec
+from ckptbench.spec_load import load_spec
 from ckptbench.store import Throughput
 from ckptbench.throughput import Need, estimate
 

@@ -113,7 +113,7 @@ def test_two_files_with_one_name_are_an_error(tmp_path: Path) -> None:
 
 
 def test_embedding_dirs_are_checked_when_the_spec_loads(write_spec, tmp_path: Path) -> None:
-    from ckptbench.spec import load_spec
+    from ckptbench.spec_load import load_spec
 
     with pytest.raises(SpecError, match=r"generation.embedding_dirs\[0\].*is not a folder"):
         load_spec(write_spec(generation='embedding_dirs = ["missing"]'))

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from ckptbench.cli import app
 from ckptbench.runner import run_benchmark
-from ckptbench.spec import load_spec
+from ckptbench.spec_load import load_spec
 from ckptbench.stop import StopFlag
 from ckptbench.store import Store
 from tests.conftest import REPO_ROOT, write_spec_text

@@ -19,7 +19,7 @@ from ckptbench.generate.fast_path import (
 )
 from ckptbench.generate.loading import load_pipeline
 from ckptbench.runner import run_benchmark
-from ckptbench.spec import load_spec
+from ckptbench.spec_load import load_spec
 
 
 def test_batch_size_auto_is_a_fixed_default_on_cpu_and_numbers_pass_through() -> None:

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ckptbench.errors import SpecError
-from ckptbench.spec import load_spec, spec_from_dict
+from ckptbench.spec_load import load_spec, spec_from_dict
 
 KEYS = ["benchmark", "checkpoints", "generation", "suites", "scorers", "name", "path", "hub", "seeds", "from",
         "to", "steps", "cfg", "width", "height", "prompts", "use", "model", "head", "store", "clip-score",

@@ -101,7 +101,7 @@ def test_a_job_naming_an_unreadable_embedding_fails_alone(make_job, tiny_checkpo
 
 def test_spec_keys_reach_the_images(write_spec, tiny_models, embedding_dir: Path) -> None:
     from ckptbench.runner import run_benchmark
-    from ckptbench.spec import load_spec
+    from ckptbench.spec_load import load_spec
     from ckptbench.store import Store
 
     spec_path = write_spec(

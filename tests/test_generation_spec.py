@@ -10,7 +10,7 @@ from ckptbench.infotext import parse_infotext
 from ckptbench.models.tiny import tiny_sd15_pipeline
 from ckptbench.models.tiny_lora import kohya_lora, save_lora
 from ckptbench.runner import run_benchmark
-from ckptbench.spec import load_spec
+from ckptbench.spec_load import load_spec
 from ckptbench.store import Store
 
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from ckptbench.models.tiny import tiny_sd15_pipeline
 from ckptbench.models.tiny_lora import kohya_lora, save_lora
 from ckptbench.runner import run_benchmark
-from ckptbench.spec import load_spec
+from ckptbench.spec_load import load_spec
 
 STYLES = ("Anime", "Manga", "Photographic", "Isometric", "Low_Poly", "Line_Art", "3D_Model", "Pixel_Art", "Watercolor")
 

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from ckptbench.runner import run_benchmark
-from ckptbench.spec import load_spec
+from ckptbench.spec_load import load_spec
 from tests.html_tables import read_table
 
 QUIET = Console(file=open("/dev/null", "w"))  # noqa: SIM115 - lives for the test session

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from ckptbench.cli import app
 from ckptbench.errors import SpecError
 from ckptbench.runner import run_benchmark
-from ckptbench.spec import load_spec
+from ckptbench.spec_load import load_spec
 
 
 def _scorers(models: dict[str, Path], inception: Path, extra: str = "") -> str:

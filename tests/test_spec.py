@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from ckptbench.cli import app
 from ckptbench.errors import SpecError
-from ckptbench.spec import load_spec
+from ckptbench.spec_load import load_spec
 
 
 def test_valid_spec_loads_and_expands_seed_range(write_spec) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ckptbench.errors import SpecError
-from ckptbench.spec import load_spec
+from ckptbench.spec_load import load_spec
 
 
 def _checkpoint(tiny_models, extra: str) -> str:

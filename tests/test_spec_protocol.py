@@ -8,7 +8,7 @@ import pytest
 
 from ckptbench.errors import SpecError, SuiteError
 from ckptbench.presets import GHOSTREVIEW_NEGATIVE
-from ckptbench.spec import load_spec
+from ckptbench.spec_load import load_spec
 from ckptbench.suites.load import load_suites
 
 

@@ -56,7 +56,7 @@ def validate(spec: Annotated[Path, typer.Argument(help="Benchmark spec (TOML).")
     """Check a spec: keys, types, files, sampler and scorer names."""
     from ckptbench.generate.samplers import sampler_recipe
     from ckptbench.metrics.registry import check_scorer_names
-    from ckptbench.spec import load_spec
+    from ckptbench.spec_load import load_spec
     from ckptbench.suites.load import load_suites
 
     try:
@@ -95,7 +95,7 @@ def run(
     code 130; a second Ctrl-C stops at once (the store stays consistent). Run the same command to resume.
     """
     _quiet_libraries()
-    from ckptbench.spec import load_spec
+    from ckptbench.spec_load import load_spec
 
     resume = f"ckptbench run {spec}" + (f" --store {store}" if store else "") + (
         f" --executor {executor}" if executor else "") + (f" --address {address}" if address else "")
@@ -157,7 +157,7 @@ def demo(out_dir: Annotated[Path, typer.Option("--out", help="Folder for the dem
     _quiet_libraries()
     from ckptbench.demo import build_demo_models, write_demo_spec
     from ckptbench.runner import run_benchmark
-    from ckptbench.spec import load_spec
+    from ckptbench.spec_load import load_spec
 
     console.print("[bold]ckptbench demo[/]: the checkpoints and scorer models are tiny and RANDOM — the "
                   "numbers only show that every stage works, not which model is better.")
@@ -310,7 +310,7 @@ def score(
     from ckptbench.device import resolve_device
     from ckptbench.runner import print_notes
     from ckptbench.score_folder import score_folder
-    from ckptbench.spec import load_scorers_spec
+    from ckptbench.spec_load import load_scorers_spec
     from ckptbench.store import Store
 
     try:

@@ -1,8 +1,7 @@
-"""The benchmark spec: what to generate with which checkpoints and how to score it, loaded from TOML.
+"""The benchmark spec's model: what to generate with which checkpoints and how to score it.
 
-Every table is strict: an unknown key is an error naming the key, the file and the closest valid key.
-Relative paths are resolved against the spec file's folder when the spec is loaded, so a loaded
-``BenchmarkSpec`` is self-contained.
+Every table is strict: an unknown key is an error naming the key, the file and the closest valid key
+(``spec_errors``). ``spec_load`` reads a TOML file into a ``BenchmarkSpec`` and resolves its paths.
 """
 
 from __future__ import annotations
@@ -10,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ckptbench.errors import SpecError
-from ckptbench.presets import PresetName, apply_preset
-from ckptbench.textfiles import closest, read_toml
+from ckptbench.presets import PresetName
+from ckptbench.spec_errors import did_you_mean
 
 Dtype = Literal["auto", "fp32", "fp16", "bf16"]
 Arch = Literal["sd15", "sd2", "sd2-v", "sdxl"]
@@ -323,7 +321,7 @@ class ScorersSpec(_Strict):
     def _options_for_used(self) -> ScorersSpec:
         for name in self.options:
             if name not in self.use:
-                hint = _did_you_mean(name, self.use)
+                hint = did_you_mean(name, self.use)
                 raise ValueError(f"options given for scorer '{name}', which is not in `use`{hint}")
         if len(set(self.use)) != len(self.use):
             raise ValueError("a scorer is listed twice in `use`")
@@ -351,13 +349,13 @@ class BenchmarkSpec(_Strict):
                 raise ValueError(f"{label} names must be unique; repeated: {', '.join(repeated)}")
         names = [c.name for c in self.checkpoints]
         if self.analysis.baseline is not None and self.analysis.baseline not in names:
-            hint = _did_you_mean(self.analysis.baseline, names)
+            hint = did_you_mean(self.analysis.baseline, names)
             raise ValueError(f"analysis.baseline '{self.analysis.baseline}' is not a checkpoint name{hint}")
         for table in ("thresholds", "composite"):
             known = set(self.scorers.use) | {name.split(":", 1)[0] for name in self.scorers.use}
             for scorer in getattr(self.analysis, table):
                 if scorer not in known:
-                    hint = _did_you_mean(scorer, sorted(known))
+                    hint = did_you_mean(scorer, sorted(known))
                     raise ValueError(f"analysis.{table} names scorer '{scorer}', which is not in scorers.use{hint}")
         return self
 
@@ -369,216 +367,3 @@ class BenchmarkSpec(_Strict):
 
     def checkpoint(self, name: str) -> CheckpointSpec:
         return next(c for c in self.checkpoints if c.name == name)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Loading and error messages
-
-
-def load_spec(path: Path | str) -> BenchmarkSpec:
-    """Read, validate and resolve a spec file; raise ``SpecError`` with one clear sentence otherwise."""
-    path = Path(path)
-    return spec_from_dict(read_toml(path, SpecError, "spec"), path)
-
-
-class _ScorersOnly(BaseModel):
-    """A spec file read for its ``[scorers]`` section alone (``ckptbench score``); other sections are ignored."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-    scorers: ScorersSpec
-
-
-def load_scorers_spec(path: Path | str) -> ScorersSpec:
-    """The validated ``[scorers]`` section of a spec file, its local paths resolved against the file's folder."""
-    path = Path(path)
-    raw = read_toml(path, SpecError, "spec")
-    try:
-        scorers = _ScorersOnly.model_validate(raw).scorers
-    except ValidationError as error:
-        raise SpecError(describe_validation_error(error, path)) from None
-    base = path.resolve().parent
-    return scorers.model_copy(update={"options": {name: _resolve_options(opts, base)
-                                                  for name, opts in scorers.options.items()}})
-
-
-def spec_from_dict(raw: dict[str, Any], path: Path) -> BenchmarkSpec:
-    """Validate a parsed spec; relative paths are taken relative to ``path``'s folder."""
-    raw = apply_preset(raw, path)
-    try:
-        spec = BenchmarkSpec.model_validate({**raw, "spec_path": path.resolve()})
-    except ValidationError as error:
-        raise SpecError(describe_validation_error(error, path)) from None
-    spec = _resolve_paths(spec, path.resolve().parent)
-    _check_files_exist(spec, path)
-    return spec
-
-
-def _resolve_paths(spec: BenchmarkSpec, base: Path) -> BenchmarkSpec:
-    def resolve(value: Path | None) -> Path | None:
-        return None if value is None else (base / value.expanduser()).resolve()
-
-    checkpoints = tuple(
-        c.model_copy(update={"path": resolve(c.path), "config": resolve(c.config), "vae": resolve(c.vae)})
-        for c in spec.checkpoints
-    )
-    info = spec.benchmark.model_copy(update={"store": resolve(spec.benchmark.store) or base})
-    generation = _resolve_generation_paths(spec.generation, base)
-    options = {name: _resolve_options(opts, base) for name, opts in spec.scorers.options.items()}
-    scorers = spec.scorers.model_copy(update={"options": options})
-    suites = tuple(
-        suite.model_copy(update={field: resolve(getattr(suite, field))
-                                 for field in ("file", "path", "references", "showcase_models")})
-        for suite in spec.suites
-    )
-    return spec.model_copy(update={"checkpoints": checkpoints, "benchmark": info, "scorers": scorers,
-                                   "generation": generation, "suites": suites})
-
-
-def _resolve_generation_paths(generation: GenerationSettings, base: Path) -> GenerationSettings:
-    update: dict[str, Any] = {
-        "lora_dirs": tuple((base / d.expanduser()).resolve() for d in generation.lora_dirs),
-        "embedding_dirs": tuple((base / d.expanduser()).resolve() for d in generation.embedding_dirs),
-    }
-    if generation.vae is not None:
-        update["vae"] = (base / generation.vae.expanduser()).resolve()
-    hires = generation.hires
-    if hires is not None and hires.upscaler_is_file:
-        upscaler = str((base / Path(hires.upscaler).expanduser()).resolve())
-        update["hires"] = hires.model_copy(update={"upscaler": upscaler})
-    return generation.model_copy(update=update)
-
-
-def _resolve_options(options: ScorerOptions, base: Path) -> ScorerOptions:
-    return options.model_copy(update={"head": _resolve_if_local(options.head, base),
-                                      "model": _resolve_if_local(options.model, base),
-                                      "references": _resolve_if_local(options.references, base, always=True)})
-
-
-def _resolve_if_local(value: str | None, base: Path, always: bool = False) -> str | None:
-    """A scorer source is a hub id ('org/name') unless it looks like, or exists as, a local path."""
-    if value is None:
-        return None
-    if value.startswith("hf:"):  # a file in a hub repo: hf:org/repo/path
-        return value
-    candidate = (base / Path(value).expanduser())
-    looks_local = always or value.startswith((".", "/", "~")) or candidate.exists() or value.endswith(
-        (".pth", ".pt", ".safetensors"))
-    return str(candidate.resolve()) if looks_local else value
-
-
-def _check_files_exist(spec: BenchmarkSpec, path: Path) -> None:
-    if spec.generation.vae is not None and not spec.generation.vae.exists():
-        raise SpecError(f"{path}: generation.vae: {spec.generation.vae} does not exist; fix the path (relative "
-                        "paths are taken from the spec's folder).")
-    for index, checkpoint in enumerate(spec.checkpoints):
-        for field in ("path", "config", "vae"):
-            value = getattr(checkpoint, field)
-            if value is not None and not value.exists():
-                raise SpecError(
-                    f"{path}: checkpoints[{index}].{field} ('{checkpoint.name}'): {value} does not exist; "
-                    "fix the path (relative paths are taken from the spec's folder)."
-                )
-    for index, suite in enumerate(spec.suites):
-        for field in ("file", "path", "references", "showcase_models"):
-            value = getattr(suite, field)
-            if value is not None and not value.exists():
-                raise SpecError(
-                    f"{path}: suites[{index}].{field} ('{suite.name}'): {value} does not exist; "
-                    "fix the path (relative paths are taken from the spec's folder)."
-                )
-    for index, folder in enumerate(spec.generation.lora_dirs):
-        if not folder.is_dir():
-            raise SpecError(f"{path}: generation.lora_dirs[{index}]: {folder} is not a folder; fix the path "
-                            "(relative paths are taken from the spec's folder).")
-    hires = spec.generation.hires
-    if hires is not None and hires.upscaler_is_file and not Path(hires.upscaler).is_file():
-        raise SpecError(
-            f"{path}: generation.hires.upscaler: {hires.upscaler} is neither a known upscaler "
-            f"({', '.join(LATENT_UPSCALERS + PIXEL_UPSCALERS)}) nor an existing model file; fix the name or path."
-        )
-    for index, folder in enumerate(spec.generation.embedding_dirs):
-        if not folder.is_dir():
-            raise SpecError(f"{path}: generation.embedding_dirs[{index}]: {folder} is not a folder; fix the path "
-                            "(relative paths are taken from the spec's folder).")
-    for name, options in spec.scorers.options.items():
-        for field in ("model", "head", "references"):
-            value = getattr(options, field)
-            if value is not None and Path(value).is_absolute() and not Path(value).exists():
-                raise SpecError(
-                    f"{path}: scorers.{name}.{field}: {value} does not exist; fix the path or give a hub id."
-                )
-
-
-def describe_validation_error(error: ValidationError, path: Path, root: type[BaseModel] | None = None) -> str:
-    """One sentence (plus a count of further problems) for a validation error of ``root`` read from ``path``."""
-    items = error.errors()
-    # A list whose only entry is invalid is also reported as too short: the entry's own error says it all.
-    causes = [item for item in items if not (item["type"] == "too_short" and any(
-        len(other["loc"]) > len(item["loc"]) and other["loc"][: len(item["loc"])] == item["loc"] for other in items))]
-    messages = [_describe_one(item, path, root or BenchmarkSpec) for item in causes or items]
-    if len(messages) == 1:
-        return messages[0]
-    return messages[0] + f" (and {len(messages) - 1} more problem(s): " + "; ".join(
-        m.split(": ", 1)[-1] for m in messages[1:4]) + ")"
-
-
-def _describe_one(item: Any, path: Path, root: type[BaseModel]) -> str:
-    loc = tuple(part for part in item["loc"] if part not in ("function-after", "function-before"))
-    where = _format_loc(loc)
-    kind = item["type"]
-    if kind == "extra_forbidden":
-        valid = _valid_keys_at(loc[:-1], root)
-        hint = _did_you_mean(str(loc[-1]), valid)
-        listing = f" Valid keys here: {', '.join(sorted(valid))}." if valid and not hint else ""
-        return f"{path}: unknown key '{where}'{hint}; remove or rename it.{listing}"
-    if kind == "missing":
-        return f"{path}: missing required key '{where}'; add it."
-    if kind == "too_short" and item.get("ctx", {}).get("actual_length") == 0:
-        return f"{path}: {where} is empty; put at least {item['ctx']['min_length']} entry in it."
-    given = item.get("input")
-    shown = f" (got {given!r})" if not isinstance(given, dict | list) else ""
-    message = item["msg"].removeprefix("Value error, ")
-    if message.startswith("Input should"):  # pydantic's wording for a wrong type or choice
-        return f"{path}: {where or 'spec'} {message.removeprefix('Input ')}{shown}; fix this value."
-    return f"{path}: {where or 'spec'}: {message}{shown}; fix this value."
-
-
-def _format_loc(loc: tuple[Any, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text.replace(".options.", ".")
-
-
-def _valid_keys_at(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
-    model: type[BaseModel] | None = root
-    parts = [part for part in loc if not isinstance(part, int)]
-    index = 0
-    while index < len(parts) and model is not None:
-        if model is ScorersSpec and parts[index] == "options":
-            model, index = ScorerOptions, index + 2  # skip the scorer's name
-            continue
-        field = model.model_fields.get(str(parts[index]))
-        model = _model_of(field.annotation) if field else None
-        index += 1
-    if model is None:
-        return []
-    return [f.alias or name for name, f in model.model_fields.items() if name not in ("spec_path", "options")]
-
-
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_of(arg)
-        if found:
-            return found
-    return None
-
-
-def _did_you_mean(name: str, candidates: Any) -> str:
-    close = closest(name, candidates)
-    return f" — did you mean '{close}'?" if close else ""

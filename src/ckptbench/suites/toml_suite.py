@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ckptbench.atomic import atomic_write_text
 from ckptbench.errors import SuiteError
 from ckptbench.prompt import LoraTag
-from ckptbench.spec import SuiteKind, describe_validation_error
+from ckptbench.spec import SuiteKind
+from ckptbench.spec_errors import describe_validation_error
 from ckptbench.suites.case import Case
 from ckptbench.suites.images import image_files
 from ckptbench.textfiles import read_toml
