@@ -3,6 +3,7 @@ the real file formats, and spec files that point at them."""
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from collections.abc import Callable
@@ -130,15 +131,7 @@ def write_spec_text(tiny_models: dict[str, Path], **sections: str) -> str:
         ''',
         "generation": 'sampler = "Euler"\nsteps = 4\nwidth = 64\nheight = 64\nseeds = [1, 2]\nbatch_size = 4',
         "suites": '[[suites]]\nname = "quality"\nprompts = ["a red cube", "a blue sphere"]',
-        "scorers": f'''
-            [scorers]
-            use = ["laion-aesthetic-v2", "clip-score"]
-            [scorers.laion-aesthetic-v2]
-            model = "{tiny_models['clip']}"
-            head = "{tiny_models['head']}"
-            [scorers.clip-score]
-            model = "{tiny_models['clip']}"
-        ''',
+        "scorers": scorers_text(tiny_models, ["laion-aesthetic-v2", "clip-score"]),
     }
     defaults.update(sections)
     text = "[benchmark]\n" + textwrap.dedent(defaults["benchmark"]) + "\n"
@@ -192,27 +185,47 @@ def fid_inception_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_random_fid_inception(tmp_path_factory.mktemp("inception") / "pt_inception-random.pth")
 
 
+# Which of the tiny models (keys of ``tiny_models`` / ``tiny_scorer_models``) each scorer is pointed at.
+_BACKBONE = {"laion-aesthetic-v2": "clip", "kenjiqq-rating": "clip", "kenjiqq-artifacts": "clip", "clip-score": "clip",
+             "clip-cosine": "clip", "hps-v2": "open_clip", "hps-v2.1": "open_clip", "pickscore": "clip",
+             "style-gram": "vgg", "style-gram:ghostreview": "vgg", "style-clip": "clip", "cmmd": "clip"}
+_HEAD = {"laion-aesthetic-v2": "head", "kenjiqq-rating": "kenjiqq_rating", "kenjiqq-artifacts": "kenjiqq_artifacts",
+         "hps-v2": "hps", "hps-v2.1": "hps"}
+_WITH_REFERENCES = {"style-gram", "style-gram:ghostreview", "style-clip", "kid", "fid", "cmmd"}
+
+
+def scorer_options(models: dict[str, Path], name: str) -> dict[str, str]:
+    """Spec options that point scorer ``name`` at the tiny models (KID/FID's model is added by tests that need
+    it)."""
+    options = {}
+    if name in _BACKBONE:
+        options["model"] = str(models[_BACKBONE[name]])
+    if name in _HEAD:
+        options["head"] = str(models[_HEAD[name]])
+    if name in _WITH_REFERENCES:
+        options["references"] = str(models["references"])
+    return options
+
+
+def scorers_text(models: dict[str, Path], use: list[str], *, batch_size: int | None = None,
+                 overrides: dict[str, dict[str, str]] | None = None) -> str:
+    """The ``[scorers]`` section (TOML) for ``use`` on the tiny models, each scorer's options from
+    ``scorer_options`` updated by ``overrides``; ``batch_size`` for every scorer when given."""
+    lines = ["[scorers]", f"use = {json.dumps(use)}"]
+    for name in use:
+        options: dict[str, object] = {**scorer_options(models, name), **(overrides or {}).get(name, {})}
+        if batch_size is not None:
+            options["batch_size"] = batch_size
+        lines.append(f"[scorers.{name}]")
+        lines += [f"{key} = {json.dumps(str(value) if isinstance(value, Path) else value)}"
+                  for key, value in options.items()]
+    return "\n".join(lines) + "\n"
+
+
 @pytest.fixture
 def tiny_scorer_options(tiny_scorer_models: dict[str, Path]) -> Callable[[str], dict[str, str]]:
-    """Spec options that point a scorer at the tiny models (the KID/FID model is added by tests that need it)."""
-    m = {key: str(value) for key, value in tiny_scorer_models.items()}
-    table = {
-        "laion-aesthetic-v2": {"model": m["clip"], "head": m["head"]},
-        "kenjiqq-rating": {"model": m["clip"], "head": m["kenjiqq_rating"]},
-        "kenjiqq-artifacts": {"model": m["clip"], "head": m["kenjiqq_artifacts"]},
-        "clip-score": {"model": m["clip"]},
-        "clip-cosine": {"model": m["clip"]},
-        "hps-v2": {"model": m["open_clip"], "head": m["hps"]},
-        "hps-v2.1": {"model": m["open_clip"], "head": m["hps"]},
-        "pickscore": {"model": m["clip"]},
-        "style-gram": {"model": m["vgg"], "references": m["references"]},
-        "style-gram:ghostreview": {"model": m["vgg"], "references": m["references"]},
-        "style-clip": {"model": m["clip"], "references": m["references"]},
-        "kid": {"references": m["references"]},
-        "fid": {"references": m["references"]},
-        "cmmd": {"model": m["clip"], "references": m["references"]},
-    }
-    return lambda name: dict(table[name])
+    """``scorer_options`` on the tiny scorer models."""
+    return lambda name: scorer_options(tiny_scorer_models, name)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from ckptbench.errors import DiskFullError
 from ckptbench.runner import run_benchmark
 from ckptbench.spec_load import load_spec
 from ckptbench.store import Store
-from tests.conftest import write_spec_text
+from tests.conftest import scorers_text, write_spec_text
 from tests.kill_harness import images_and_scores, leftovers
 
 QUIET = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - lives for the test session
@@ -34,23 +34,12 @@ QUIET = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - lives for the test
 
 def _spec_text(tiny_models: dict[str, Path]) -> str:
     """One checkpoint × 2 prompts × 4 seeds in generation batches and scoring chunks of 4: 8 images, 16 scores."""
-    clip, head = tiny_models["clip"], tiny_models["head"]
     return write_spec_text(
         tiny_models,
         checkpoints=f'[[checkpoints]]\nname = "b"\npath = "{tiny_models["folder_b"]}"',
         generation='sampler = "Euler"\nsteps = 2\nwidth = 64\nheight = 64\nseeds = [1, 2, 3, 4]\nbatch_size = 4',
         suites='[[suites]]\nname = "q"\nprompts = ["a red cube", "a blue sphere"]',
-        scorers=f'''
-            [scorers]
-            use = ["laion-aesthetic-v2", "clip-score"]
-            [scorers.laion-aesthetic-v2]
-            model = "{clip}"
-            head = "{head}"
-            batch_size = 4
-            [scorers.clip-score]
-            model = "{clip}"
-            batch_size = 4
-        ''')
+        scorers=scorers_text(tiny_models, ["laion-aesthetic-v2", "clip-score"], batch_size=4))
 
 
 def _spec(tmp_path: Path, tiny_models: dict[str, Path]) -> Path:

@@ -22,29 +22,12 @@ from ckptbench.runner import run_benchmark
 from ckptbench.spec_load import load_spec
 from ckptbench.stop import StopFlag
 from ckptbench.store import Store
-from tests.conftest import REPO_ROOT, write_spec_text
+from tests.conftest import REPO_ROOT, scorers_text, write_spec_text
 
 QUIET = Console(quiet=True)
 # Differ by design between two runs of one spec: the run's times, the executor, where the store is.
 RUN_SPECIFIC = {".run", ".provenance", ".spec", ".benchmark.store"}
-
-
-def _scorers(models: dict[str, Path]) -> str:
-    return f'''
-        [scorers]
-        use = ["laion-aesthetic-v2", "clip-score", "style-gram", "cmmd"]
-        [scorers.laion-aesthetic-v2]
-        model = "{models['clip']}"
-        head = "{models['head']}"
-        [scorers.clip-score]
-        model = "{models['clip']}"
-        [scorers.style-gram]
-        model = "{models['vgg']}"
-        references = "{models['references']}"
-        [scorers.cmmd]
-        model = "{models['clip']}"
-        references = "{models['references']}"
-    '''
+SCORERS = ["laion-aesthetic-v2", "clip-score", "style-gram", "cmmd"]
 
 
 def assert_same_results(local: Any, other: Any, where: str = "") -> None:
@@ -107,7 +90,8 @@ def test_ray_executor_gives_the_local_results(ray_instance: Path, tmp_path: Path
     specs = {}
     for label, extra in (("local", ""), ("ray", "\nshard_images = 2")):
         path = tmp_path / f"{label}.toml"
-        path.write_text(write_spec_text(tiny_models, generation=generation, scorers=_scorers(tiny_scorer_models),
+        path.write_text(write_spec_text(tiny_models, generation=generation,
+                                        scorers=scorers_text(tiny_scorer_models, SCORERS),
                                         benchmark=f'name = "t"\nstore = "{label}"{extra}'))
         specs[label] = path
     local = run_benchmark(load_spec(specs["local"]), console=QUIET, executor="local")

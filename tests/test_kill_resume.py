@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_spec_text
+from tests.conftest import scorers_text, write_spec_text
 from tests.kill_harness import (
     OUTPUT_FILES,
     KillPoint,
@@ -42,17 +42,7 @@ def _spec_text(tiny_models: dict[str, Path]) -> str:
         tiny_models,
         generation=f'sampler = "Euler"\nsteps = 3\nwidth = 64\nheight = 64\nseeds = {SEEDS}\nbatch_size = 3',
         suites=f'[[suites]]\nname = "quality"\nprompts = [{prompts}]',
-        scorers=f'''
-            [scorers]
-            use = ["laion-aesthetic-v2", "clip-score"]
-            [scorers.laion-aesthetic-v2]
-            model = "{tiny_models['clip']}"
-            head = "{tiny_models['head']}"
-            batch_size = 3
-            [scorers.clip-score]
-            model = "{tiny_models['clip']}"
-            batch_size = 3
-        ''')
+        scorers=scorers_text(tiny_models, ["laion-aesthetic-v2", "clip-score"], batch_size=3))
 
 
 def draw_points(rng: random.Random) -> list[KillPoint]:

@@ -17,24 +17,12 @@ from ckptbench.cli import app
 from ckptbench.errors import SpecError
 from ckptbench.runner import run_benchmark
 from ckptbench.spec_load import load_spec
+from tests.conftest import scorers_text
 
 
-def _scorers(models: dict[str, Path], inception: Path, extra: str = "") -> str:
-    return f'''
-        [scorers]
-        use = ["clip-score", "style-gram", "cmmd", "kid"{extra}]
-        [scorers.clip-score]
-        model = "{models['clip']}"
-        [scorers.style-gram]
-        model = "{models['vgg']}"
-        references = "{models['references']}"
-        [scorers.cmmd]
-        model = "{models['clip']}"
-        references = "{models['references']}"
-        [scorers.kid]
-        model = "{inception}"
-        references = "{models['references']}"
-    '''
+def _scorers(models: dict[str, Path], inception: Path, extra: tuple[str, ...] = ()) -> str:
+    use = ["clip-score", "style-gram", "cmmd", "kid", *extra]
+    return scorers_text(models, use, overrides={name: {"model": str(inception)} for name in ("kid", "fid")})
 
 
 def test_run_records_set_scores_and_resumes(write_spec, tiny_scorer_models, fid_inception_file) -> None:
@@ -59,11 +47,7 @@ def test_run_records_set_scores_and_resumes(write_spec, tiny_scorer_models, fid_
 
 def test_fid_below_2048_images_is_refused_before_generating(write_spec, tiny_scorer_models,
                                                             fid_inception_file) -> None:
-    text = _scorers(tiny_scorer_models, fid_inception_file, extra=', "fid"') + f'''
-        [scorers.fid]
-        model = "{fid_inception_file}"
-        references = "{tiny_scorer_models['references']}"
-    '''
+    text = _scorers(tiny_scorer_models, fid_inception_file, extra=("fid",))
     spec = load_spec(write_spec(scorers=text))
     with pytest.raises(SpecError, match=r"2,048.*'kid'"):
         run_benchmark(spec, console=Console(quiet=True))
