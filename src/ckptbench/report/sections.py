@@ -106,10 +106,6 @@ def set_score_table(results: Mapping[str, Any], order: Sequence[str]) -> SetScor
     return SetScoreTable(columns, rows)
 
 
-def is_set_scorer(info: Mapping[str, Any] | None) -> bool:
-    return (info or {}).get("level") == "set"
-
-
 @dataclass(frozen=True)
 class FailureRow:
     scope: str
