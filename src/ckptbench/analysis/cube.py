@@ -26,13 +26,6 @@ class SuiteCube:
     def scorer_values(self, scorer: str) -> np.ndarray:
         return self.values[self.scorers.index(scorer)]
 
-    def without_cells(self, excluded: np.ndarray) -> SuiteCube:
-        """A copy in which the (checkpoint, case) pairs marked in ``excluded`` are neither planned nor valued."""
-        drop = np.broadcast_to(excluded[:, :, None], self.planned.shape)
-        values = np.where(drop[None], np.nan, self.values)
-        return SuiteCube(self.suite, self.scorers, self.checkpoints, self.cases, self.seeds, values,
-                         self.planned & ~drop)
-
 
 def build_cube(frame: pd.DataFrame, suite: str, checkpoint_order: Sequence[str] = ()) -> SuiteCube:
     """Arrange one suite's rows of the tidy score table; checkpoints keep ``checkpoint_order`` first."""

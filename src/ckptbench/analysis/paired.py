@@ -60,11 +60,11 @@ def wilcoxon_many(samples: Sequence[np.ndarray]) -> list[float | None]:
     return result
 
 
-def compare_pair(first: np.ndarray, second: np.ndarray, boot: np.ndarray, higher_is_better: bool,
-                 with_p_values: bool = True) -> dict[str, Any]:
+def compare_pair(first: np.ndarray, second: np.ndarray, boot: np.ndarray, higher_is_better: bool) -> dict[str, Any]:
     """Compare two (cases, seeds) arrays on their shared cells; difference = first − second.
 
-    ``boot`` holds the bootstrap means of the difference (``pair_bootstrap``)."""
+    ``boot`` holds the bootstrap means of the difference (``pair_bootstrap``); the p-values are left to
+    ``paired_p_values``, which tests many pairs in one vectorised call."""
     difference = first - second
     shared = np.isfinite(difference)
     either = np.isfinite(first) | np.isfinite(second)
@@ -75,16 +75,19 @@ def compare_pair(first: np.ndarray, second: np.ndarray, boot: np.ndarray, higher
     values = difference[shared]
     sign = 1.0 if higher_is_better else -1.0
     better = np.sign(values * sign)
-    entry = {
+    return {
         **result,
         "n_cases": int(shared.any(axis=1).sum()),
         "mean_diff": float(values.mean()),
         "ci95": finite_interval(boot),
         "win_rate": float(((better > 0).sum() + 0.5 * (better == 0).sum()) / values.size),
     }
-    if with_p_values:
-        entry["p_cells"], entry["p_cases"] = wilcoxon_many([values, case_differences(difference)])
-    return entry
+
+
+def paired_p_values(differences: Sequence[np.ndarray]) -> tuple[list[float | None], list[float | None]]:
+    """(p_cells, p_cases) of each (cases, seeds) difference array: Wilcoxon on its finite cells and on its
+    per-case means."""
+    return wilcoxon_many(differences), wilcoxon_many([case_differences(d) for d in differences])
 
 
 def case_differences(difference: np.ndarray) -> np.ndarray:
@@ -112,15 +115,13 @@ def all_pairs(values: np.ndarray, names: Sequence[str], weights: np.ndarray, hig
     boot = pair_bootstrap(values, index_pairs, weights)
     pairs = []
     for column, (i, j) in enumerate(index_pairs):
-        entry = compare_pair(values[i], values[j], boot[:, column], higher_is_better, with_p_values=False)
+        entry = compare_pair(values[i], values[j], boot[:, column], higher_is_better)
         diff = entry["mean_diff"]
         winner = None if diff is None or diff == 0 else (names[i] if (diff > 0) == higher_is_better else names[j])
         pairs.append({"a": names[i], "b": names[j], "better": winner, **entry})
-    differences = [values[i] - values[j] for i, j in index_pairs]
-    for pair, p in zip(pairs, wilcoxon_many([d[np.isfinite(d)] for d in differences]), strict=True):
-        pair["p_cells"] = p
-    for pair, p in zip(pairs, wilcoxon_many([case_differences(d) for d in differences]), strict=True):
-        pair["p_cases"] = p
+    p_cells, p_cases = paired_p_values([values[i] - values[j] for i, j in index_pairs])
+    for pair, cells, cases in zip(pairs, p_cells, p_cases, strict=True):
+        pair["p_cells"], pair["p_cases"] = cells, cases
     for field in ("p_cells", "p_cases"):
         for pair, adjusted in zip(pairs, holm([p[field] for p in pairs]), strict=True):
             pair[f"{field}_holm"] = adjusted

@@ -42,25 +42,26 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
     sets = store.set_frame(run_id)
     items = store.run_items(run_id)
     benchmark = spec.get("benchmark", {})
-    summaries = summarize(frame, int(benchmark.get("bootstrap", 1000)), int(benchmark.get("analysis_seed", 0)))
+    settings = analysis_settings(spec)
+    summaries = summarize(frame, settings.resamples, settings.seed)
     scorer_keys = store.run_scorer_keys(run_id)
     infos = store.scorer_infos(scorer_keys.values())
     failures = store.run_failures(run_id)
     provenance: dict[str, Any] = run["provenance"]
     detected = provenance.get("checkpoints", {})
+    run_checkpoints = store.run_checkpoints(run_id)
     identities = [CheckpointIdentity(str(c["name"]), str(c["source"]) if c["source"] else None,
                                      str(c["sha256"]) if c["sha256"] else None)
-                  for c in store.run_checkpoints(run_id)]
+                  for c in run_checkpoints]
     directions = {name: info.get("higher_is_better") for name, key in scorer_keys.items()
                   if (info := infos.get(key)) is not None}
-    settings = analysis_settings(spec)
     if settings.baseline is not None and settings.baseline not in {c.name for c in identities}:
         raise StoreError(f"{store.root}: run {run_id}: analysis.baseline '{settings.baseline}' is not a checkpoint "
                          "of this run; name one of: " + ", ".join(c.name for c in identities) + ".")
     analysis = analyze(frame, settings, checkpoints=identities, cases=store.run_cases(run_id),
                        directions=directions)
     checkpoints = []
-    for entry in store.run_checkpoints(run_id):
+    for entry in run_checkpoints:
         name = str(entry["name"])
         mine = items[items["checkpoint"] == name]
         failed_images = sum(1 for f in failures if f["scope"] == "image" and f["checkpoint"] == name)

@@ -13,7 +13,7 @@ import numpy as np
 from ckptbench.analysis.bootstrap import finite_interval
 from ckptbench.analysis.cube import SuiteCube
 from ckptbench.analysis.joint import joint_weights, resampled_means
-from ckptbench.analysis.paired import all_pairs, case_differences, compare_pair, pair_bootstrap, wilcoxon_many
+from ckptbench.analysis.paired import all_pairs, compare_pair, pair_bootstrap, paired_p_values
 from ckptbench.analysis.ranking import kendall_between_scorers, rank_distribution, ranks_of
 from ckptbench.analysis.standard import ghostreview_standard
 from ckptbench.analysis.summary import seed_std
@@ -134,11 +134,9 @@ def _baseline(values: np.ndarray, names: tuple[str, ...], baseline: str | None, 
     base = names.index(baseline)
     boot = pair_bootstrap(values, [(i, base) for i in range(len(names))], weights)
     anchored = {}
-    differences = [values[i] - values[base] for i in range(len(names))]
-    p_cells = wilcoxon_many([d[np.isfinite(d)] for d in differences])
-    p_cases = wilcoxon_many([case_differences(d) for d in differences])
+    p_cells, p_cases = paired_p_values([values[i] - values[base] for i in range(len(names))])
     for i, name in enumerate(names):
-        entry = compare_pair(values[i], values[base], boot[:, i], traits.higher_is_better, with_p_values=False)
+        entry = compare_pair(values[i], values[base], boot[:, i], traits.higher_is_better)
         anchored[name] = {key: entry[key] for key in ("mean_diff", "ci95", "n_cells", "excluded_cells", "win_rate")}
         anchored[name].update(p_cells=p_cells[i], p_cases=p_cases[i])
     return {"checkpoint": baseline, "scores": anchored}

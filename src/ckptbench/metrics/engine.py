@@ -112,6 +112,8 @@ def rows_for(entry: PreparedScorer, cells: Sequence[ScoreCell]) -> tuple[list[Ro
     assert isinstance(scorer, ImageScorer)
     rows: list[Row] = []
     skipped: dict[str, int] = defaultdict(int)
+    # A prompt repeats over every checkpoint and seed: parse and hash each distinct one once.
+    texts: dict[str, tuple[str, str]] = {}
     for cell in cells:
         if scorer.needs_references:
             references = cell.references or entry.references
@@ -120,11 +122,14 @@ def rows_for(entry: PreparedScorer, cells: Sequence[ScoreCell]) -> tuple[list[Ro
                 continue
             rows.append(Row(cell, "", reference_context(references), references))
         else:
-            text = scorer.text_for(cell.prompt)
+            if cell.prompt not in texts:
+                text = scorer.text_for(cell.prompt)
+                texts[cell.prompt] = (text, context_key(text))
+            text, context = texts[cell.prompt]
             if scorer.needs_prompt and not text:
                 skipped["no prompt"] += 1
                 continue
-            rows.append(Row(cell, text, context_key(text), None))
+            rows.append(Row(cell, text, context, None))
     return rows, dict(skipped)
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 from ckptbench.atomic import atomic_write_text
 from ckptbench.report.grids import SeedGrid, build_grids, image_url
 from ckptbench.report.leaderboard import (
+    analysis_suites,
     build_baseline_view,
     build_leaderboard,
     has_notm,
@@ -110,7 +111,7 @@ def render_report(results: Mapping[str, Any], frame: pd.DataFrame, store: Store,
 
 def _suites_in_order(results: Mapping[str, Any]) -> dict[str, Any]:
     """analysis.suites with the leaderboard's suite first."""
-    suites = (results.get("analysis") or {}).get("suites") or {}
+    suites = analysis_suites(results)
     first = primary_suite(results)
     return {name: suites[name] for name in dict.fromkeys([first, *suites]) if name in suites}
 
@@ -125,7 +126,7 @@ def _grids(results: Mapping[str, Any], frame: pd.DataFrame, store: Store, report
     urls = {str(row.image_key): image_url(store.root, str(row.image), report_dir)
             for row in with_images.itertuples()}
     labels: dict[tuple[str, str], str] = {}
-    for suite, block in ((results.get("analysis") or {}).get("suites") or {}).items():
+    for suite, block in analysis_suites(results).items():
         for case_id, label in (block.get("case_labels") or {}).items():
             labels[(str(suite), str(case_id))] = str(label)
     grids = build_grids(frame, order, list(all_scorers(results, frame)), scorer_directions(results), labels,

@@ -110,17 +110,22 @@ class BaselineView:
     rows: list[tuple[str, dict[str, BaselineCell]]]
 
 
+def analysis_suites(results: Mapping[str, Any]) -> Mapping[str, Any]:
+    """suite → analysis block of a results document ({} when it has none)."""
+    return (results.get("analysis") or {}).get("suites") or {}
+
+
 def suite_names(results: Mapping[str, Any]) -> list[str]:
-    return list(((results.get("analysis") or {}).get("suites") or {}).keys())
+    return list(analysis_suites(results).keys())
 
 
 def has_notm(results: Mapping[str, Any], suite: str) -> bool:
-    return bool((((results.get("analysis") or {}).get("suites") or {}).get(suite) or {}).get("notm"))
+    return bool((analysis_suites(results).get(suite) or {}).get("notm"))
 
 
 def primary_suite(results: Mapping[str, Any]) -> str | None:
     """The suite the main leaderboard shows: the first quality suite, else the first suite."""
-    suites = (results.get("analysis") or {}).get("suites") or {}
+    suites = analysis_suites(results)
     for name, block in suites.items():
         if block.get("kind", "quality") == "quality":
             return str(name)
@@ -149,7 +154,7 @@ def build_leaderboard(results: Mapping[str, Any], suite: str | None,
     """The leaderboard of ``suite``; ``notm``: of its NoTM variant (a LoRA suite without the LoRAs whose
     showcase images each checkpoint made itself)."""
     failures = failure_counts(results, image_owners or {})
-    block = ((results.get("analysis") or {}).get("suites") or {}).get(suite) if suite else None
+    block = analysis_suites(results).get(suite) if suite else None
     if block is None:
         return _fallback_leaderboard(results, failures)
     kind = str(block.get("kind") or "quality")
@@ -195,7 +200,7 @@ def build_leaderboard(results: Mapping[str, Any], suite: str | None,
 
 def build_baseline_view(results: Mapping[str, Any], suite: str) -> BaselineView | None:
     """Differences to the spec's baseline checkpoint on shared cells; None when no baseline is set."""
-    block = ((results.get("analysis") or {}).get("suites") or {}).get(suite) or {}
+    block = analysis_suites(results).get(suite) or {}
     scorer_blocks: Mapping[str, Any] = block.get("scorers") or {}
     names = [n for n in scorer_order(results, list(scorer_blocks)) if scorer_blocks[n].get("baseline")]
     if not names:

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ckptbench.report.leaderboard import SIGNIFICANCE, scorer_order
+from ckptbench.report.leaderboard import SIGNIFICANCE, analysis_suites, scorer_order
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def case_heatmaps(results: Mapping[str, Any], order: Sequence[str] = ()) -> list
     their value is still shown (it is what the checkpoint made), but it does not enter that
     checkpoint's NoTM summary."""
     maps = []
-    for suite, block in ((results.get("analysis") or {}).get("suites") or {}).items():
+    for suite, block in analysis_suites(results).items():
         tables: Mapping[str, Any] = block.get("matrices") or {}
         if not tables:
             continue
@@ -99,7 +99,7 @@ def case_heatmaps(results: Mapping[str, Any], order: Sequence[str] = ()) -> list
 def win_rate_heatmap(results: Mapping[str, Any], suite: str, scorer: str, order: Sequence[str]) -> Heatmap | None:
     """Row beats column: the share of shared (case, seed) cells where the row checkpoint scored better
     (ties count half). Marked where the Holm-corrected per-case Wilcoxon test is significant."""
-    block = (((results.get("analysis") or {}).get("suites") or {}).get(suite) or {}).get("scorers", {}).get(scorer)
+    block = (analysis_suites(results).get(suite) or {}).get("scorers", {}).get(scorer)
     if not block or not block.get("pairs"):
         return None
     names = [n for n in order if n in set(block.get("summary") or {})]
@@ -131,7 +131,7 @@ def win_rate_heatmap(results: Mapping[str, Any], suite: str, scorer: str, order:
 
 def kendall_rows(results: Mapping[str, Any], suite: str) -> list[Mapping[str, Any]]:
     """Kendall's τ between every two scorers' rankings of the checkpoints in a suite."""
-    block = ((results.get("analysis") or {}).get("suites") or {}).get(suite) or {}
+    block = analysis_suites(results).get(suite) or {}
     return list(block.get("kendall_tau") or [])
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from ckptbench.report.charts import box_plot, rank_intervals, variance_bars
-from ckptbench.report.leaderboard import Leaderboard, scorer_order
+from ckptbench.report.leaderboard import Leaderboard, analysis_suites, scorer_order
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def distribution_charts(frame: pd.DataFrame, board: Leaderboard) -> list[Chart]:
 def variance_charts(results: Mapping[str, Any]) -> list[Chart]:
     """Per suite, how the variance of each scorer splits into model, prompt, model × prompt and seed."""
     charts = []
-    for suite, block in ((results.get("analysis") or {}).get("suites") or {}).items():
+    for suite, block in analysis_suites(results).items():
         scorers = block.get("scorers") or {}
         rows = [(name, (scorers[name].get("variance") or {}).get("shares") or {})
                 for name in scorer_order(results, list(scorers))]
@@ -60,7 +60,7 @@ def variance_charts(results: Mapping[str, Any]) -> list[Chart]:
 
 def rank_charts(results: Mapping[str, Any], board: Leaderboard) -> list[Chart]:
     """Bootstrap rank distributions in the leaderboard's suite: the composite first, then each scorer."""
-    block = ((results.get("analysis") or {}).get("suites") or {}).get(board.suite) if board.suite else None
+    block = analysis_suites(results).get(board.suite) if board.suite else None
     if not block:
         return []
     order = [row.checkpoint for row in board.rows]
@@ -104,10 +104,6 @@ def set_score_table(results: Mapping[str, Any], order: Sequence[str]) -> SetScor
     columns = [(n, (infos.get(n) or {}).get("higher_is_better"), str((infos.get(n) or {}).get("description") or ""))
                for n in names]
     return SetScoreTable(columns, rows)
-
-
-def is_set_scorer(info: Mapping[str, Any] | None) -> bool:
-    return (info or {}).get("level") == "set"
 
 
 @dataclass(frozen=True)
