@@ -21,10 +21,13 @@ way through the hires steps).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ckptbench.errors import CkptbenchError
 
+_Entry = TypeVar("_Entry")  # what a schedule lists per step range: a text, or the index of an encoded text
 MAX_NESTING = 100  # brackets inside brackets; the parser recurses once per level
 
 _NUMBER = re.compile(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*")
@@ -224,8 +227,9 @@ def prompt_schedule(prompt: str, steps: int, *, hires_steps: int | None = None) 
     return [(step, _render(tree, step, total, base_steps)) for step in sorted(boundaries)]
 
 
-def text_at_call(schedule: list[tuple[int, str]], call: int) -> str:
-    """The text a sampler uses at model call ``call`` (from 0): the first entry ending at or after it."""
+def text_at_call(schedule: Sequence[tuple[int, _Entry]], call: int) -> _Entry:
+    """The text (or text index) a sampler uses at model call ``call`` (from 0): the first entry ending at or
+    after it."""
     return next((text for last, text in schedule if call <= last), schedule[-1][1])
 
 

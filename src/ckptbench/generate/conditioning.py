@@ -26,6 +26,7 @@ import torch
 from ckptbench.generate.embeddings import TextualInversion
 from ckptbench.generate.text_encoding import encode_texts
 from ckptbench.prompt import ParsedPrompt, scheduled_prompts
+from ckptbench.prompt_schedule import text_at_call
 
 EMPTY_CHUNK_TOKENS = 77
 
@@ -46,8 +47,7 @@ class Conditioning:
     call: int = field(default=0)  # the model call the pipeline is at
 
     def texts_at(self, call: int) -> list[int]:
-        return [next((text for last, text in schedule if call <= last), schedule[-1][1])
-                for schedule in self.schedules]
+        return [text_at_call(schedule, call) for schedule in self.schedules]
 
     def embeds_at(self, call: int) -> dict[str, torch.Tensor]:
         rows = self.texts_at(call)

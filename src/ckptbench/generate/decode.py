@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
 
 NAN_LATENTS = ("the denoised latents contain NaN or infinite values (the UNet overflowed; try dtype = 'bf16' "
                "or 'fp32')")
@@ -51,7 +52,7 @@ def broken_reason(pixels: torch.Tensor) -> str | None:
 def decode_latents(pipeline: object, latents: torch.Tensor) -> DecodedBatch:
     """Decode a batch the way the pipeline would, then retry broken images once with the VAE in fp32."""
     vae = pipeline.vae  # type: ignore[attr-defined]
-    first_dtype = torch.float32 if _upcasts_first(pipeline) else vae.dtype
+    first_dtype = first_decode_dtype(pipeline)
     latent_ok = [bool(torch.isfinite(latent).all()) for latent in latents]
     pixels = _decode(vae, latents, first_dtype)
     failures: list[str | None] = [broken_reason(image) if ok else NAN_LATENTS
@@ -65,6 +66,17 @@ def decode_latents(pipeline: object, latents: torch.Tensor) -> DecodedBatch:
     else:
         retry = []
     return DecodedBatch(pixels, tuple(failures), len(retry), first_dtype)
+
+
+def first_decode_dtype(pipeline: object) -> torch.dtype:
+    """The dtype of the first decode: fp32 when the pipeline upcasts from the start, else the VAE's own."""
+    return torch.float32 if _upcasts_first(pipeline) else pipeline.vae.dtype  # type: ignore[attr-defined]
+
+
+def to_pil(pixels: torch.Tensor) -> Image.Image:
+    """An 8-bit RGB image of (3, H, W) pixels in [0, 1]; values outside are clamped, NaN become black."""
+    array = (pixels.float().clamp(0, 1).nan_to_num(0.0) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(array)
 
 
 def _upcasts_first(pipeline: object) -> bool:

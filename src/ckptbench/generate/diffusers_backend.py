@@ -14,9 +14,7 @@ from itertools import groupby
 from typing import Any
 
 import diffusers
-import numpy as np
 import torch
-from PIL import Image
 
 from ckptbench import __version__
 from ckptbench.device import torch_dtype
@@ -24,7 +22,7 @@ from ckptbench.errors import CkptbenchError
 from ckptbench.generate import hires as hires_fix
 from ckptbench.generate.base import FailedImage, GeneratedImage, ImageJob
 from ckptbench.generate.conditioning import prompt_conditioning
-from ckptbench.generate.decode import decode_latents
+from ckptbench.generate.decode import decode_latents, to_pil
 from ckptbench.generate.embeddings import EmbeddingLibrary, TextualInversion
 from ckptbench.generate.fast_path import BatchSize, apply_fast_path, choose_batch_size, vae_decode_dtype
 from ckptbench.generate.loading import load_pipeline
@@ -191,9 +189,7 @@ class DiffusersGenerator:
             if failure:
                 yield FailedImage(job, failure)
                 continue
-            pixels = decoded.pixels[index].permute(1, 2, 0).numpy()
-            image = Image.fromarray((np.clip(pixels, 0.0, 1.0) * 255).round().astype(np.uint8))
-            yield GeneratedImage(job, image, infotext_for(job, checkpoint), seconds, warnings)
+            yield GeneratedImage(job, to_pil(decoded.pixels[index]), infotext_for(job, checkpoint), seconds, warnings)
 
     def _input_problem(self, job: ImageJob) -> str | None:
         """Why a job's prompts or embeddings cannot be used (checked per job, so one bad case fails alone)."""

@@ -51,9 +51,9 @@ def apply_fast_path(pipeline: Any, device: torch.device, compile_unet: bool) -> 
 
 
 def vae_decode_dtype(pipeline: Any) -> str:
-    from ckptbench.generate.decode import _upcasts_first
+    from ckptbench.generate.decode import first_decode_dtype
 
-    dtype = torch.float32 if _upcasts_first(pipeline) else pipeline.vae.dtype
+    dtype = first_decode_dtype(pipeline)
     return str(dtype).removeprefix("torch.") + (" (fp32 retry of broken images)" if dtype != torch.float32 else "")
 
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from ckptbench.errors import ModelFileError, SpecError
 from ckptbench.generate.base import HiresSettings
-from ckptbench.generate.decode import decode_latents
+from ckptbench.generate.decode import decode_latents, to_pil
 from ckptbench.hashing import DigestCache, sha256_file
 from ckptbench.spec import LATENT_UPSCALERS, PICKLE_UPSCALER_SUFFIXES, HiresSpec
 
@@ -139,7 +139,7 @@ class HiresFix:
         return self._img2img
 
     def _upscale_pixels(self, pixels: torch.Tensor, width: int, height: int, hires: HiresSettings) -> Image.Image:
-        image = _to_pil(pixels)
+        image = to_pil(pixels)
         if hires.upscaler in _PIXEL_MODES:
             return image.resize((width, height), resample=_PIXEL_MODES[hires.upscaler][0])
         model = self._model(hires)
@@ -197,15 +197,10 @@ def _run_model(model: Any, image: Image.Image) -> Image.Image:
     pixels = torch.from_numpy(_pil_array(image)).permute(2, 0, 1)[None].to(model.device, dtype)
     with torch.inference_mode():
         upscaled = model(pixels).float().clamp(0, 1)
-    return _to_pil(upscaled[0].cpu())
+    return to_pil(upscaled[0].cpu())
 
 
 def _pil_array(image: Image.Image) -> Any:
     import numpy as np
 
     return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-
-
-def _to_pil(pixels: torch.Tensor) -> Image.Image:
-    array = (pixels.float().clamp(0, 1).nan_to_num(0.0) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(array)

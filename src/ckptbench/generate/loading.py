@@ -24,6 +24,7 @@ from ckptbench.models.components import (
     normalise_text_keys,
     read_original_state,
 )
+from ckptbench.models.detect import VAE
 from ckptbench.models.state_dict import load_tensors
 from ckptbench.models.tokenizer import OPEN_CLIP_PAD, clip_tokenizer
 
@@ -77,7 +78,7 @@ def _from_single_file(checkpoint: ResolvedCheckpoint, dtype: torch.dtype) -> Pip
     state = normalise_text_keys(state, checkpoint.family, config)
     modules: dict[str, Any] = build_text_encoders(state, checkpoint.family, config, dtype)
     modules["unet"] = build_unet(state, config, dtype)
-    vae_state = {name: tensor for name, tensor in state.items() if name.startswith("first_stage_model.")}
+    vae_state = {name: tensor for name, tensor in state.items() if name.startswith(VAE)}
     del state
     modules["vae"] = load_vae(checkpoint.vae, config, dtype) if checkpoint.vae else build_vae(vae_state, config, dtype)
     modules["scheduler"] = _scheduler(config, checkpoint.prediction)

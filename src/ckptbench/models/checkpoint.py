@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +18,7 @@ from ckptbench.spec import CheckpointSpec
 
 CheckpointKind = Literal["single-file", "diffusers-folder"]
 BUNDLED_CONFIGS = Path(__file__).resolve().parent / "configs"
-_FOLDER_FILES = (".safetensors", ".bin", ".json", ".txt", ".model")
+FOLDER_FILES = (".safetensors", ".bin", ".json", ".txt", ".model")  # the files of a diffusers folder's identity
 
 __all__ = ["PICKLE_SUFFIXES", "ResolvedCheckpoint", "ResolvedVae", "resolve_checkpoint", "resolve_vae"]
 
@@ -29,10 +29,15 @@ def bundled_config(family: Family, prediction: Prediction) -> Path:
     return BUNDLED_CONFIGS / name
 
 
+def folder_digest(root: Path, files: Iterable[Path], cache: DigestCache | None = None) -> str:
+    """Digest of ``files`` under ``root``, each named by its path relative to ``root``."""
+    return tree_sha256((str(f.relative_to(root)), sha256_file(f, cache)) for f in files)
+
+
 @functools.lru_cache(maxsize=64)
 def config_digest(folder: Path) -> str:
     """Digest of a config folder's JSON/text files: a changed config can change the pixels."""
-    return tree_sha256((str(f.relative_to(folder)), sha256_file(f)) for f in relative_files(folder, (".json", ".txt")))
+    return folder_digest(folder, relative_files(folder, (".json", ".txt")))
 
 
 @dataclass(frozen=True)
@@ -146,10 +151,9 @@ def decide_prediction(model: ModelFile, found: Detection, family: Family, spec: 
                       ) -> tuple[Prediction, str]:
     """The prediction type, in order: the spec, markers in the file, the spec's config folder, the family's
     default (epsilon for sd15/sdxl) and, for SD2 without any of these, A1111's test on the UNet."""
-    if spec is not None and spec.prediction:
-        return spec.prediction, f"spec: prediction = '{spec.prediction}'"
-    if spec is not None and spec.arch == "sd2-v":
-        return "v", "spec: arch = 'sd2-v'"
+    declared = _spec_prediction(spec) if spec is not None else None
+    if declared is not None:
+        return declared
     if found.prediction is not None:
         return found.prediction, found.prediction_source or "marker"
     if spec is not None and spec.config is not None:
@@ -161,6 +165,15 @@ def decide_prediction(model: ModelFile, found: Detection, family: Family, spec: 
     config = spec.config if spec is not None and spec.config is not None else bundled_config("sd2", "epsilon")
     allow_pickle = spec.allow_pickle if spec is not None else model.format == "pickle"
     return _a1111_test(model.path, config, allow_pickle)
+
+
+def _spec_prediction(spec: CheckpointSpec) -> tuple[Prediction, str] | None:
+    """The prediction type the spec declares, by ``prediction`` or by ``arch = 'sd2-v'``; None: not declared."""
+    if spec.prediction:
+        return spec.prediction, f"spec: prediction = '{spec.prediction}'"
+    if spec.arch == "sd2-v":
+        return "v", "spec: arch = 'sd2-v'"
+    return None
 
 
 def _a1111_test(path: Path, config: Path, allow_pickle: bool) -> tuple[Prediction, str]:
@@ -273,7 +286,7 @@ def _resolve_folder(spec: CheckpointSpec, path: Path, vae: ResolvedVae | None, c
         raise ModelFileError(
             f"{owner}: folder {path} has no model_index.json, so it is not a diffusers pipeline folder; point "
             "`path` at the pipeline folder or at a single .safetensors file.")
-    files = relative_files(path, _FOLDER_FILES)
+    files = relative_files(path, FOLDER_FILES)
     for weights in (f for f in files if f.suffix == ".safetensors"):
         try:
             read_safetensors_header(weights)
@@ -281,13 +294,9 @@ def _resolve_folder(spec: CheckpointSpec, path: Path, vae: ResolvedVae | None, c
             raise type(error)(f"{owner}: {error}") from None
     found_family, found_prediction, evidence = folder_family(path, owner)
     family = _check_declared_family(spec, found_family, evidence[0], path)
-    if spec.prediction:
-        prediction, source = spec.prediction, f"spec: prediction = '{spec.prediction}'"
-    elif spec.arch == "sd2-v":
-        prediction, source = "v", "spec: arch = 'sd2-v'"
-    else:
-        prediction, source = found_prediction, "the folder's scheduler_config.json prediction_type"
-    digest = tree_sha256((str(f.relative_to(path)), sha256_file(f, cache)) for f in files)
+    prediction, source = _spec_prediction(spec) or (
+        found_prediction, "the folder's scheduler_config.json prediction_type")
+    digest = folder_digest(path, files, cache)
     detection = {
         "format": "diffusers-folder", "family": family,
         "family_source": f"detected, as the spec's arch = '{spec.arch}' declares" if spec.arch else "detected",

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ckptbench.errors import ModelFileError
-from ckptbench.hashing import autov2, relative_files, sha256_file, tree_sha256
-from ckptbench.models.checkpoint import bundled_config, decide_prediction, folder_family
+from ckptbench.hashing import autov2, relative_files, sha256_file
+from ckptbench.models.checkpoint import FOLDER_FILES, bundled_config, decide_prediction, folder_digest, folder_family
 from ckptbench.models.detect import (
     CLIP_SD1,
     NON_WEIGHT_KEYS,
@@ -112,8 +112,8 @@ def _inspect_folder(path: Path, report: dict[str, Any]) -> dict[str, Any]:
     if not (path / "model_index.json").is_file():
         raise ModelFileError(f"{path}: a folder without model_index.json is not a diffusers pipeline; give a model "
                              "file or a pipeline folder.")
-    files = relative_files(path, (".safetensors", ".bin", ".json", ".txt", ".model"))
-    report["sha256"] = tree_sha256((str(f.relative_to(path)), sha256_file(f)) for f in files)
+    files = relative_files(path, FOLDER_FILES)
+    report["sha256"] = folder_digest(path, files)
     report["autov2"] = autov2(report["sha256"])
     report["size_bytes"] = sum(f.stat().st_size for f in files)
     report.update(format="diffusers-folder", kind="checkpoint")

@@ -14,12 +14,13 @@ from typing import Any
 
 import torch
 
-UNET_PREFIX = "model.diffusion_model."
-VAE_PREFIX = "first_stage_model."
-TEXT_ENCODER_PREFIX = "cond_stage_model.transformer."
-OPEN_CLIP_PREFIX = "cond_stage_model.model."
-SDXL_CLIP_L_PREFIX = "conditioner.embedders.0.transformer."
-SDXL_OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."
+# The original layout's prefixes are the ones detection reads; the names here say what they are written for.
+from ckptbench.models.detect import CLIP_SD1 as TEXT_ENCODER_PREFIX
+from ckptbench.models.detect import OPENCLIP_SD2 as OPEN_CLIP_PREFIX
+from ckptbench.models.detect import SDXL_CLIP_L as SDXL_CLIP_L_PREFIX
+from ckptbench.models.detect import SDXL_OPENCLIP_G as SDXL_OPEN_CLIP_PREFIX
+from ckptbench.models.detect import UNET as UNET_PREFIX
+from ckptbench.models.detect import VAE as VAE_PREFIX
 
 _RESNET_UNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
                 "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}

@@ -12,7 +12,9 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import (
@@ -34,7 +36,13 @@ from transformers import (
     CLIPTextModelWithProjection,
 )
 
-from ckptbench.models.ldm_layout import OPEN_CLIP_PREFIX, TEXT_ENCODER_PREFIX, pipeline_to_ldm, sdxl_pipeline_to_sgm
+from ckptbench.models.ldm_layout import (
+    OPEN_CLIP_PREFIX,
+    TEXT_ENCODER_PREFIX,
+    VAE_PREFIX,
+    pipeline_to_ldm,
+    sdxl_pipeline_to_sgm,
+)
 from ckptbench.models.tokenizer import OPEN_CLIP_PAD, clip_tokenizer
 
 BUNDLED_CONFIGS = Path(__file__).parent / "configs"
@@ -104,31 +112,28 @@ TINY_SDXL_VAE = {**TINY_VAE, "scaling_factor": 0.13025, "force_upcast": True}
 
 def tiny_sd15_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     """A random SD1.5-architecture pipeline small enough to run 64×64 images on a CPU in a second."""
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**TINY_UNET)
-    vae = AutoencoderKL(**TINY_VAE)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
-    _trained_looking_final_norm(text_encoder)
-    scheduler_config = json.loads((BUNDLED_CONFIGS / "sd15/scheduler/scheduler_config.json").read_text())
-    scheduler = PNDMScheduler.from_config(scheduler_config)
-    pipeline = StableDiffusionPipeline(
-        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(), scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    return pipeline.to(torch.float32)
+    return _tiny_sd_pipeline(seed, TINY_UNET, TINY_TEXT, "sd15")
 
 
 def tiny_sd2_pipeline(seed: int = 0, prediction_type: str = "epsilon") -> StableDiffusionPipeline:
     """A random SD2.x-architecture pipeline: OpenCLIP-style text encoder, pad token '!' (id 0)."""
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**TINY_SD2_UNET)
+    return _tiny_sd_pipeline(seed, TINY_SD2_UNET, TINY_SD2_TEXT, "sd2", OPEN_CLIP_PAD, prediction_type=prediction_type)
+
+
+def _tiny_sd_pipeline(seed: int, unet_config: dict[str, Any], text_config: dict[str, Any], family: str,
+                      pad_token: str | None = None, **scheduler_options: Any) -> StableDiffusionPipeline:
+    """A random StableDiffusionPipeline with the bundled scheduler config of ``family``."""
+    torch.manual_seed(seed)  # then UNet, VAE, text encoder and final norm draw in this order: keep it
+    unet = UNet2DConditionModel(**unet_config)
     vae = AutoencoderKL(**TINY_VAE)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_SD2_TEXT))
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config))
     _trained_looking_final_norm(text_encoder)
-    scheduler_config = json.loads((BUNDLED_CONFIGS / "sd2/scheduler/scheduler_config.json").read_text())
-    scheduler = PNDMScheduler.from_config(scheduler_config, prediction_type=prediction_type)
+    scheduler_config = json.loads((BUNDLED_CONFIGS / family / "scheduler/scheduler_config.json").read_text())
+    scheduler = PNDMScheduler.from_config(scheduler_config, **scheduler_options)
+    # clip_tokenizer() without an argument is its own cache entry: call it as the rest of the code does.
+    tokenizer = clip_tokenizer() if pad_token is None else clip_tokenizer(pad_token)
     pipeline = StableDiffusionPipeline(
-        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(OPEN_CLIP_PAD), scheduler=scheduler,
+        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     return pipeline.to(torch.float32)
@@ -208,7 +213,7 @@ def save_single_file(pipeline: DiffusionPipeline, path: Path, dtype: torch.dtype
         state = {(TEXT_ENCODER_PREFIX + key[len(old_prefix):] if key.startswith(old_prefix) else key): tensor
                  for key, tensor in state.items()}
     if not include_vae:
-        state = {key: tensor for key, tensor in state.items() if not key.startswith("first_stage_model.")}
+        state = {key: tensor for key, tensor in state.items() if not key.startswith(VAE_PREFIX)}
     state.update(extras or {})
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata={"format": "pt", **(metadata or {})})
@@ -282,11 +287,19 @@ def save_tiny_aesthetic_head(path: Path, seed: int = 0, embedding_dim: int = 768
     generator = torch.Generator().manual_seed(seed)
     widths = [embedding_dim, 1024, 128, 64, 16, 1]
     indices = [0, 2, 4, 6, 7]  # positions of the Linear layers in the original nn.Sequential
+    state = random_linear_head(widths, indices, generator)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
+def random_linear_head(widths: Sequence[int], indices: Sequence[int], generator: torch.Generator
+                       ) -> dict[str, torch.Tensor]:
+    """Uniform ±1/√fan_in weights and biases of an ``nn.Sequential`` MLP whose Linear layers sit at ``indices``
+    and map ``widths[i]`` → ``widths[i + 1]``; drawn layer by layer, weight before bias."""
     state: dict[str, torch.Tensor] = {}
     for index, (fan_in, fan_out) in zip(indices, itertools.pairwise(widths), strict=True):
         bound = 1 / fan_in**0.5
         state[f"layers.{index}.weight"] = (torch.rand(fan_out, fan_in, generator=generator) * 2 - 1) * bound
         state[f"layers.{index}.bias"] = (torch.rand(fan_out, generator=generator) * 2 - 1) * bound
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    return path
+    return state

@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from torchvision.models.vgg import make_layers
 
 from ckptbench.metrics.open_clip_backbone import create_open_clip
+from ckptbench.models.tiny import random_linear_head
 
 TINY_OPEN_CLIP = {
     "embed_dim": 32,
@@ -52,11 +53,7 @@ def save_tiny_kenjiqq_head(path: Path, input_size: int, seed: int = 0, relu: boo
     generator = torch.Generator().manual_seed(seed)
     widths = [input_size, 64, 64, 64, 64, 1]
     indices = (0, 3, 6, 9, 11) if relu else (0, 2, 4, 6, 7)
-    state: dict[str, torch.Tensor] = {}
-    for index, fan_in, fan_out in zip(indices, widths[:-1], widths[1:], strict=True):
-        bound = 1 / fan_in**0.5
-        state[f"layers.{index}.weight"] = (torch.rand(fan_out, fan_in, generator=generator) * 2 - 1) * bound
-        state[f"layers.{index}.bias"] = (torch.rand(fan_out, generator=generator) * 2 - 1) * bound
+    state = random_linear_head(widths, indices, generator)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
     config = {"input_size": input_size, "use_activation": relu, "dropout": 0.0, "hidden_dim": 64,
