@@ -48,11 +48,6 @@ def load_suites(spec: BenchmarkSpec) -> list[LoadedSuite]:
     return loaded
 
 
-def cases_from_spec(spec: BenchmarkSpec) -> list[Case]:
-    """Every case of every suite, in spec order."""
-    return [case for suite in load_suites(spec) for case in suite.cases]
-
-
 def checked_suites(spec: BenchmarkSpec) -> list[LoadedSuite]:
     """The spec's suites, after checking its scorer and sampler names: what every command checks before any
     work (a missing suite file or reference folder stops it then too)."""
