@@ -86,6 +86,10 @@ def plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, dt
     backend = backend_id()
     plan = ImagePlan()
     cases = _runnable_cases(spec, suites, store, plan, console)
+    steps = schedule_steps(generation.sampler, generation.steps)
+    # A case's prompts and the embeddings they use do not depend on the checkpoint: worked out (tokenized,
+    # files hashed) for the first checkpoint that resolves, reused for the others.
+    prompts: dict[int, tuple[dict[str, str], tuple[tuple[str, str], ...]]] = {}
     for checkpoint in spec.checkpoints:
         try:
             ckpt = resolve_checkpoint(checkpoint, store, generation.vae)
@@ -95,10 +99,12 @@ def plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, dt
         plan.resolved[ckpt.name] = ckpt
         log_detection(ckpt, console)
         plan.jobs[ckpt.name] = []
-        for seeds, case, loras in cases:
-            inputs = case.pixel_inputs(generation.negative_prompt)
-            used = _embeddings_used(embeddings, inputs["prompt"], inputs["negative_prompt"],
-                                    schedule_steps(generation.sampler, generation.steps))
+        for index, (seeds, case, loras) in enumerate(cases):
+            if index not in prompts:
+                inputs = case.pixel_inputs(generation.negative_prompt)
+                prompts[index] = inputs, _embeddings_used(embeddings, inputs["prompt"], inputs["negative_prompt"],
+                                                          steps)
+            inputs, used = prompts[index]
             for seed in seeds:
                 job = ImageJob(checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256, case=case, seed=seed,
                                prompt=inputs["prompt"], negative_prompt=inputs["negative_prompt"],
