@@ -54,16 +54,12 @@ def _fail(error: CkptbenchError) -> NoReturn:
 @app.command()
 def validate(spec: Annotated[Path, typer.Argument(help="Benchmark spec (TOML).")]) -> None:
     """Check a spec: keys, types, files, sampler and scorer names."""
-    from ckptbench.generate.samplers import sampler_recipe
-    from ckptbench.metrics.registry import check_scorer_names
     from ckptbench.spec_load import load_spec
-    from ckptbench.suites.load import load_suites
+    from ckptbench.suites.load import checked_suites
 
     try:
         loaded = load_spec(spec)
-        check_scorer_names(loaded)
-        sampler_recipe(loaded.generation.sampler)
-        suites = load_suites(loaded)
+        suites = checked_suites(loaded)
     except CkptbenchError as error:
         _fail(error)
         return

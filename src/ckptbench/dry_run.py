@@ -15,19 +15,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ckptbench.device import resolve_dtype_name
-from ckptbench.executors import Executor
-from ckptbench.generate.embeddings import EmbeddingLibrary
-from ckptbench.generate.samplers import sampler_recipe
+from ckptbench.executors import Executor, open_executor
 from ckptbench.metrics.base import SetScorer
-from ckptbench.metrics.engine import PreparedScorer, ScoreCell, prepare_scorers, rows_for
-from ckptbench.metrics.registry import check_scorer_names
-from ckptbench.metrics.set_engine import check_planned_sizes, group_cells, set_key
-from ckptbench.plan import generation_plan, plan_images, unique_todo, work_units
-from ckptbench.runner import open_executor
+from ckptbench.metrics.engine import PreparedScorer, ScoreCell, rows_for
+from ckptbench.metrics.set_engine import group_cells, set_key
+from ckptbench.plan import generation_plan, images_todo, plan_images, prepare_run, work_units
 from ckptbench.spec import BenchmarkSpec, ExecutorName
 from ckptbench.store import Store
-from ckptbench.suites.load import load_suites
+from ckptbench.suites.load import checked_suites
 from ckptbench.throughput import Estimate, Need, estimate
 
 
@@ -73,9 +68,7 @@ class DryRun:
 def dry_run(spec: BenchmarkSpec, store_root: Path | None = None, console: Console | None = None, *,
             executor: ExecutorName | None = None, ray_address: str | None = None) -> DryRun:
     console = console or Console(stderr=True)
-    check_scorer_names(spec)
-    sampler_recipe(spec.generation.sampler)
-    suites = load_suites(spec)
+    suites = checked_suites(spec)
     store = Store(store_root or spec.store_path)
     work = open_executor(spec, executor, ray_address)
     try:
@@ -86,16 +79,12 @@ def dry_run(spec: BenchmarkSpec, store_root: Path | None = None, console: Consol
 
 
 def _plan(spec: BenchmarkSpec, suites: list, store: Store, work: Executor, console: Console) -> DryRun:
-    device = work.device(spec.generation.device)
-    dtype = resolve_dtype_name(spec.generation.dtype, device)
-    prepared = prepare_scorers(spec.scorers, device, store)
-    check_planned_sizes(prepared, {suite.name: len(suite.cases) * len(suite.seeds) for suite in suites})
-    embeddings = EmbeddingLibrary(spec.generation.embedding_dirs, spec.generation.allow_pickle_embeddings, store)
+    setup = prepare_run(spec, suites, store, work)
+    device, dtype, prepared, embeddings = setup.device, setup.dtype, setup.prepared, setup.embeddings
     plan = plan_images(spec, suites, store, dtype, embeddings, console)
     references = plan.references
     result = DryRun(work.name, work.workers(), str(device), dtype, skipped_cases=plan.skipped_cases)
-    existing = store.existing_images(job.key for jobs in plan.jobs.values() for job in jobs)
-    todo = unique_todo(plan.jobs, existing, spec.generation.batch_size)
+    existing, todo = images_todo(store, plan.jobs, spec.generation.batch_size)
     for checkpoint, message in plan.unresolved:
         result.checkpoints.append(CheckpointWork(checkpoint.name, 0, 0, message))
     for name, jobs in plan.jobs.items():
@@ -123,10 +112,11 @@ def _count_scores(spec: BenchmarkSpec, store: Store, prepared: list[PreparedScor
     """Scores cached and new per scorer (counted as a run counts them), and images each backbone must see."""
     forward: dict[str, set[str]] = defaultdict(set)
     backbone_of: dict[str, PreparedScorer] = {}
+    groups = group_cells(cells).values()
     for entry in prepared:
         if isinstance(entry.scorer, SetScorer):
             assert entry.references is not None
-            sets = {set_key(members, entry.references.key): members for members in group_cells(cells).values()}
+            sets = {set_key(members, entry.references.key): members for members in groups}
             have = store.existing_set_scores(entry.info.key, list(sets))
             result.scorers.append(ScorerWork(entry.name, "set", len(have), len(sets) - len(have)))
             new_keys = {cell.image_key for key, members in sets.items() if key not in have for cell in members}

@@ -67,10 +67,6 @@ def content_key(data: Any) -> str:
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
-def bytes_sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def relative_files(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
     """Files under ``root`` with one of ``suffixes``, sorted, skipping hidden folders like ``.cache``."""
     found: list[Path] = []

@@ -10,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.markup import escape
 
+from ckptbench.device import resolve_dtype_name
 from ckptbench.errors import CkptbenchError
 from ckptbench.executors.base import (
+    Executor,
     GenerationTask,
     GeneratorOptions,
     auto_shard_images,
@@ -28,7 +31,9 @@ from ckptbench.generate.fast_path import BatchSize
 from ckptbench.generate.hires import hires_settings, second_pass_schedule, target_size
 from ckptbench.generate.lora import LoraLibrary
 from ckptbench.generate.samplers import schedule_steps
+from ckptbench.metrics.engine import PreparedScorer, prepare_scorers
 from ckptbench.metrics.references import ReferenceSet, reference_set
+from ckptbench.metrics.set_engine import check_planned_sizes
 from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from ckptbench.spec import BenchmarkSpec, CheckpointSpec
 from ckptbench.store import RunItem, Store
@@ -50,6 +55,28 @@ class ImagePlan:
     references: dict[tuple[str, str], ReferenceSet] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RunSetup:
+    """What a run (or a dry run) settles before planning its images."""
+
+    device: torch.device
+    dtype: str
+    prepared: list[PreparedScorer]
+    embeddings: EmbeddingLibrary
+
+
+def prepare_run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Executor) -> RunSetup:
+    """The device the work runs on and its dtype, the scorers resolved and the embedding files found."""
+    device = work.device(spec.generation.device)  # where the work runs decides the 'auto' dtype
+    dtype = resolve_dtype_name(spec.generation.dtype, device)
+    # Scorer weights are resolved before any image is made: a missing model should stop the run now,
+    # not after hours of generation.
+    prepared = prepare_scorers(spec.scorers, device, store)
+    check_planned_sizes(prepared, {suite.name: len(suite.cases) * len(suite.seeds) for suite in suites})
+    embeddings = EmbeddingLibrary(spec.generation.embedding_dirs, spec.generation.allow_pickle_embeddings, store)
+    return RunSetup(device, dtype, prepared, embeddings)
+
+
 def plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, dtype: str,
                 embeddings: EmbeddingLibrary, console: Console) -> ImagePlan:
     generation = spec.generation
@@ -59,6 +86,10 @@ def plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, dt
     backend = backend_id()
     plan = ImagePlan()
     cases = _runnable_cases(spec, suites, store, plan, console)
+    steps = schedule_steps(generation.sampler, generation.steps)
+    # A case's prompts and the embeddings they use do not depend on the checkpoint: worked out (tokenized,
+    # files hashed) for the first checkpoint that resolves, reused for the others.
+    prompts: dict[int, tuple[dict[str, str], tuple[tuple[str, str], ...]]] = {}
     for checkpoint in spec.checkpoints:
         try:
             ckpt = resolve_checkpoint(checkpoint, store, generation.vae)
@@ -68,10 +99,12 @@ def plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, dt
         plan.resolved[ckpt.name] = ckpt
         log_detection(ckpt, console)
         plan.jobs[ckpt.name] = []
-        for seeds, case, loras in cases:
-            inputs = case.pixel_inputs(generation.negative_prompt)
-            used = _embeddings_used(embeddings, inputs["prompt"], inputs["negative_prompt"],
-                                    schedule_steps(generation.sampler, generation.steps))
+        for index, (seeds, case, loras) in enumerate(cases):
+            if index not in prompts:
+                inputs = case.pixel_inputs(generation.negative_prompt)
+                prompts[index] = inputs, _embeddings_used(embeddings, inputs["prompt"], inputs["negative_prompt"],
+                                                          steps)
+            inputs, used = prompts[index]
             for seed in seeds:
                 job = ImageJob(checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256, case=case, seed=seed,
                                prompt=inputs["prompt"], negative_prompt=inputs["negative_prompt"],
@@ -80,6 +113,13 @@ def plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, dt
                 plan.jobs[ckpt.name].append(job)
                 plan.items.append(RunItem(ckpt.name, case.suite, case.case_id, case.prompt, seed, job.key))
     return plan
+
+
+def images_todo(store: Store, jobs: dict[str, list[ImageJob]], batch_size: BatchSize
+                ) -> tuple[set[str], dict[str, list[ImageJob]]]:
+    """The planned images already in the store, and the jobs to run (``unique_todo``)."""
+    existing = store.existing_images(job.key for jobs_of in jobs.values() for job in jobs_of)
+    return existing, unique_todo(jobs, existing, batch_size)
 
 
 def unique_todo(jobs: dict[str, list[ImageJob]], existing: set[str], batch_size: BatchSize

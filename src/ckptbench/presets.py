@@ -13,11 +13,11 @@ no preset.
 from __future__ import annotations
 
 import copy
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 from ckptbench.errors import SpecError
+from ckptbench.textfiles import closest
 
 PresetName = Literal["ghostreview", "quick"]
 
@@ -62,8 +62,8 @@ def apply_preset(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     if name is None:
         return raw
     if not isinstance(name, str) or name not in PRESETS:
-        close = difflib.get_close_matches(str(name), PRESETS, n=1, cutoff=0.5)
-        hint = f" — did you mean '{close[0]}'?" if close else ""
+        close = closest(str(name), PRESETS, cutoff=0.5)
+        hint = f" — did you mean '{close}'?" if close is not None else ""
         raise SpecError(f"{path}: benchmark.preset: unknown preset '{name}'{hint}; known presets: "
                         f"{', '.join(sorted(PRESETS))}.")
     return merge(preset(name), raw)

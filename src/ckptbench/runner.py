@@ -13,24 +13,21 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ckptbench.device import resolve_dtype_name
 from ckptbench.errors import DiskFullError
-from ckptbench.executors import Executor, TaskEnd, make_executor
+from ckptbench.executors import Executor, TaskEnd, open_executor
 from ckptbench.generate.base import ImageJob
 from ckptbench.generate.embeddings import EmbeddingLibrary, near_miss_note
-from ckptbench.generate.samplers import sampler_recipe
-from ckptbench.metrics.engine import ScoreCell, plan_scoring, prepare_scorers
+from ckptbench.metrics.engine import ScoreCell, plan_scoring
 from ckptbench.metrics.references import ReferenceSet
-from ckptbench.metrics.registry import check_scorer_names
-from ckptbench.metrics.set_engine import check_planned_sizes, plan_sets
+from ckptbench.metrics.set_engine import plan_sets
 from ckptbench.models.checkpoint import ResolvedCheckpoint
-from ckptbench.plan import ImagePlan, generation_plan, plan_images, unique_todo
+from ckptbench.plan import ImagePlan, generation_plan, images_todo, plan_images, prepare_run
 from ckptbench.provenance import collect_provenance
 from ckptbench.report.outputs import write_outputs
 from ckptbench.spec import BenchmarkSpec, ExecutorName
 from ckptbench.stop import StopFlag, stop_requested
 from ckptbench.store import Store, Throughput
-from ckptbench.suites.load import LoadedSuite, load_suites
+from ckptbench.suites.load import LoadedSuite, checked_suites
 from ckptbench.throughput import GenerationMeter, scoring_throughput
 
 
@@ -61,9 +58,7 @@ def run_benchmark(spec: BenchmarkSpec, store_root: Path | None = None, console: 
     """Run a spec; ``executor`` and ``ray_address`` override the spec's ``[benchmark]`` keys; ``stop``, once
     set, ends the run after the batch in progress (status 'interrupted')."""
     console = console or Console(stderr=True)
-    check_scorer_names(spec)
-    sampler_recipe(spec.generation.sampler)
-    suites = load_suites(spec)  # a missing suite file or reference folder stops the run before any work
+    suites = checked_suites(spec)  # a missing suite file or reference folder stops the run before any work
     store = Store(store_root or spec.store_path)
     try:
         with store.exclusive():
@@ -82,21 +77,11 @@ def run_benchmark(spec: BenchmarkSpec, store_root: Path | None = None, console: 
         store.close()
 
 
-def open_executor(spec: BenchmarkSpec, name: ExecutorName | None = None, address: str | None = None) -> Executor:
-    info = spec.benchmark
-    return make_executor(name or info.executor, address or info.ray_address, info.ray_max_retries)
-
-
 def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Executor, console: Console,
          stop: StopFlag | None) -> RunOutcome:
     started = time.perf_counter()
-    device = work.device(spec.generation.device)  # where the work runs decides the 'auto' dtype
-    dtype = resolve_dtype_name(spec.generation.dtype, device)
-    # Scorer weights are resolved before any image is made: a missing model should stop the run now,
-    # not after hours of generation.
-    prepared = prepare_scorers(spec.scorers, device, store)
-    check_planned_sizes(prepared, {suite.name: len(suite.cases) * len(suite.seeds) for suite in suites})
-    embeddings = EmbeddingLibrary(spec.generation.embedding_dirs, spec.generation.allow_pickle_embeddings, store)
+    setup = prepare_run(spec, suites, store, work)
+    device, dtype, prepared, embeddings = setup.device, setup.dtype, setup.prepared, setup.embeddings
     provenance = {**collect_provenance(device, dtype), "executor": work.describe()}
     run_id = store.start_run(spec.model_dump(mode="json", by_alias=True), provenance)
     outcome = RunOutcome(store=store.root, run_id=run_id)
@@ -106,9 +91,8 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Exe
     image_plan = plan_images(spec, suites, store, dtype, embeddings, console)
     _record_plan(store, run_id, image_plan, outcome, console)
     jobs, references = image_plan.jobs, image_plan.references
-    existing = store.existing_images(job.key for jobs_of in jobs.values() for job in jobs_of)
     # Whole batches, so that images made after an interruption come out as in an uninterrupted run.
-    todo = unique_todo(jobs, existing, spec.generation.batch_size)
+    existing, todo = images_todo(store, jobs, spec.generation.batch_size)
     todo_count = len({job.key for jobs_of in todo.values() for job in jobs_of if job.key not in existing})
     outcome.cached_images = len(existing)
     console.print(f"{todo_count} images to generate ({len(existing)} already in the store)")

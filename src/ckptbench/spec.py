@@ -206,7 +206,6 @@ class GenerationSettings(_Strict):
 
 
 _SUITE_SOURCES = ("prompts", "file", "builtin", "format")
-_FORMAT_KIND: dict[str, SuiteKind] = {"ghostreview-styles": "style", "ghostreview-loras": "lora"}
 
 
 class SuiteSpec(_Strict):
@@ -267,17 +266,6 @@ class SuiteSpec(_Strict):
         if self.showcase_models is not None and self.format not in ("ghostreview-loras", None):
             raise ValueError("`showcase_models` belongs to LoRA suites (format 'ghostreview-loras' or a suite file)")
         return self
-
-    @property
-    def declared_kind(self) -> SuiteKind | None:
-        """The kind the spec or the source fixes before the cases are read (None: from the suite file)."""
-        if self.kind is not None:
-            return self.kind
-        if self.builtin == "styles":
-            return "style"
-        if self.format is not None:
-            return _FORMAT_KIND.get(self.format, "quality" if self.format != "infotext" else None)
-        return "quality" if self.prompts is not None else None
 
 
 class AnalysisSpec(_Strict):
@@ -364,6 +352,3 @@ class BenchmarkSpec(_Strict):
         if self.benchmark.store is not None:
             return self.benchmark.store
         return self.spec_path.parent if self.spec_path else Path.cwd()
-
-    def checkpoint(self, name: str) -> CheckpointSpec:
-        return next(c for c in self.checkpoints if c.name == name)

@@ -113,14 +113,6 @@ def encode_png(image: Image.Image, infotext: str) -> bytes:
 
 
 @dataclass(frozen=True)
-class ImageRecord:
-    key: str
-    path: Path
-    prompt: str
-    seed: int
-
-
-@dataclass(frozen=True)
 class RunItem:
     checkpoint: str
     suite: str
@@ -233,11 +225,6 @@ class Store:
         )
         return path
 
-    def image_records(self, keys: Sequence[str]) -> list[ImageRecord]:
-        rows = self._select_rows("SELECT key, path, prompt, seed FROM images WHERE key IN ({})", list(keys))
-        by_key = {row[0]: ImageRecord(row[0], self.root / row[1], row[2], row[3]) for row in rows}
-        return [by_key[key] for key in keys if key in by_key]
-
     def image_infotexts(self, keys: Sequence[str]) -> dict[str, str]:
         """image key → the A1111 infotext its PNG carries (read from the database, not the files)."""
         rows = self._select_rows("SELECT key, infotext FROM images WHERE key IN ({})", list(keys))
@@ -256,15 +243,9 @@ class Store:
 
     def existing_scores(self, scorer_key: str, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of the (image_key, context_key) pairs already have a score from ``scorer_key``."""
-        found: set[tuple[str, str]] = set()
-        keys = sorted({image for image, _ in pairs})
-        for chunk in _chunks(keys, 500):
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT image_key, context_key FROM scores WHERE scorer_key = ? AND image_key IN ({marks})",
-                (scorer_key, *chunk)).fetchall()
-            found.update((row[0], row[1]) for row in rows)
-        return found & set(pairs)
+        rows = self._select_rows("SELECT image_key, context_key FROM scores WHERE scorer_key = ? AND "
+                                 "image_key IN ({})", sorted({image for image, _ in pairs}), prefix=(scorer_key,))
+        return {(row[0], row[1]) for row in rows} & set(pairs)
 
     def score_values(self, scorer_key: str, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], float]:
         """The stored values of the (image_key, context_key) pairs that have one."""
@@ -280,14 +261,9 @@ class Store:
                            [(image, scorer_key, context, float(value), now) for image, context, value in rows])
 
     def embeddings(self, backbone_key: str, image_keys: Sequence[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        for chunk in _chunks(list(image_keys), 500):
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT image_key, vector FROM embeddings WHERE backbone_key = ? AND image_key IN ({marks})",
-                (backbone_key, *chunk)).fetchall()
-            found.update({row[0]: np.frombuffer(row[1], dtype=np.float32).copy() for row in rows})
-        return found
+        rows = self._select_rows("SELECT image_key, vector FROM embeddings WHERE backbone_key = ? AND "
+                                 "image_key IN ({})", list(image_keys), prefix=(backbone_key,))
+        return {row[0]: np.frombuffer(row[1], dtype=np.float32).copy() for row in rows}
 
     def put_embeddings(self, backbone_key: str, vectors: dict[str, np.ndarray]) -> None:
         with self.transaction() as db:

@@ -40,7 +40,6 @@ class GenerationMeter:
     executor: str
     runtime: dict[str, dict[str, object]] = field(default_factory=dict)
     _sums: dict[Group, _Sums] = field(default_factory=lambda: defaultdict(_Sums))
-    _devices: dict[str, tuple[str, str]] = field(default_factory=dict)  # task label → its device
     _pending: dict[str, list[tuple[ImageJob, float]]] = field(default_factory=lambda: defaultdict(list))
 
     def image_made(self, event: ImageOutcome, job: ImageJob) -> None:

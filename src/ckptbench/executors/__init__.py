@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from ckptbench.executors.base import Executor, GenerationTask, GeneratorOptions, ImageOutcome, TaskEnd
 from ckptbench.executors.local import LocalExecutor
+from ckptbench.spec import BenchmarkSpec, ExecutorName
 
 __all__ = ["Executor", "GenerationTask", "GeneratorOptions", "ImageOutcome", "LocalExecutor", "TaskEnd",
-           "make_executor"]
+           "make_executor", "open_executor"]
 
 
 def make_executor(name: str, address: str | None = None, max_retries: int = 2) -> Executor:
@@ -15,3 +16,9 @@ def make_executor(name: str, address: str | None = None, max_retries: int = 2) -
 
         return RayExecutor(address, max_retries)
     return LocalExecutor()
+
+
+def open_executor(spec: BenchmarkSpec, name: ExecutorName | None = None, address: str | None = None) -> Executor:
+    """The spec's executor; ``name`` and ``address`` override its ``[benchmark]`` keys."""
+    info = spec.benchmark
+    return make_executor(name or info.executor, address or info.ray_address, info.ray_max_retries)

@@ -133,7 +133,7 @@ class RayExecutor:
 
     def generate(self, tasks: Sequence[GenerationTask], stop: StopFlag | None = None) -> Iterator[GenerationEvent]:
         remote = self._remote(run_generation)
-        refs = {remote.remote(task, self._requested): task for task in tasks}
+        refs = {remote.remote(task): task for task in tasks}
         for task, events, error in self._completed(refs, stop):
             if error is None:
                 yield from events

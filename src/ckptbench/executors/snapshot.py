@@ -66,10 +66,6 @@ class StoreSnapshot:
         # Nothing to commit here: the driver replays all of a task's writes in one store transaction.
         yield self
 
-    def replay(self, store: Store) -> None:
-        """Apply the recorded writes to ``store``, all together or none (a kill in between leaves no part)."""
-        replay_writes(store, self.writes)
-
 
 def replay_writes(store: Store, writes: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
     with store.transaction():

@@ -87,9 +87,9 @@ def generation_events(task: GenerationTask, device: torch.device, stop: StopFlag
     yield TaskEnd(task, device.type, name, generator.runtime)
 
 
-def run_generation(task: GenerationTask, requested_device: str) -> list[GenerationEvent]:
+def run_generation(task: GenerationTask) -> list[GenerationEvent]:
     """A generation task as a Ray worker runs it: every outcome at once (a shard is small)."""
-    return list(generation_events(task, worker_device(requested_device)))
+    return list(generation_events(task, worker_device(task.options.device)))
 
 
 def scoring_groups(prepared: Sequence[PreparedScorer], plan: ScoringPlan) -> list[list[PreparedScorer]]:

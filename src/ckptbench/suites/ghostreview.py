@@ -68,9 +68,12 @@ def load_loras(path: Path, suite: str, references: Path | None = None,
     root = _reference_root(path, references, LORA_REFERENCES, csv_path)
     models_path = showcase_models or csv_path.parent / Path(LORA_MODELS_CSV).name
     made_with = load_showcase_models(models_path) if models_path.is_file() else {}
+    showcases: dict[str, Path] = {}
+    for file in image_files(root):  # natural order: the first file of a stem wins
+        showcases.setdefault(file.stem, file)
     cases = []
     for index, row in _distinct_rows(csv_path, ("index", "Prompts", "LoRA")):
-        image = next((p for p in image_files(root) if p.stem == str(index)), None)
+        image = showcases.get(str(index))
         if image is None:
             raise SuiteError(f"{csv_path}: LoRA case {index} ('{row['LoRA']}'): no showcase image named {index}.* "
                              f"in {root}; put it there or set `references` to the folder of showcase images.")

@@ -48,9 +48,16 @@ def load_suites(spec: BenchmarkSpec) -> list[LoadedSuite]:
     return loaded
 
 
-def cases_from_spec(spec: BenchmarkSpec) -> list[Case]:
-    """Every case of every suite, in spec order."""
-    return [case for suite in load_suites(spec) for case in suite.cases]
+def checked_suites(spec: BenchmarkSpec) -> list[LoadedSuite]:
+    """The spec's suites, after checking its scorer and sampler names: what every command checks before any
+    work (a missing suite file or reference folder stops it then too)."""
+    # Imported here: they bring torch and every scorer, which reading suites does not need.
+    from ckptbench.generate.samplers import sampler_recipe
+    from ckptbench.metrics.registry import check_scorer_names
+
+    check_scorer_names(spec)
+    sampler_recipe(spec.generation.sampler)
+    return load_suites(spec)
 
 
 def _read_cases(suite: SuiteSpec) -> list[Case]:

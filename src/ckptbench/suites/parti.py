@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
-import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
 from ckptbench.errors import SuiteError
 from ckptbench.suites.case import Case
+from ckptbench.textfiles import closest
 
 _COLUMNS = ("Prompt", "Category", "Challenge")
 
@@ -52,8 +52,8 @@ def _check_values(path: Path, field: str, wanted: Sequence[str], present: set[st
     known = {value.lower(): value for value in present}
     for value in wanted:
         if value.lower() not in known:
-            close = difflib.get_close_matches(value, sorted(present), n=1, cutoff=0.5)
-            hint = f" — did you mean '{close[0]}'?" if close else ""
+            close = closest(value, sorted(present), cutoff=0.5)
+            hint = f" — did you mean '{close}'?" if close is not None else ""
             raise SuiteError(f"{path}: {field} '{value}' does not occur in PartiPrompts{hint}; known: "
                              f"{', '.join(sorted(present))}.")
     return {value.lower() for value in wanted}
