@@ -13,21 +13,11 @@ from ckptbench.metrics.base import BackboneRequest, BackboneSpec, FeatureBatch
 from ckptbench.metrics.clip_score import ClipScore
 from ckptbench.metrics.hf_clip import HFClipBackbone
 from ckptbench.spec import ScorerOptions
+from tests.hand_computed import aesthetic_mlp
 
 
 def resolve_hf_clip(model: str, dtype: str, scorer: str, cache: None) -> BackboneSpec:
     return hf_clip.resolve(BackboneRequest(hf_clip.KIND, model), dtype, scorer, cache)
-
-
-def _hand_mlp(state: dict[str, torch.Tensor], x: np.ndarray, indices: tuple[int, ...], relu: bool) -> np.ndarray:
-    h = x / np.linalg.norm(x, axis=-1, keepdims=True)
-    for position, index in enumerate(indices):
-        weight = state[f"layers.{index}.weight"].double().numpy()
-        bias = state[f"layers.{index}.bias"].double().numpy()
-        h = h @ weight.T + bias
-        if relu and position < len(indices) - 1:
-            h = np.maximum(h, 0.0)
-    return h[:, 0]
 
 
 @pytest.mark.parametrize(
@@ -39,7 +29,7 @@ def test_real_laion_heads_match_hand_computation(shared_data, file, indices, rel
     path = shared_data / "weights" / file
     state = torch.load(path, map_location="cpu", weights_only=True)
     embeddings = np.random.default_rng(0).normal(size=(5, 768))
-    expected = _hand_mlp(state, embeddings, indices, relu)
+    expected = aesthetic_mlp(state, embeddings, indices, relu)
 
     scorer = LaionAestheticV2(ScorerOptions(head=str(path)))
     scorer.load(torch.device("cpu"))

@@ -7,25 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.hand_computed import aesthetic_mlp
 
 from ckptbench.errors import ModelFileError
 from ckptbench.hashing import sha256_file
 from ckptbench.metrics.aesthetic import LINEAR_MSE_SHA256, LaionAestheticV2, load_aesthetic_head
 from ckptbench.metrics.base import FeatureBatch
 from ckptbench.spec import ScorerOptions
-
-
-def _reference(state: dict[str, torch.Tensor], embeddings: np.ndarray, indices: tuple[int, ...], relu: bool
-               ) -> np.ndarray:
-    """improved-aesthetic-predictor by hand: x/‖x‖, then the Linear layers (ReLU between them for reluMSE)."""
-    x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
-    for position, index in enumerate(indices):
-        weight = state[f"layers.{index}.weight"].double().numpy()
-        bias = state[f"layers.{index}.bias"].double().numpy()
-        x = x @ weight.T + bias
-        if relu and position < len(indices) - 1:
-            x = np.maximum(x, 0.0)
-    return x[:, 0]
 
 
 @pytest.mark.parametrize(("file", "indices", "relu"), [
@@ -41,7 +29,7 @@ def test_real_head_matches_reference_formula(shared_data: Path, file: str, indic
     embeddings = np.random.default_rng(0).normal(size=(32, 768)) * 10
     ours = scorer.score(FeatureBatch(features={"image": torch.from_numpy(embeddings).float()}, texts=[""] * 32))
     state = torch.load(path, map_location="cpu", weights_only=True)
-    expected = _reference(state, embeddings.astype(np.float32).astype(np.float64), indices, relu)
+    expected = aesthetic_mlp(state, embeddings.astype(np.float32).astype(np.float64), indices, relu)
     assert np.max(np.abs(ours - expected)) < 1e-5
     assert scorer.head_files() == {f"head/{file}": sha256_file(path)}
 
