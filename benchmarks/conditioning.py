@@ -16,8 +16,8 @@ import torch
 from diffusers import StableDiffusionPipeline
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from ckptbench.demo.tiny import tiny_sd15_pipeline
 from ckptbench.generate.conditioning import encode_prompts
-from ckptbench.models.tiny import tiny_sd15_pipeline
 
 SD15_TEXT = {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12,
              "max_position_embeddings": 77, "vocab_size": 49408, "hidden_act": "quick_gelu", "projection_dim": 768}

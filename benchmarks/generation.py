@@ -124,7 +124,7 @@ def compare(ckpt: ResolvedCheckpoint, settings: SamplingSettings, images: int, b
 
 
 def tiny_model(root: Path) -> ResolvedCheckpoint:
-    from ckptbench.models.tiny import save_diffusers_folder, tiny_sd15_pipeline
+    from ckptbench.demo.tiny import save_diffusers_folder, tiny_sd15_pipeline
 
     folder = save_diffusers_folder(tiny_sd15_pipeline(seed=1), root / "tiny")
     return resolve_checkpoint(CheckpointSpec(name="tiny", path=folder))

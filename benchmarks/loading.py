@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionPipeline
 
+from ckptbench.demo.tiny import save_config_folder, save_single_file, tiny_sd15_pipeline
 from ckptbench.generate.loading import load_pipeline
 from ckptbench.models.checkpoint import resolve_checkpoint
-from ckptbench.models.tiny import save_config_folder, save_single_file, tiny_sd15_pipeline
 from ckptbench.models.tokenizer import clip_tokenizer
 from ckptbench.spec import CheckpointSpec
 

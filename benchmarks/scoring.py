@@ -53,7 +53,7 @@ def build_model(folder: Path, tiny: bool) -> Path:
     import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-    from ckptbench.models.tiny import save_tiny_clip
+    from ckptbench.demo.tiny import save_tiny_clip
     from ckptbench.models.tokenizer import clip_tokenizer
 
     if tiny:
@@ -71,7 +71,7 @@ def head_file(work: Path) -> Path:
     real = REPO.parent / "shared" / "data" / "weights" / "sac+logos+ava1-l14-linearMSE.pth"
     if real.is_file():
         return real
-    from ckptbench.models.tiny import save_tiny_aesthetic_head
+    from ckptbench.demo.tiny import save_tiny_aesthetic_head
 
     return save_tiny_aesthetic_head(work / "head.pth", seed=0)
 

@@ -16,7 +16,7 @@ PROMPTS = ("a lighthouse on a rocky coast at dusk, oil painting", "portrait of a
 
 def build_models(root: Path, checkpoints: int) -> dict[str, Path]:
     """``checkpoints`` different tiny SD1.5-architecture diffusers folders, a tiny CLIP and an aesthetic head."""
-    from ckptbench.models.tiny import (
+    from ckptbench.demo.tiny import (
         save_diffusers_folder,
         save_tiny_aesthetic_head,
         save_tiny_clip,

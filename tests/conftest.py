@@ -41,7 +41,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (model B, different weights), ``clip`` (tiny transformers CLIP, 768-d projection), ``head``
     (random head in the LAION .pth layout).
     """
-    from ckptbench.models.tiny import (
+    from ckptbench.demo.tiny import (
         save_config_folder,
         save_diffusers_folder,
         save_single_file,
@@ -75,7 +75,7 @@ def tiny_scorer_models(tmp_path_factory: pytest.TempPathFactory, tiny_models: di
     import numpy as np
     from PIL import Image
 
-    from ckptbench.models.tiny_scorers import (
+    from ckptbench.demo.tiny_scorers import (
         save_hps_style_checkpoint,
         save_tiny_kenjiqq_head,
         save_tiny_open_clip,
@@ -164,7 +164,7 @@ def tiny_family_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     """
     import torch
 
-    from ckptbench.models.tiny import save_config_folder, save_single_file, tiny_sd2_pipeline, tiny_sdxl_pipeline
+    from ckptbench.demo.tiny import save_config_folder, save_single_file, tiny_sd2_pipeline, tiny_sdxl_pipeline
 
     root = tmp_path_factory.mktemp("tiny-families")
     sd2 = tiny_sd2_pipeline(seed=5)
@@ -180,7 +180,7 @@ def tiny_family_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
 @pytest.fixture(scope="session")
 def fid_inception_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The FID Inception at real size with random weights (its architecture cannot shrink), saved once."""
-    from ckptbench.models.tiny_scorers import save_random_fid_inception
+    from ckptbench.demo.tiny_scorers import save_random_fid_inception
 
     return save_random_fid_inception(tmp_path_factory.mktemp("inception") / "pt_inception-random.pth")
 

@@ -7,12 +7,12 @@ import copy
 import pytest
 import torch
 
+from ckptbench.demo.tiny import tiny_sd15_pipeline
 from ckptbench.errors import CkptbenchError
 from ckptbench.generate.conditioning import encode_prompts, masked_cross_attention, prompt_conditioning
 from ckptbench.generate.embeddings import SINGLE, TextualInversion
 from ckptbench.generate.samplers import make_scheduler
 from ckptbench.generate.text_encoding import apply_emphasis
-from ckptbench.models.tiny import tiny_sd15_pipeline
 
 BOS, EOS = 49406, 49407
 

@@ -12,9 +12,9 @@ import torch
 from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from ckptbench.demo.tiny import BUNDLED_CONFIGS, TINY_TEXT, TINY_VAE
 from ckptbench.generate.conditioning import encode_prompts, prompt_conditioning
 from ckptbench.generate.embeddings import TextualInversion
-from ckptbench.models.tiny import BUNDLED_CONFIGS, TINY_TEXT, TINY_VAE
 from ckptbench.models.tokenizer import clip_tokenizer
 
 BOS, EOS = 49406, 49407

@@ -10,11 +10,11 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 
+from ckptbench.demo.tiny import save_diffusers_folder, tiny_sd15_pipeline
 from ckptbench.generate.base import FailedImage, GeneratedImage
 from ckptbench.generate.decode import ALL_BLACK, FLAT, NAN_LATENTS, NAN_PIXELS, broken_reason, decode_latents
 from ckptbench.generate.loading import load_pipeline
 from ckptbench.generate.samplers import make_scheduler
-from ckptbench.models.tiny import save_diffusers_folder, tiny_sd15_pipeline
 from tests.generation_helpers import checkpoint, generate, job, settings
 
 # Scaling the decoder's first convolution by this pushes its activations past fp16's 65504 (and its group

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
+from ckptbench.demo.tiny import tiny_sd15_pipeline
+from ckptbench.demo.tiny_lora import kohya_lora, save_lora
 from ckptbench.errors import SpecError
 from ckptbench.infotext import parse_infotext
-from ckptbench.models.tiny import tiny_sd15_pipeline
-from ckptbench.models.tiny_lora import kohya_lora, save_lora
 from ckptbench.runner import run_benchmark
 from ckptbench.spec_load import load_spec
 from ckptbench.store import Store

@@ -15,9 +15,9 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from typer.testing import CliRunner
 
 from ckptbench.cli import app
+from ckptbench.demo.tiny import save_diffusers_folder, save_single_file, tiny_sd15_pipeline
+from ckptbench.demo.tiny_files import save_embedding, save_kohya_lora, save_vae_file
 from ckptbench.models.checkpoint import BUNDLED_CONFIGS
-from ckptbench.models.tiny import save_diffusers_folder, save_single_file, tiny_sd15_pipeline
-from ckptbench.models.tiny_files import save_embedding, save_kohya_lora, save_vae_file
 
 
 def _inspect(path: Path, *extra: str) -> dict:
@@ -118,7 +118,7 @@ def test_sd2_configs_differ_only_where_the_releases_do() -> None:
 
 
 def test_inspect_pickle_only_with_the_flag(tmp_path: Path, pipeline) -> None:
-    from ckptbench.models.tiny import original_layout_state
+    from ckptbench.demo.tiny import original_layout_state
 
     path = tmp_path / "model.ckpt"
     torch.save({"state_dict": original_layout_state(pipeline), "global_step": 12}, path)

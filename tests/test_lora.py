@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from ckptbench.demo.tiny import tiny_sd15_pipeline
+from ckptbench.demo.tiny_lora import kohya_lora, peft_lora, save_lora, unet_lora_targets
 from ckptbench.generate.base import FailedImage, GeneratedImage, LoraUse, image_key
 from ckptbench.generate.loading import load_pipeline
 from ckptbench.generate.lora import LoraApplier, LoraError, LoraLibrary, combine_loras, read_lora_file
 from ckptbench.hashing import sha256_file
-from ckptbench.models.tiny import tiny_sd15_pipeline
-from ckptbench.models.tiny_lora import kohya_lora, peft_lora, save_lora, unet_lora_targets
 from ckptbench.prompt import LoraTag
 from tests.generation_helpers import checkpoint, generate, job, pixels, settings
 

@@ -9,10 +9,7 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-from ckptbench.errors import ModelFileError
-from ckptbench.generate.loading import load_pipeline
-from ckptbench.models.checkpoint import resolve_checkpoint
-from ckptbench.models.tiny import (
+from ckptbench.demo.tiny import (
     ema_extras,
     save_config_folder,
     save_diffusers_folder,
@@ -22,7 +19,10 @@ from ckptbench.models.tiny import (
     tiny_sd15_pipeline,
     tiny_sdxl_pipeline,
 )
-from ckptbench.models.tiny_files import save_vae_file
+from ckptbench.demo.tiny_files import save_vae_file
+from ckptbench.errors import ModelFileError
+from ckptbench.generate.loading import load_pipeline
+from ckptbench.models.checkpoint import resolve_checkpoint
 from ckptbench.spec import CheckpointSpec
 
 CPU = torch.device("cpu")

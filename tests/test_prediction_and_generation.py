@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from ckptbench.demo.tiny import save_config_folder, save_single_file, tiny_sd2_pipeline
 from ckptbench.generate.base import FailedImage, ImageJob, SamplingSettings
 from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id
 from ckptbench.generate.loading import load_pipeline
@@ -18,7 +19,6 @@ from ckptbench.models.checkpoint import resolve_checkpoint
 from ckptbench.models.components import a1111_v_prediction_test
 from ckptbench.models.detect import detect
 from ckptbench.models.state_dict import open_model_file
-from ckptbench.models.tiny import save_config_folder, save_single_file, tiny_sd2_pipeline
 from ckptbench.spec import CheckpointSpec
 from ckptbench.suites import Case
 

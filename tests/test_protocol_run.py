@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from ckptbench.models.tiny import tiny_sd15_pipeline
-from ckptbench.models.tiny_lora import kohya_lora, save_lora
+from ckptbench.demo.tiny import tiny_sd15_pipeline
+from ckptbench.demo.tiny_lora import kohya_lora, save_lora
 from ckptbench.runner import run_benchmark
 from ckptbench.spec_load import load_spec
 

@@ -18,11 +18,11 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from ckptbench.cli import app
+from ckptbench.demo.tiny import original_layout_state, tiny_sd15_pipeline
 from ckptbench.errors import ModelFileError
 from ckptbench.generate.loading import load_pipeline
 from ckptbench.models.checkpoint import resolve_checkpoint
 from ckptbench.models.safety import UnsafeModelFileError, load_pickle_tensors, read_safetensors_header
-from ckptbench.models.tiny import original_layout_state, tiny_sd15_pipeline
 from ckptbench.spec import CheckpointSpec
 
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from ckptbench.demo.tiny import BUNDLED_CONFIGS
 from ckptbench.errors import SpecError
 from ckptbench.generate.base import GeneratedImage
 from ckptbench.generate.diffusers_backend import DiffusersGenerator
 from ckptbench.generate.samplers import SAMPLERS, make_scheduler, sampler_recipe, schedule_steps
-from ckptbench.models.tiny import BUNDLED_CONFIGS
 
 STEPS = 20
 SD15 = json.loads((BUNDLED_CONFIGS / "sd15/scheduler/scheduler_config.json").read_text())

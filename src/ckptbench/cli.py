@@ -151,7 +151,7 @@ def _exit_if_interrupted(outcome: object, resume: str) -> None:
 def demo(out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo.")] = Path("demo")) -> None:
     """Build two tiny random checkpoints, benchmark them and write the report (about a minute on a CPU)."""
     _quiet_libraries()
-    from ckptbench.demo import build_demo_models, write_demo_spec
+    from ckptbench.demo.command import build_demo_models, write_demo_spec
     from ckptbench.runner import run_benchmark
     from ckptbench.spec_load import load_spec
 

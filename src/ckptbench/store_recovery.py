@@ -18,15 +18,23 @@ so the image is made and scored again rather than reported from a file that is n
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ckptbench.atomic import remove_stale_temporaries
 
-if TYPE_CHECKING:
-    from ckptbench.store import Store
+
+class RecoverableStore(Protocol):
+    """What recovery needs of a store: its folders and one transaction (the store module imports this one)."""
+
+    root: Path
+    images_dir: Path
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
 
 @dataclass
@@ -51,7 +59,7 @@ class Recovery:
         return "; ".join(parts)
 
 
-def recover_store(store: Store) -> Recovery:
+def recover_store(store: RecoverableStore) -> Recovery:
     """Bring the store back to a consistent state; call only while holding the store's run lock."""
     recovery = Recovery(temporaries=remove_stale_temporaries(store.root))
     files = dict(_image_files(store.images_dir, store.root))

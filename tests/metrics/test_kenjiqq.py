@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from ckptbench.demo.tiny_scorers import save_tiny_kenjiqq_head
 from ckptbench.errors import ModelFileError
 from ckptbench.metrics.base import FeatureBatch
 from ckptbench.metrics.kenjiqq import KenjiqqArtifacts, KenjiqqRating
-from ckptbench.models.tiny_scorers import save_tiny_kenjiqq_head
 from ckptbench.spec import ScorerOptions
 
 

@@ -80,7 +80,7 @@ def test_ghostreview_variant_scale_on_real_reference_images(shared_data: Path, t
     normalised variant (≪ 1); and it grows with the square of the number of positions (×≈16 from 256 to
     512 px), while the C·H·W-normalised variant does not depend on image size.
     """
-    from ckptbench.models.tiny_scorers import save_vgg19
+    from ckptbench.demo.tiny_scorers import save_vgg19
 
     path = save_vgg19(tmp_path / "vgg19-random.pth", widths=(64, 128, 256, 512, 512))
     spec = resolve_backbone(BackboneRequest("vgg19", str(path)), "fp32", "style-gram", None)

@@ -36,6 +36,7 @@ from transformers import (
     CLIPTextModelWithProjection,
 )
 
+from ckptbench.models.checkpoint import BUNDLED_CONFIGS
 from ckptbench.models.ldm_layout import (
     OPEN_CLIP_PREFIX,
     TEXT_ENCODER_PREFIX,
@@ -44,8 +45,6 @@ from ckptbench.models.ldm_layout import (
     sdxl_pipeline_to_sgm,
 )
 from ckptbench.models.tokenizer import OPEN_CLIP_PAD, clip_tokenizer
-
-BUNDLED_CONFIGS = Path(__file__).parent / "configs"
 
 TINY_UNET = {
     "sample_size": 8,

@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import save_file
 from torchvision.models.vgg import make_layers
 
+from ckptbench.demo.tiny import random_linear_head
 from ckptbench.metrics.open_clip_backbone import create_open_clip
-from ckptbench.models.tiny import random_linear_head
 
 TINY_OPEN_CLIP = {
     "embed_dim": 32,

@@ -67,7 +67,7 @@ def build_demo_models(models: Path) -> None:
     marker = models / ".complete"
     if marker.exists():
         return
-    from ckptbench.models.tiny import (
+    from ckptbench.demo.tiny import (
         save_config_folder,
         save_diffusers_folder,
         save_single_file,
