@@ -63,11 +63,17 @@ def validate(spec: Annotated[Path, typer.Argument(help="Benchmark spec (TOML).")
     except CkptbenchError as error:
         _fail(error)
         return
-    per_checkpoint = sum(len(s.cases) * len(s.seeds) for s in suites)
+    from ckptbench.sweep import variants
+
+    sweep = len(variants(loaded.generation.sweep))
+    per_variant = sum(len(s.cases) * len(s.seeds) for s in suites)
+    per_checkpoint = per_variant * sweep
     seed_counts = {len(s.seeds) for s in suites}
     cases = sum(len(s.cases) for s in suites)
     shape = (f"{cases} cases × {seed_counts.pop()} seeds" if len(seed_counts) == 1 else
-             f"{per_checkpoint} images ({', '.join(f'{s.name}: {len(s.cases)}×{len(s.seeds)}' for s in suites)})")
+             f"{per_variant} images ({', '.join(f'{s.name}: {len(s.cases)}×{len(s.seeds)}' for s in suites)})")
+    if sweep > 1:
+        shape += f" × {sweep} sweep variants ({' × '.join(a.name for a in loaded.generation.sweep)})"
     out.print(f"{spec}: valid — {len(loaded.checkpoints)} checkpoints × {shape} = "
               f"{per_checkpoint * len(loaded.checkpoints)} images; suites: "
               f"{', '.join(f'{s.name} ({s.kind})' for s in suites)}; scorers: {', '.join(loaded.scorers.use)}")

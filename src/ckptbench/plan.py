@@ -35,11 +35,12 @@ from ckptbench.metrics.engine import PreparedScorer, prepare_scorers
 from ckptbench.metrics.references import ReferenceSet, reference_set
 from ckptbench.metrics.set_engine import check_planned_sizes
 from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
-from ckptbench.spec import BenchmarkSpec, CheckpointSpec
+from ckptbench.spec import BenchmarkSpec, CheckpointSpec, GenerationSettings
 from ckptbench.store import RunItem, Store
 from ckptbench.suites import Case
 from ckptbench.suites.load import LoadedSuite
 from ckptbench.suites.loras import resolve_case_loras
+from ckptbench.sweep import Variant, variant_case, variant_generation, variants
 
 RunnableCase = tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]  # seeds, case, its LoRAs
 
@@ -72,47 +73,69 @@ def prepare_run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, wo
     # Scorer weights are resolved before any image is made: a missing model should stop the run now,
     # not after hours of generation.
     prepared = prepare_scorers(spec.scorers, device, store)
-    check_planned_sizes(prepared, {suite.name: len(suite.cases) * len(suite.seeds) for suite in suites})
+    # A set scorer compares all of a checkpoint's images of a suite, every sweep variant's together.
+    sweep_size = len(variants(spec.generation.sweep))
+    check_planned_sizes(prepared, {suite.name: len(suite.cases) * len(suite.seeds) * sweep_size for suite in suites})
     embeddings = EmbeddingLibrary(spec.generation.embedding_dirs, spec.generation.allow_pickle_embeddings, store)
     return RunSetup(device, dtype, prepared, embeddings)
 
 
 def plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, dtype: str,
                 embeddings: EmbeddingLibrary, console: Console) -> ImagePlan:
-    generation = spec.generation
-    settings = SamplingSettings(sampler=generation.sampler, steps=generation.steps, cfg=generation.cfg,
-                                width=generation.width, height=generation.height, dtype=dtype,
-                                hires=hires_settings(generation.hires, store), clip_skip=generation.clip_skip)
+    """Every image of the run: per checkpoint, per sweep variant (one without a sweep), per case, per seed."""
     backend = backend_id()
     plan = ImagePlan()
-    cases = _runnable_cases(spec, suites, store, plan, console)
-    steps = schedule_steps(generation.sampler, generation.steps)
+    planned_variants = [_plan_variant(spec, variant, suites, store, dtype, plan, console)
+                        for variant in variants(spec.generation.sweep)]
     # A case's prompts and the embeddings they use do not depend on the checkpoint: worked out (tokenized,
     # files hashed) for the first checkpoint that resolves, reused for the others.
-    prompts: dict[int, tuple[dict[str, str], tuple[tuple[str, str], ...]]] = {}
+    prompts: dict[tuple[int, int], tuple[dict[str, str], tuple[tuple[str, str], ...]]] = {}
     for checkpoint in spec.checkpoints:
         try:
-            ckpt = resolve_checkpoint(checkpoint, store, generation.vae)
+            ckpt = resolve_checkpoint(checkpoint, store, spec.generation.vae)
         except CkptbenchError as error:
             plan.unresolved.append((checkpoint, str(error)))
             continue
         plan.resolved[ckpt.name] = ckpt
         log_detection(ckpt, console)
         plan.jobs[ckpt.name] = []
-        for index, (seeds, case, loras) in enumerate(cases):
-            if index not in prompts:
-                inputs = case.pixel_inputs(generation.negative_prompt)
-                prompts[index] = inputs, _embeddings_used(embeddings, inputs["prompt"], inputs["negative_prompt"],
-                                                          steps)
-            inputs, used = prompts[index]
-            for seed in seeds:
-                job = ImageJob(checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256, case=case, seed=seed,
-                               prompt=inputs["prompt"], negative_prompt=inputs["negative_prompt"],
-                               settings=settings, backend=backend, checkpoint_identity=ckpt.identity,
-                               loras=loras, embeddings=used)
-                plan.jobs[ckpt.name].append(job)
-                plan.items.append(RunItem(ckpt.name, case.suite, case.case_id, case.prompt, seed, job.key))
+        for number, planned in enumerate(planned_variants):
+            for index, (seeds, case, loras) in enumerate(planned.cases):
+                if (number, index) not in prompts:
+                    inputs = case.pixel_inputs(planned.generation.negative_prompt)
+                    prompts[number, index] = inputs, _embeddings_used(
+                        embeddings, inputs["prompt"], inputs["negative_prompt"], planned.schedule_steps)
+                inputs, used = prompts[number, index]
+                for seed in seeds:
+                    job = ImageJob(checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256, case=case, seed=seed,
+                                   prompt=inputs["prompt"], negative_prompt=inputs["negative_prompt"],
+                                   settings=planned.settings, backend=backend, checkpoint_identity=ckpt.identity,
+                                   loras=loras, embeddings=used)
+                    plan.jobs[ckpt.name].append(job)
+                    plan.items.append(RunItem(ckpt.name, case.suite, case.case_id, case.prompt, seed, job.key,
+                                              planned.variant.id))
     return plan
+
+
+@dataclass(frozen=True)
+class _PlannedVariant:
+    """One sweep variant's settings and runnable cases (its prompt S/R applied, its LoRAs resolved)."""
+
+    variant: Variant
+    generation: GenerationSettings
+    settings: SamplingSettings
+    schedule_steps: int
+    cases: list[RunnableCase]
+
+
+def _plan_variant(spec: BenchmarkSpec, variant: Variant, suites: list[LoadedSuite], store: Store, dtype: str,
+                  plan: ImagePlan, console: Console) -> _PlannedVariant:
+    generation = variant_generation(spec.generation, variant)
+    settings = SamplingSettings(sampler=generation.sampler, steps=generation.steps, cfg=generation.cfg,
+                                width=generation.width, height=generation.height, dtype=dtype,
+                                hires=hires_settings(generation.hires, store), clip_skip=generation.clip_skip)
+    cases = _runnable_cases(generation, variant, suites, store, plan, console)
+    return _PlannedVariant(variant, generation, settings, schedule_steps(generation.sampler, generation.steps), cases)
 
 
 def images_todo(store: Store, jobs: dict[str, list[ImageJob]], batch_size: BatchSize
@@ -177,20 +200,20 @@ def log_detection(ckpt: ResolvedCheckpoint, console: Console) -> None:
         console.print(f"[yellow]warning[/]: {ckpt.name}: {warning}", highlight=False)
 
 
-def _runnable_cases(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, plan: ImagePlan,
-                    console: Console) -> list[RunnableCase]:
-    """Every case with its seeds, its LoRAs resolved to files and its reference images checked and hashed
-    (into ``plan.references``); a case whose LoRA or reference image is missing or unreadable is left out
-    (and noted in ``plan.skipped_cases``), the other cases run."""
-    generation = spec.generation
+def _runnable_cases(generation: GenerationSettings, variant: Variant, suites: list[LoadedSuite], store: Store,
+                    plan: ImagePlan, console: Console) -> list[RunnableCase]:
+    """Every case with its seeds (the variant's prompt S/R applied), its LoRAs resolved to files and its
+    reference images checked and hashed (into ``plan.references``); a case whose LoRA or reference image is
+    missing or unreadable is left out (and noted once in ``plan.skipped_cases``), the other cases run."""
     library = LoraLibrary(generation.lora_dirs, generation.default_lora_weight, generation.allow_pickle_loras,
                           store)
     cases: list[RunnableCase] = []
-    for suite, case in ((loaded, case) for loaded in suites for case in loaded.cases):
-        where = f"case {case.suite}/{case.case_id}"
+    for suite, written in ((loaded, case) for loaded in suites for case in loaded.cases):
+        case = variant_case(written, variant, generation.negative_prompt)
+        where = f"case {case.suite}/{case.case_id}" + (f" ({variant.id})" if variant.id else "")
         try:
             loras = resolve_case_loras(case, library)
-            if case.references:
+            if case.references and (case.suite, case.case_id) not in plan.references:
                 plan.references[(case.suite, case.case_id)] = reference_set(case.references, store, where)
         except (CkptbenchError, ValueError) as error:
             message = str(error) if str(error).startswith(where) else f"{where}: {error}"

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ckptbench.presets import PresetName
 from ckptbench.spec_errors import did_you_mean
+from ckptbench.sweep import SweepAxis, split_sweep_lists
 
 Dtype = Literal["auto", "fp32", "fp16", "bf16"]
 Arch = Literal["sd15", "sd2", "sd2-v", "sdxl"]
@@ -143,6 +144,8 @@ class HiresSpec(_Strict):
     allow_pickle: bool = Field(
         default=False, description="Allow a pickle upscaler file (.pth/.pt), loaded only with weights_only=True."
     )
+    enabled: bool = Field(default=True, strict=True, description="false = off, as if the table were absent; "
+                          "[false, true] sweeps the hires fix off and on.")
 
     @property
     def upscaler_is_file(self) -> bool:
@@ -186,6 +189,14 @@ class GenerationSettings(_Strict):
         default=False, description="Allow pickle LoRA files (.pt/.ckpt/.bin), loaded only with weights_only=True."
     )
     hires: HiresSpec | None = Field(default=None, description="A1111 hires fix; absent = off.")
+    sweep: tuple[SweepAxis, ...] = Field(
+        default=(), description="Axes of a sweep, in the order written: filled from settings given as lists "
+        "(cfg, steps, sampler, clip_skip, default_lora_weight, prompt_sr, hires.enabled); see docs/sweeps.md.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists_are_sweeps(cls, data: Any) -> Any:
+        return split_sweep_lists(data)
 
     @field_validator("seeds", "lora_seeds", mode="before")
     @classmethod

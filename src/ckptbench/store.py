@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS run_items (
     run_id INTEGER NOT NULL, item INTEGER NOT NULL, checkpoint TEXT NOT NULL, suite TEXT NOT NULL,
     case_id TEXT NOT NULL, prompt TEXT NOT NULL, seed INTEGER NOT NULL, image_key TEXT NOT NULL,
-    PRIMARY KEY (run_id, item));
+    variant TEXT NOT NULL DEFAULT '', PRIMARY KEY (run_id, item));
 CREATE TABLE IF NOT EXISTS run_scores (
     run_id INTEGER NOT NULL, item INTEGER NOT NULL, scorer TEXT NOT NULL, scorer_key TEXT NOT NULL,
     context_key TEXT NOT NULL, PRIMARY KEY (run_id, item, scorer));
@@ -120,6 +120,7 @@ class RunItem:
     prompt: str
     seed: int
     image_key: str
+    variant: str = ""  # the sweep variant ("cfg=7"); "" when the run sweeps nothing
 
 
 class Store:
@@ -139,7 +140,10 @@ class Store:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(_SCHEMA)
+                self._add_missing_columns()
             self._check_schema(read_only)
+            # A store written before sweeps existed has no variant column; reading it, every item is ''.
+            self._variant = "ri.variant" if self._has_column("run_items", "variant") else "''"
         except sqlite3.DatabaseError as error:
             raise StoreError(f"{self.root / DATABASE_NAME}: not a usable ckptbench store ({error}); "
                              "move it away or choose another --store.") from None
@@ -156,6 +160,14 @@ class Store:
         elif int(row[0]) != SCHEMA_VERSION:
             raise StoreError(f"{self.root}: store schema {row[0]} is not the {SCHEMA_VERSION} this ckptbench "
                              "reads; use a ckptbench version that matches, or a new --store.")
+
+    def _has_column(self, table: str, column: str) -> bool:
+        return any(row[1] == column for row in self._db.execute(f"PRAGMA table_info({table})"))
+
+    def _add_missing_columns(self) -> None:
+        """Columns added to the schema since a store was made (same schema version: old rows get the default)."""
+        if not self._has_column("run_items", "variant"):
+            self._db.execute("ALTER TABLE run_items ADD COLUMN variant TEXT NOT NULL DEFAULT ''")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -316,9 +328,10 @@ class Store:
 
     def put_run_items(self, run_id: int, items: Sequence[RunItem]) -> None:
         with self.transaction() as db:
-            db.executemany("INSERT INTO run_items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           [(run_id, index, i.checkpoint, i.suite, i.case_id, i.prompt, i.seed, i.image_key)
-                            for index, i in enumerate(items)])
+            db.executemany("INSERT INTO run_items (run_id, item, checkpoint, suite, case_id, prompt, seed, image_key, "
+                           "variant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(run_id, index, i.checkpoint, i.suite, i.case_id, i.prompt, i.seed, i.image_key,
+                             i.variant) for index, i in enumerate(items)])
 
     def put_run_scores(self, run_id: int, rows: Sequence[tuple[int, str, str, str]]) -> None:
         """(item index, scorer name, scorer key, context key) rows: which score answers each cell."""
@@ -417,9 +430,9 @@ class Store:
 
     def frame(self, run_id: int) -> pd.DataFrame:
         """The tidy score table of a run: one row per (cell, scorer); ``value`` is NaN where missing."""
-        query = """
+        query = f"""
             SELECT ri.checkpoint, ri.suite, ri.case_id, ri.prompt, ri.seed, rs.scorer, s.value,
-                   ri.image_key, i.path AS image
+                   ri.image_key, i.path AS image, {self._variant} AS variant
             FROM run_items ri
             JOIN run_scores rs ON rs.run_id = ri.run_id AND rs.item = ri.item
             LEFT JOIN images i ON i.key = ri.image_key
@@ -432,8 +445,8 @@ class Store:
         return frame
 
     def run_items(self, run_id: int) -> pd.DataFrame:
-        query = """SELECT ri.item, ri.checkpoint, ri.suite, ri.case_id, ri.prompt, ri.seed, ri.image_key,
-                          i.path AS image
+        query = f"""SELECT ri.item, ri.checkpoint, ri.suite, ri.case_id, ri.prompt, ri.seed, ri.image_key,
+                          i.path AS image, {self._variant} AS variant
                    FROM run_items ri LEFT JOIN images i ON i.key = ri.image_key WHERE ri.run_id = ?
                    ORDER BY ri.item"""
         return pd.read_sql_query(query, self._db, params=(run_id,))

@@ -9,10 +9,12 @@ import pandas as pd
 from ckptbench.analysis.analyze import analyze
 from ckptbench.analysis.suite import AnalysisSettings
 from ckptbench.analysis.summary import summarize
+from ckptbench.analysis.sweep import pooled_over_variants, sweep_results
 from ckptbench.errors import StoreError
 from ckptbench.hashing import autov2
 from ckptbench.store import Store
 from ckptbench.suites.notm import CheckpointIdentity
+from ckptbench.sweep import SweepAxis
 
 RESULTS_SCHEMA = "ckptbench.results/1"
 
@@ -31,6 +33,12 @@ def analysis_settings(spec: dict[str, Any]) -> AnalysisSettings:
     )
 
 
+def sweep_axes(spec: dict[str, Any]) -> tuple[SweepAxis, ...]:
+    """The sweep a run recorded in its effective spec (none for runs without one, and for imports)."""
+    raw = (spec.get("generation") or {}).get("sweep") or ()
+    return tuple(SweepAxis.model_validate(axis) for axis in raw)
+
+
 def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """The results document and the tidy score table of one run (default: the latest)."""
     run = store.run(run_id) if run_id is not None else store.latest_run()
@@ -43,7 +51,9 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
     items = store.run_items(run_id)
     benchmark = spec.get("benchmark", {})
     settings = analysis_settings(spec)
-    summaries = summarize(frame, settings.resamples, settings.seed)
+    # With a sweep, the suite statistics see each cell's mean over the variants; the axes get their own tables.
+    pooled = pooled_over_variants(frame)
+    summaries = summarize(pooled, settings.resamples, settings.seed)
     scorer_keys = store.run_scorer_keys(run_id)
     infos = store.scorer_infos(scorer_keys.values())
     failures = store.run_failures(run_id)
@@ -58,8 +68,10 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
     if settings.baseline is not None and settings.baseline not in {c.name for c in identities}:
         raise StoreError(f"{store.root}: run {run_id}: analysis.baseline '{settings.baseline}' is not a checkpoint "
                          "of this run; name one of: " + ", ".join(c.name for c in identities) + ".")
-    analysis = analyze(frame, settings, checkpoints=identities, cases=store.run_cases(run_id),
+    analysis = analyze(pooled, settings, checkpoints=identities, cases=store.run_cases(run_id),
                        directions=directions)
+    axes = sweep_axes(spec)
+    sweep = sweep_results(frame, axes, settings, directions, [c.name for c in identities]) if axes else None
     checkpoints = []
     for entry in run_checkpoints:
         name = str(entry["name"])
@@ -88,6 +100,7 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
         "checkpoints": checkpoints,
         "scorers": {name: _scorer_entry(infos.get(key, {})) for name, key in sorted(scorer_keys.items())},
         "analysis": analysis,
+        "sweep": sweep,
         "failures": failures,
         "text_truncated": provenance.get("text_truncated", {}),
         "provenance": provenance,

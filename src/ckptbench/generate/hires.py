@@ -44,7 +44,7 @@ assert set(_LATENT_MODES) == set(LATENT_UPSCALERS)
 
 def hires_settings(spec: HiresSpec | None, cache: DigestCache | None = None) -> HiresSettings | None:
     """The planned hires fix; an upscaler model file is known by its content hash."""
-    if spec is None:
+    if spec is None or not spec.enabled:
         return None
     digest = None
     if spec.upscaler_is_file:

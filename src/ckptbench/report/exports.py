@@ -14,7 +14,9 @@ import pandas as pd
 from ckptbench.atomic import atomic_write_bytes, atomic_write_text
 from ckptbench.report.leaderboard import Leaderboard
 
-SCORE_COLUMNS = ["checkpoint", "suite", "case_id", "prompt", "seed", "scorer", "value", "image", "image_key"]
+# variant: the sweep variant ("cfg=7"), empty when the run sweeps nothing
+SCORE_COLUMNS = ["checkpoint", "suite", "case_id", "prompt", "seed", "scorer", "value", "image", "image_key",
+                 "variant"]
 
 
 def write_results_json(results: dict[str, Any], out: Path) -> Path:
@@ -25,7 +27,9 @@ def write_results_json(results: dict[str, Any], out: Path) -> Path:
 
 def score_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The exported columns of the tidy table; missing scores are left empty, never dropped."""
-    return frame.reindex(columns=SCORE_COLUMNS)
+    table = frame.reindex(columns=SCORE_COLUMNS)
+    table["variant"] = table["variant"].fillna("")
+    return table
 
 
 def write_scores_csv(frame: pd.DataFrame, out: Path) -> Path:
@@ -38,7 +42,7 @@ def write_scores_parquet(frame: pd.DataFrame, out: Path) -> Path:
     """The same table as scores.csv with its types kept (seed int64, value float64, text as strings)."""
     table = score_table(frame).astype({"checkpoint": "string", "suite": "string", "case_id": "string",
                                        "prompt": "string", "seed": "int64", "scorer": "string", "value": "float64",
-                                       "image": "string", "image_key": "string"})
+                                       "image": "string", "image_key": "string", "variant": "string"})
     buffer = io.BytesIO()
     table.to_parquet(buffer, engine="pyarrow", index=False)
     path = out / "scores.parquet"

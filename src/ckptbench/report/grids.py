@@ -38,7 +38,7 @@ class SeedGrid:
     prompt: str
     seeds: list[int]
     scorers: list[str]
-    rows: list[tuple[str, list[GridCell]]]
+    rows: list[tuple[str, list[GridCell]]]  # (row label: the checkpoint, with the sweep variant if any; cells)
 
     @property
     def has_images(self) -> bool:
@@ -65,18 +65,25 @@ def build_grids(frame: pd.DataFrame, checkpoints: Sequence[str], scorers: Sequen
                 directions: Mapping[str, bool | None], labels: Mapping[tuple[str, str], str],
                 image_urls: Mapping[str, str], thumbnails: Mapping[str, str]) -> list[SeedGrid]:
     """One grid per (suite, case) of ``frame``, rows in ``checkpoints`` order (every checkpoint gets a
-    row, empty where it made nothing), columns the case's seeds in ascending order."""
+    row, empty where it made nothing; with a sweep, one row per checkpoint and variant), columns the case's
+    seeds in ascending order."""
     # One pass over plain tuples: pandas' per-cell lookups cost ~0.2 ms each, minutes for 10,000 images.
     cases: dict[tuple[str, str], dict[tuple[str, int], _Cell]] = {}
     prompts: dict[tuple[str, str], str] = {}
-    columns = ["suite", "case_id", "checkpoint", "seed", "scorer", "value", "image_key", "image", "prompt"]
-    for suite, case_id, checkpoint, seed, scorer, value, image_key, image, prompt in frame[columns].itertuples(
-            index=False, name=None):
+    if "variant" not in frame.columns:
+        frame = frame.assign(variant="")
+    columns = ["suite", "case_id", "checkpoint", "seed", "scorer", "value", "image_key", "image", "prompt", "variant"]
+    sweep_variants: dict[str, None] = {}
+    for suite, case_id, checkpoint, seed, scorer, value, image_key, image, prompt, variant in frame[
+            columns].itertuples(index=False, name=None):
         case = (str(suite), str(case_id))
         prompts.setdefault(case, str(prompt))
-        cell = cases.setdefault(case, {}).setdefault((str(checkpoint), int(seed)),
+        sweep_variants.setdefault(str(variant or ""))
+        row = row_label(str(checkpoint), str(variant or ""))
+        cell = cases.setdefault(case, {}).setdefault((row, int(seed)),
                                                      _Cell(str(image_key), image if isinstance(image, str) else None))
         cell.values[str(scorer)] = _finite(value)
+    row_labels = [row_label(checkpoint, variant) for checkpoint in checkpoints for variant in sweep_variants]
     grids = []
     for (suite, case_id), cells in cases.items():
         present = {scorer for cell in cells.values() for scorer in cell.values}
@@ -86,7 +93,7 @@ def build_grids(frame: pd.DataFrame, checkpoints: Sequence[str], scorers: Sequen
         heats = {s: dict(zip(keys, heat([cells[k].values.get(s) for k in keys], directions.get(s)), strict=True))
                  for s in grid_scorers}
         rows = []
-        for checkpoint in checkpoints:
+        for checkpoint in row_labels:
             row = []
             for seed in seeds:
                 cell = cells.get((checkpoint, seed))
@@ -105,6 +112,11 @@ def build_grids(frame: pd.DataFrame, checkpoints: Sequence[str], scorers: Sequen
                               label=labels.get((suite, case_id)) or case_id, prompt=prompts[(suite, case_id)],
                               seeds=seeds, scorers=grid_scorers, rows=rows))
     return grids
+
+
+def row_label(checkpoint: str, variant: str) -> str:
+    """A grid row's name: the checkpoint, and the sweep variant when the run has one ("a · cfg=7")."""
+    return f"{checkpoint} · {variant}" if variant else checkpoint
 
 
 @dataclass

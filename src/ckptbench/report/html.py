@@ -49,6 +49,7 @@ from ckptbench.report.sections import (
     truncated_rows,
     variance_charts,
 )
+from ckptbench.report.sweep_tables import sweep_heatmaps
 from ckptbench.report.thumbnails import THUMBNAIL_SIZE, ThumbnailJob, make_thumbnails
 from ckptbench.store import Store
 
@@ -87,6 +88,8 @@ def render_report(results: Mapping[str, Any], frame: pd.DataFrame, store: Store,
         "other_boards": others,
         "baseline": build_baseline_view(results, primary) if primary else None,
         "heatmaps": case_heatmaps(results, order),
+        "sweep": results.get("sweep"),
+        "sweep_maps": sweep_heatmaps(results, order),
         "win_rates": [m for c in board.scorers if primary and (m := win_rate_heatmap(results, primary, c.name, order))],
         "kendall": kendall_rows(results, primary) if primary else [],
         "set_scores": set_score_table(results, order),

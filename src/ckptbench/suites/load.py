@@ -13,6 +13,7 @@ from ckptbench.suites.case import Case
 from ckptbench.suites.infotext_suite import cases_from_images
 from ckptbench.suites.parti import load_parti
 from ckptbench.suites.toml_suite import load_suite_file
+from ckptbench.sweep import check_prompt_search, sweep_values
 
 BUILTIN_FILES = {"quality": "quality.toml", "styles": "styles.toml"}
 
@@ -49,15 +50,19 @@ def load_suites(spec: BenchmarkSpec) -> list[LoadedSuite]:
 
 
 def checked_suites(spec: BenchmarkSpec) -> list[LoadedSuite]:
-    """The spec's suites, after checking its scorer and sampler names: what every command checks before any
-    work (a missing suite file or reference folder stops it then too)."""
+    """The spec's suites, after checking its scorer and sampler names (every sampler of a sweep) and that a
+    prompt S/R's text occurs in some prompt: what every command checks before any work (a missing suite file
+    or reference folder stops it then too)."""
     # Imported here: they bring torch and every scorer, which reading suites does not need.
     from ckptbench.generate.samplers import sampler_recipe
     from ckptbench.metrics.registry import check_scorer_names
 
     check_scorer_names(spec)
-    sampler_recipe(spec.generation.sampler)
-    return load_suites(spec)
+    for sampler in sweep_values(spec.generation, "sampler"):
+        sampler_recipe(sampler)
+    suites = load_suites(spec)
+    check_prompt_search(spec.generation, [case for suite in suites for case in suite.cases])
+    return suites
 
 
 def _read_cases(suite: SuiteSpec) -> list[Case]:
