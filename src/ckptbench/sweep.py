@@ -99,9 +99,10 @@ def split_sweep_lists(data: Any) -> Any:
     axes: list[dict[str, Any]] = []
     for key in list(data):  # in the order written: the first list is the X axis, then Y, then Z
         value = data[key]
-        if key in _SETTING_AXES and isinstance(value, list):
-            values = _checked_values(key, value, GenerationSettings.model_fields[key])
-            axes.append({"name": key, "values": values})
+        setting = _setting_named(key, GenerationSettings)
+        if setting is not None and isinstance(value, list):
+            values = _checked_values(key, value, GenerationSettings.model_fields[setting])
+            axes.append({"name": setting, "values": values})
             data[key] = values[0]
         elif key == "prompt_sr":
             axes.append({"name": "prompt_sr", "values": _prompt_sr(data.pop("prompt_sr"))})
@@ -113,6 +114,16 @@ def split_sweep_lists(data: Any) -> Any:
             raise ValueError("give the sweep either as lists of values or as `sweep`, not both")
         data["sweep"] = axes
     return data
+
+
+def _setting_named(key: str, model: type[BaseModel]) -> str | None:
+    """The sweepable setting a key of the table names: its field name, or an alias the spec accepts for it."""
+    for name in _SETTING_AXES:
+        field = model.model_fields[name]
+        choices = getattr(field.validation_alias, "choices", [field.validation_alias])
+        if key == name or key == field.alias or key in choices:
+            return name
+    return None
 
 
 def _checked_values(key: str, values: list[Any], field: Any) -> list[Any]:
@@ -196,3 +207,9 @@ def check_prompt_search(generation: GenerationSettings, cases: Sequence[Case]) -
     if not any(search in text for text in [*(case.prompt for case in cases), *negatives]):
         raise SpecError(f"generation.prompt_sr: '{search}' (the text to replace) is in no prompt or negative prompt "
                         "of the spec's suites; fix the first entry of prompt_sr, which must appear as written.")
+
+
+def recorded_axes(spec: dict[str, Any]) -> tuple[SweepAxis, ...]:
+    """The sweep a run recorded in its effective spec (none for runs without one, and for imports)."""
+    raw = (spec.get("generation") or {}).get("sweep") or ()
+    return tuple(SweepAxis.model_validate(axis) for axis in raw)

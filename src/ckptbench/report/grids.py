@@ -39,6 +39,7 @@ class SeedGrid:
     seeds: list[int]
     scorers: list[str]
     rows: list[tuple[str, list[GridCell]]]  # (row label: the checkpoint, with the sweep variant if any; cells)
+    grid_image: str | None = None  # the grid drawn as one labelled image, relative to the report folder
 
     @property
     def has_images(self) -> bool:

@@ -5,6 +5,7 @@ Layout of the report folder::
 
     index.html                       the page
     thumbs/<size>/<key[:2]>/<key>.webp  thumbnails, content-addressed (made once)
+    grids/grid-<hash>-<digest>.webp  each seed grid as one labelled image (the "grid image" button)
     infotext/grid-<hash>.js          the infotext of one prompt's images, loaded when a picture is opened
 
 The infotexts live in small scripts rather than in the page because a 10,000-image report would carry
@@ -25,6 +26,8 @@ import jinja2
 import pandas as pd
 
 from ckptbench.atomic import atomic_write_text
+from ckptbench.report.contact_sheet import contact_sheet
+from ckptbench.report.grid_images import with_grid_images
 from ckptbench.report.grids import SeedGrid, build_grids, image_url
 from ckptbench.report.leaderboard import (
     analysis_suites,
@@ -77,7 +80,7 @@ def render_report(results: Mapping[str, Any], frame: pd.DataFrame, store: Store,
             others.append(build_leaderboard(results, suite, owners))
         if has_notm(results, suite):
             others.append(build_leaderboard(results, suite, owners, notm=True))
-    grids = _grids(results, frame, store, report_dir, order, progress)
+    grids = with_grid_images(_grids(results, frame, store, report_dir, order, progress), report_dir)
     _write_infotexts(grids, store, report_dir)
     context = {
         "title": (results.get("benchmark") or {}).get("name") or "ckptbench report",
@@ -98,6 +101,7 @@ def render_report(results: Mapping[str, Any], frame: pd.DataFrame, store: Store,
         "variance": variance_charts(results),
         "ranks": rank_charts(results, board),
         "grids": grids,
+        "contact": contact_sheet(grids),
         "grid_scorers": list(dict.fromkeys(s for g in grids for s in g.scorers)),
         "failures": failure_rows(results, owners),
         "missing": missing_rows(results),

@@ -18,7 +18,7 @@ from ckptbench.infotext import parse_infotext
 from ckptbench.prompt import extract_lora_tags
 from ckptbench.spec import SuiteKind
 from ckptbench.suites.case import Case
-from ckptbench.suites.images import IMAGE_SUFFIXES, image_files
+from ckptbench.suites.images import IMAGE_SUFFIXES, image_files_below
 
 _EXIF_IFD = 0x8769
 _USER_COMMENT = 0x9286
@@ -78,16 +78,18 @@ def lora_hashes(text: str) -> tuple[tuple[str, str], ...]:
 
 
 def cases_from_images(path: Path, suite: str, kind: SuiteKind | None = None) -> tuple[list[Case], list[Path]]:
-    """One case per image with infotext under ``path`` (a file or a folder); also the images without."""
+    """One case per image with infotext under ``path`` (a file, or a folder searched with its subfolders);
+    also the images without."""
     path = Path(path)
     if path.is_file():
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise SuiteError(f"{path}: not an image ({', '.join(IMAGE_SUFFIXES)}); give an image or a folder of them.")
         images = [path]
     elif path.is_dir():
-        images = image_files(path)
+        images = image_files_below(path)
         if not images:
-            raise SuiteError(f"{path}: no images (png, jpg, webp) in this folder; give the folder of showcase images.")
+            raise SuiteError(f"{path}: no images (png, jpg, webp) in this folder or below it; give the folder of "
+                             "showcase images.")
     else:
         raise SuiteError(f"{path}: not found; give an image or a folder of images.")
     cases: list[Case] = []

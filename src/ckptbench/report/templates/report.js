@@ -59,10 +59,18 @@
     });
     return found;
   }
+  // A link to a grid (#grid-…, e.g. from the contact sheet) shows that grid; other anchors leave them as they are.
+  function showGridOfHash() {
+    var wanted = window.location.hash.slice(1);
+    var target = wanted && document.getElementById(wanted);
+    if (!target || !target.classList.contains("seed-grid") || !showGrid(wanted)) return;
+    promptPicker.value = wanted;
+    target.scrollIntoView();  // the browser could not scroll to it while it was hidden
+  }
   if (promptPicker) {
     promptPicker.addEventListener("change", function () { showGrid(promptPicker.value); });
-    var wanted = window.location.hash.slice(1);
-    if (wanted && document.getElementById(wanted) && showGrid(wanted)) promptPicker.value = wanted;
+    showGridOfHash();
+    window.addEventListener("hashchange", showGridOfHash);
   }
   // Each grid shows the chosen scorer when it has it, else its own first scorer (a style suite's grid has
   // only style scores).
@@ -72,6 +80,38 @@
       document.querySelectorAll(".seed-grid").forEach(function (grid) {
         var own = (grid.getAttribute("data-scorers") || "").split(" ");
         grid.setAttribute("data-scorer", own.indexOf(scorerPicker.value) >= 0 ? scorerPicker.value : own[0]);
+      });
+    });
+  }
+
+  // --- contact sheet: every prompt at once; another seed's pictures are copied from the seed grids ----
+  var contactSeed = document.getElementById("contact-seed");
+  function contactCell(grid, rowIndex, seed) {
+    var column = -1;
+    grid.querySelectorAll("thead th.seed").forEach(function (th, i) {
+      if (seed === "" ? i === 0 : th.getAttribute("data-seed") === seed) column = i;
+    });
+    var row = grid.querySelector("tbody").rows[rowIndex];
+    var cell = column < 0 || !row ? null : row.cells[column + 1];
+    return cell && cell.querySelector("a.thumb");
+  }
+  if (contactSeed) {
+    contactSeed.addEventListener("change", function () {
+      document.querySelectorAll("#contact-sheet tbody tr").forEach(function (row) {
+        var grid = document.getElementById(row.getAttribute("data-grid"));
+        if (!grid) return;
+        row.querySelectorAll("td[data-row]").forEach(function (td) {
+          var link = contactCell(grid, Number(td.getAttribute("data-row")), contactSeed.value);
+          td.textContent = "";
+          if (link) {
+            td.appendChild(link.cloneNode(true));
+          } else {
+            var empty = document.createElement("span");
+            empty.className = "empty";
+            empty.textContent = "–";
+            td.appendChild(empty);
+          }
+        });
       });
     });
   }
@@ -90,7 +130,7 @@
     dialog.querySelector("pre").textContent = text === undefined ? "(loading infotext…)" : text;
   }
   function open(link) {
-    var grid = link.closest(".seed-grid");
+    var grid = link.closest("[data-infotext]");  // a seed grid, or a contact sheet row
     shownKey = link.getAttribute("data-key");
     dialog.querySelector("img").src = link.getAttribute("href");
     dialog.querySelector("a.full").href = link.getAttribute("href");

@@ -1,0 +1,1 @@
+"""Shareable outputs made from a store: labelled X/Y/Z grid images and image exports with readable names."""
