@@ -4,7 +4,9 @@ all-prompts contact sheet, in the HTML and in headless Chromium."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from PIL import Image
@@ -60,6 +62,9 @@ def test_the_contact_sheet_has_every_prompt_by_every_checkpoint(report: Path) ->
     html = report.read_text()
     sheet = html[html.index('id="contact-sheet"'):html.index("</table>", html.index('id="contact-sheet"'))]
     assert sheet.count("<img ") == len(PROMPTS) * len(CHECKPOINTS)  # one seed's picture per cell, no more
+    files = re.findall(r'(?:href|src)="((?:thumbs|\.\./images)/[^"]+)"', sheet)
+    assert len(files) == 2 * len(PROMPTS) * len(CHECKPOINTS)  # each picture: its PNG and its thumbnail
+    assert all((report.parent / unquote(link)).resolve().is_file() for link in files)
 
 
 def test_contact_sheet_in_chromium(report: Path, tmp_path: Path, chromium_path: str) -> None:  # noqa: F811

@@ -70,6 +70,17 @@ def test_prompt_sr_text_must_occur_in_some_prompt_and_every_sampler_is_checked(w
                                             + 'sampler = ["Euler", "Eulr"]')))
 
 
+def test_validate_counts_the_variants(write_spec) -> None:
+    from typer.testing import CliRunner
+
+    from ckptbench.cli import app
+
+    spec = write_spec(generation=BASE + "cfg = [5, 7, 9]")
+    result = CliRunner().invoke(app, ["validate", str(spec)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0 and "2 cases × 1 seeds × 3 sweep variants (cfg) = 12 images" in text
+
+
 def test_prompt_sr_replaces_every_occurrence_in_prompt_and_effective_negative() -> None:
     axis = SweepAxis(name="prompt_sr", values=("red", "blue"))
     first, second = variants((axis,))

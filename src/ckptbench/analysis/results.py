@@ -14,7 +14,7 @@ from ckptbench.errors import StoreError
 from ckptbench.hashing import autov2
 from ckptbench.store import Store
 from ckptbench.suites.notm import CheckpointIdentity
-from ckptbench.sweep import SweepAxis
+from ckptbench.sweep import recorded_axes
 
 RESULTS_SCHEMA = "ckptbench.results/1"
 
@@ -31,12 +31,6 @@ def analysis_settings(spec: dict[str, Any]) -> AnalysisSettings:
         composite={str(k): float(v) for k, v in (section.get("composite") or {}).items()},
         within_prompt=frozenset(section.get("within_prompt") or ()),
     )
-
-
-def sweep_axes(spec: dict[str, Any]) -> tuple[SweepAxis, ...]:
-    """The sweep a run recorded in its effective spec (none for runs without one, and for imports)."""
-    raw = (spec.get("generation") or {}).get("sweep") or ()
-    return tuple(SweepAxis.model_validate(axis) for axis in raw)
 
 
 def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -70,7 +64,7 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
                          "of this run; name one of: " + ", ".join(c.name for c in identities) + ".")
     analysis = analyze(pooled, settings, checkpoints=identities, cases=store.run_cases(run_id),
                        directions=directions)
-    axes = sweep_axes(spec)
+    axes = recorded_axes(spec)
     sweep = sweep_results(frame, axes, settings, directions, [c.name for c in identities]) if axes else None
     checkpoints = []
     for entry in run_checkpoints:
