@@ -17,9 +17,11 @@ same model (last-bit differences), not what is computed. What was chosen goes in
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
+
+from ckptbench.generate.batching import BatchSize
 
 CPU_AUTO_BATCH = 4
 MAX_AUTO_BATCH = 16
@@ -28,8 +30,6 @@ FREE_MEMORY_SHARE = 0.8
 # rows per image) and the VAE decode, measured with SDPA; it scales with the pixel count and the dtype's
 # width. SDXL's UNet carries more channels and attention layers per latent pixel.
 BYTES_PER_IMAGE_512 = {"sd15": 0.9e9, "sd2": 1.0e9, "sdxl": 1.4e9}
-
-BatchSize = int | Literal["auto"]
 
 
 def attention_processors(pipeline: Any) -> list[str]:
