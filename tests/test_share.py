@@ -225,3 +225,12 @@ def test_import_infotext_reads_a_stores_nested_images(store_root: Path, tmp_path
     assert all(case.references[0].parent.parent.name == "images" for case in cases)
     output = _invoke("import", "infotext", str(store_root), "--out", str(tmp_path / "suite.toml"))
     assert "17 case(s)" in output
+
+
+def test_a_caption_too_long_for_its_cell_shortens_the_scorer_name_not_the_value() -> None:
+    from ckptbench.share.grid_image import fit_caption, grid_font, text_width
+
+    font = grid_font(13)
+    text = fit_caption("laion-aesthetic-v2", "-0.2042", 128, font)
+    assert text.endswith("… -0.2042") and text.startswith("laion-aes") and text_width(text, font) <= 128
+    assert fit_caption("clip-score", "1.662", 128, font) == "clip-score 1.662"

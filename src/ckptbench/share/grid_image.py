@@ -44,7 +44,7 @@ class GridStyle:
 @dataclass(frozen=True)
 class GridCellContent:
     image: Path | None  # None: no picture (failed or not made)
-    captions: tuple[str, ...] = ()  # one line per scorer
+    captions: tuple[tuple[str, str], ...] = ()  # one line per scorer: (its name, the value as text)
     failure: str | None = None  # shown in the empty box
 
 
@@ -225,9 +225,9 @@ def _draw_cell(canvas: Image.Image, draw: ImageDraw.ImageDraw, layout: GridLayou
         lines = wrap(reason, layout.cell_width - 8, font, max(1, layout.cell_height // layout.line_height - 1))
         for index, text in enumerate(lines):
             draw.text((left + 4, top + 4 + index * layout.line_height), text, font=font, fill=MUTED)
-    for index, text in enumerate(cell.captions if cell else ()):
+    for index, (name, value) in enumerate(cell.captions if cell else ()):
         draw.text((left, top + layout.cell_height + index * layout.line_height),
-                  fit(text, layout.cell_width, font), font=font, fill=TEXT)
+                  fit_caption(name, value, layout.cell_width, font), font=font, fill=TEXT)
 
 
 def _picture(path: Path, width: int, height: int) -> Image.Image | None:
@@ -242,9 +242,18 @@ def _picture(path: Path, width: int, height: int) -> Image.Image | None:
     return picture if size == picture.size else picture.resize(size, Image.Resampling.LANCZOS)
 
 
-def caption_lines(scorers: Sequence[str], scores: dict[str, float | None]) -> tuple[str, ...]:
-    """One caption line per scorer: its name and value to four significant digits ("–" when missing)."""
-    return tuple(f"{name} {_number(scores.get(name))}" for name in scorers)
+def caption_lines(scorers: Sequence[str], scores: dict[str, float | None]) -> tuple[tuple[str, str], ...]:
+    """One caption per scorer: its name and value to four significant digits ("–" when missing)."""
+    return tuple((name, _number(scores.get(name))) for name in scorers)
+
+
+def fit_caption(name: str, value: str, width: int, font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> str:
+    """"name value" in ``width`` pixels: when it is too long the name is shortened, never the value."""
+    text = f"{name} {value}"
+    if text_width(text, font) <= width:
+        return text
+    room = width - text_width(f" {value}", font)
+    return f"{fit(name, room, font)} {value}" if room > text_width("x" + ELLIPSIS, font) else fit(value, width, font)
 
 
 def _number(value: float | None) -> str:
