@@ -89,10 +89,48 @@ def save_vgg19(path: Path, widths: tuple[int, ...] = TINY_VGG19_WIDTHS, seed: in
 
 
 def save_random_fid_inception(path: Path, seed: int = 0) -> Path:
-    """The FID Inception v3 at real size with random weights, as a plain state dict (~95 MB)."""
+    """The FID Inception v3 at real size with random weights, as a plain state dict (~95 MB).
+
+    Convolutions get Kaiming-normal weights (fan-in, ReLU gain), so activations keep their scale through
+    the network: with PyTorch's default initialisation the pool3 features shrink to ≈1e-7, where KID
+    underflows to 0 and no difference in the input shows.
+    """
     from ckptbench.metrics.inception import fid_inception
 
     torch.manual_seed(seed)
+    model = fid_inception()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(fid_inception().state_dict(), path)
+    torch.save(model.state_dict(), path)
     return path
+
+
+def save_clip_layout(folder: Path, layout: str, seed: int = 3, image_size: int = 32) -> Path:
+    """The tiny CLIP of ``demo.tiny.save_tiny_clip`` in one of the folder layouts transformers reads:
+
+    * ``"hub"`` — as on the hub (``openai/clip-vit-large-patch14``): ``preprocessor_config.json`` and the
+      tokenizer as ``vocab.json`` + ``merges.txt``;
+    * ``"processor"`` — as ``CLIPProcessor.save_pretrained`` writes it in transformers 5:
+      ``processor_config.json`` (the image processor inside it) and ``tokenizer.json``.
+    """
+    from transformers import CLIPImageProcessor, CLIPProcessor
+
+    from ckptbench.demo.tiny import tiny_clip_model
+    from ckptbench.models.tokenizer import clip_tokenizer, write_clip_tokenizer_files
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tiny_clip_model(seed, 768, image_size).save_pretrained(folder, safe_serialization=True)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711])
+    if layout == "hub":
+        image_processor.save_pretrained(folder)
+        write_clip_tokenizer_files(folder)
+        (folder / "tokenizer.json").unlink(missing_ok=True)  # the BPE pair alone must suffice
+    elif layout == "processor":
+        CLIPProcessor(image_processor=image_processor, tokenizer=clip_tokenizer()).save_pretrained(folder)
+    else:
+        raise ValueError(f"unknown CLIP folder layout {layout!r}")
+    return folder
