@@ -7,6 +7,7 @@ from ckptbench.metrics.aesthetic import LaionAestheticV2
 from ckptbench.metrics.base import ScorerBase
 from ckptbench.metrics.clip_score import ClipCosine, ClipScore
 from ckptbench.metrics.distribution import CMMD, FID, KID
+from ckptbench.metrics.imagereward import ImageReward
 from ckptbench.metrics.kenjiqq import KenjiqqArtifacts, KenjiqqRating
 from ckptbench.metrics.preference import HPSv2, HPSv21, PickScore
 from ckptbench.metrics.style import StyleClip, StyleGram, StyleGramGhostReview
@@ -15,7 +16,7 @@ from ckptbench.textfiles import closest
 
 SCORERS: dict[str, type[ScorerBase]] = {cls.name: cls for cls in (
     LaionAestheticV2, KenjiqqRating, KenjiqqArtifacts, ClipScore, ClipCosine, HPSv2, HPSv21, PickScore,
-    StyleGram, StyleGramGhostReview, StyleClip, KID, FID, CMMD)}
+    StyleGram, StyleGramGhostReview, StyleClip, KID, FID, CMMD, ImageReward)}
 
 
 def scorer_class(name: str) -> type[ScorerBase]:
