@@ -71,7 +71,8 @@ def tiny_scorer_models(tmp_path_factory: pytest.TempPathFactory, tiny_models: di
     it), ``vgg`` (narrow VGG19, torchvision layout), ``kenjiqq_rating`` / ``kenjiqq_artifacts`` (heads
     with .config for the tiny CLIP's 32-wide vision tower), ``clip`` (the tiny transformers CLIP),
     ``images`` (folder of 6 PNGs), ``references`` (folder of 3 PNGs), ``imagereward`` (tiny ImageReward
-    folder in the released layout, ``ImageReward.pt`` + ``med_config.json`` + tokenizer).
+    folder in the released layout, ``ImageReward.pt`` + ``med_config.json`` + tokenizer), ``qwen2_vl`` (tiny
+    Qwen2-VL model folder for VQAScore).
     """
     import numpy as np
     from PIL import Image
@@ -83,6 +84,7 @@ def tiny_scorer_models(tmp_path_factory: pytest.TempPathFactory, tiny_models: di
         save_tiny_open_clip,
         save_vgg19,
     )
+    from ckptbench.demo.tiny_vlm import save_tiny_qwen_vl
 
     root = tmp_path_factory.mktemp("tiny-scorers")
     open_clip_folder = save_tiny_open_clip(root / "open-clip", seed=11)
@@ -106,6 +108,7 @@ def tiny_scorer_models(tmp_path_factory: pytest.TempPathFactory, tiny_models: di
         "clip": tiny_models["clip"],
         "head": tiny_models["head"],
         "imagereward": save_tiny_imagereward(root / "ImageReward", seed=16),
+        "qwen2_vl": save_tiny_qwen_vl(root / "tiny-qwen2-vl", seed=17),
         **folders,
     }
 
@@ -192,7 +195,7 @@ def fid_inception_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 _BACKBONE = {"laion-aesthetic-v2": "clip", "kenjiqq-rating": "clip", "kenjiqq-artifacts": "clip", "clip-score": "clip",
              "clip-cosine": "clip", "hps-v2": "open_clip", "hps-v2.1": "open_clip", "pickscore": "clip",
              "style-gram": "vgg", "style-gram:ghostreview": "vgg", "style-clip": "clip", "cmmd": "clip",
-             "imagereward": "imagereward"}
+             "imagereward": "imagereward", "vqascore": "qwen2_vl"}
 _HEAD = {"laion-aesthetic-v2": "head", "kenjiqq-rating": "kenjiqq_rating", "kenjiqq-artifacts": "kenjiqq_artifacts",
          "hps-v2": "hps", "hps-v2.1": "hps"}
 _WITH_REFERENCES = {"style-gram", "style-gram:ghostreview", "style-clip", "kid", "fid", "cmmd"}

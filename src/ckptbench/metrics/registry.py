@@ -11,12 +11,13 @@ from ckptbench.metrics.imagereward import ImageReward
 from ckptbench.metrics.kenjiqq import KenjiqqArtifacts, KenjiqqRating
 from ckptbench.metrics.preference import HPSv2, HPSv21, PickScore
 from ckptbench.metrics.style import StyleClip, StyleGram, StyleGramGhostReview
+from ckptbench.metrics.vqascore import VQAScore
 from ckptbench.spec import BenchmarkSpec, ScorerOptions
 from ckptbench.textfiles import closest
 
 SCORERS: dict[str, type[ScorerBase]] = {cls.name: cls for cls in (
     LaionAestheticV2, KenjiqqRating, KenjiqqArtifacts, ClipScore, ClipCosine, HPSv2, HPSv21, PickScore,
-    StyleGram, StyleGramGhostReview, StyleClip, KID, FID, CMMD, ImageReward)}
+    StyleGram, StyleGramGhostReview, StyleClip, KID, FID, CMMD, ImageReward, VQAScore)}
 
 
 def scorer_class(name: str) -> type[ScorerBase]:

@@ -1,0 +1,101 @@
+"""Tiny random-weight image-text-to-text models (Qwen2-VL, Qwen2.5-VL) built with the real transformers classes
+and saved as the real folder layout (``config.json``, ``model.safetensors``, ``generation_config.json``,
+processor, tokenizer, chat template), for VQAScore's tests and the demo.
+
+The tokenizer is a byte-level BPE trained here on a few sentences, with the Qwen special tokens the
+processor and chat template use; the chat template writes Qwen2-VL's conversation format (system turn,
+``<|im_start|>user`` with ``<|vision_start|><|image_pad|><|vision_end|>`` before the text, then the
+assistant's turn). The weights are random: the numbers only show that the machinery works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                       "<|image_pad|>", "<|video_pad|>"]
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+_CORPUS = ["Does this figure show a red cube on a table? Please answer yes or no.", "Yes", "No", "yes", "no",
+           "You are a helpful assistant.", "portrait of an old fisherman", "a lighthouse at dusk", "watercolor fox",
+           "isometric room", "a cute corgi", "system user assistant"]
+TINY_QWEN_TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                  "num_key_value_heads": 1, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6,
+                  "rope_scaling": {"type": "mrope", "mrope_section": [4, 2, 2]}, "rope_theta": 10000.0}
+TINY_QWEN_VISION = {"depth": 2, "embed_dim": 32, "num_heads": 2, "mlp_ratio": 2, "patch_size": 14,
+                    "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3}
+
+
+def tiny_qwen_tokenizer(folder: Path) -> Path:
+    """A byte-level BPE tokenizer with Qwen's special tokens, saved as ``tokenizer.json`` + its config."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=QWEN_SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(_CORPUS, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_qwen_vl(folder: Path, seed: int = 0, family: str = "qwen2_vl") -> Path:
+    """A random Qwen2-VL (``family = "qwen2_vl"``) or Qwen2.5-VL (``"qwen2_5_vl"``) as a model folder."""
+    from transformers import (
+        AutoTokenizer,
+        GenerationConfig,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen_tokenizer(folder))
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIAL_TOKENS}
+    text = {**TINY_QWEN_TEXT, "vocab_size": len(tokenizer), "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"]}
+    tokens = {"image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
+              "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"]}
+    torch.manual_seed(seed)
+    if family == "qwen2_vl":
+        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+        vision = {**TINY_QWEN_VISION, "hidden_size": text["hidden_size"]}
+        model = Qwen2VLForConditionalGeneration(Qwen2VLConfig(text_config=text, vision_config=vision, **tokens))
+    elif family == "qwen2_5_vl":
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+        vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 14,
+                  "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 56, "fullatt_block_indexes": [1],
+                  "out_hidden_size": text["hidden_size"], "in_channels": 3}
+        model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config=text, vision_config=vision,
+                                                                    **tokens))
+    else:
+        raise ValueError(f"unknown family {family!r}")
+    with torch.no_grad():  # the default init is nearly flat; a wider spread makes the answers differ by image
+        for name, parameter in model.named_parameters():
+            if parameter.ndim >= 2 and "norm" not in name:
+                parameter.normal_(0.0, 0.5 / parameter.shape[-1] ** 0.5 * 4)
+    model.generation_config = GenerationConfig(bos_token_id=text["bos_token_id"], eos_token_id=text["eos_token_id"],
+                                               pad_token_id=ids["<|endoftext|>"], repetition_penalty=1.05,
+                                               do_sample=True, temperature=0.01, top_k=1, top_p=0.001)
+    model.save_pretrained(folder, safe_serialization=True)
+    image_processor = Qwen2VLImageProcessor(min_pixels=4 * 28 * 28, max_pixels=16384 * 28 * 28)
+    processor_class = Qwen2VLProcessor if family == "qwen2_vl" else Qwen2_5_VLProcessor
+    processor_class(image_processor=image_processor, tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(),
+                    chat_template=QWEN_CHAT_TEMPLATE).save_pretrained(folder)
+    return folder
