@@ -18,7 +18,7 @@ Dtype = Literal["auto", "fp32", "fp16", "bf16"]
 PredictionType = Literal["epsilon", "v"]
 SuiteKind = Literal["quality", "style", "lora"]
 SuiteFormat = Literal["ghostreview-prompts", "ghostreview-styles", "ghostreview-loras", "partiprompts", "infotext"]
-BuiltinSuite = Literal["quality", "styles"]
+BuiltinSuite = Literal["quality", "styles", "compositional"]
 ExecutorName = Literal["local", "ray"]
 
 
