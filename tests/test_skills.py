@@ -23,8 +23,9 @@ SKILLS = {"attribute", "scene", "spatial", "action", "part", "counting", "compar
 
 def test_breakdown_by_hand() -> None:
     rows = [  # checkpoint, case, seed, value
-        ("a", "c1", 1, 1.0), ("a", "c1", 2, 3.0), ("a", "c2", 1, 5.0), ("a", "c3", 1, 7.0), ("a", "c3", 2, float("nan")),
-        ("b", "c1", 1, 0.0), ("b", "c2", 1, 1.0), ("b", "c2", 2, 2.0), ("b", "c3", 1, 4.0)]
+        ("a", "c1", 1, 1.0), ("a", "c1", 2, 3.0), ("a", "c2", 1, 5.0), ("a", "c3", 1, 7.0),
+        ("a", "c3", 2, float("nan")), ("b", "c1", 1, 0.0), ("b", "c2", 1, 1.0), ("b", "c2", 2, 2.0),
+        ("b", "c3", 1, 4.0)]
     frame = pd.DataFrame([{"checkpoint": c, "suite": "s", "case_id": case, "seed": seed, "scorer": "vqascore",
                            "value": value} for c, case, seed, value in rows])
     cases = {("s", "c1"): {"tags": ["counting", "spatial"]}, ("s", "c2"): {"tags": ["counting"]},

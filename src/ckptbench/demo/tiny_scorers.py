@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -183,22 +184,14 @@ def save_tiny_imagereward(folder: Path, seed: int = 0, safetensors: bool = False
     ``mlp.layers.*``), ``med_config.json`` and the tokenizer files; ``ImageReward.safetensors`` instead of
     the ``.pt`` when ``safetensors``."""
     from safetensors.torch import save_file
-    from transformers import BlipVisionConfig
 
-    from ckptbench.metrics.imagereward_model import ImageRewardModel, text_config
-
-    vision = TINY_IMAGEREWARD_VISION
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = save_tiny_wordpiece_tokenizer(folder)
     med_config = {**TINY_MED_CONFIG, "vocab_size": len((tokenizer / "vocab.txt").read_text().split())}
     (folder / "med_config.json").write_text(json.dumps(med_config, indent=2))
-    model = ImageRewardModel(
-        BlipVisionConfig(hidden_size=vision["width"], intermediate_size=vision["mlp"],
-                         num_hidden_layers=vision["blocks"], num_attention_heads=vision["width"] // 64,
-                         patch_size=vision["patch"], image_size=vision["image_size"], layer_norm_eps=1e-6),
-        text_config(med_config, vision["width"]))
     generator = torch.Generator().manual_seed(seed)
-    ours = {name: _random_like(name, tensor, generator) for name, tensor in model.state_dict().items()}
+    ours = random_imagereward_state(TINY_IMAGEREWARD_VISION, med_config, generator)
+    vision = TINY_IMAGEREWARD_VISION
     state = _imagereward_reference_keys(ours)
     width, text_width = vision["width"], med_config["hidden_size"]
     state["blip.vision_proj.weight"] = torch.randn(8, width, generator=generator)  # unused by the score
@@ -211,6 +204,27 @@ def save_tiny_imagereward(folder: Path, seed: int = 0, safetensors: bool = False
     else:
         torch.save(state, folder / "ImageReward.pt")
     return folder
+
+
+def imagereward_model(vision: dict[str, int], med_config: dict[str, Any]) -> Any:
+    """An ``ImageRewardModel`` with BLIP ViT sizes ``vision`` (width, blocks, patch, image_size, mlp) and text
+    sizes ``med_config``, with transformers' default initialisation."""
+    from transformers import BlipVisionConfig
+
+    from ckptbench.metrics.imagereward_model import ImageRewardModel, text_config
+
+    return ImageRewardModel(
+        BlipVisionConfig(hidden_size=vision["width"], intermediate_size=vision["mlp"],
+                         num_hidden_layers=vision["blocks"], num_attention_heads=vision["width"] // 64,
+                         patch_size=vision["patch"], image_size=vision["image_size"], layer_norm_eps=1e-6),
+        text_config(med_config, vision["width"])).eval()
+
+
+def random_imagereward_state(vision: dict[str, int], med_config: dict[str, Any], generator: torch.Generator
+                             ) -> dict[str, torch.Tensor]:
+    """``imagereward_model``'s state dict with random values of a useful spread (``_random_like``)."""
+    model = imagereward_model(vision, med_config)
+    return {name: _random_like(name, tensor, generator) for name, tensor in model.state_dict().items()}
 
 
 def _imagereward_reference_keys(ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

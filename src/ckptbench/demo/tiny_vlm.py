@@ -11,6 +11,7 @@ assistant's turn). The weights are random: the numbers only show that the machin
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -52,11 +53,12 @@ def tiny_qwen_tokenizer(folder: Path) -> Path:
     return folder
 
 
-def save_tiny_qwen_vl(folder: Path, seed: int = 0, family: str = "qwen2_vl") -> Path:
-    """A random Qwen2-VL (``family = "qwen2_vl"``) or Qwen2.5-VL (``"qwen2_5_vl"``) as a model folder."""
+def qwen_vl_processor(folder: Path, family: str = "qwen2_vl") -> Any:
+    """The tiny tokenizer with a Qwen2-VL image processor and chat template, saved as the processor files of
+    ``folder``; returns the processor."""
     from transformers import (
+        AutoProcessor,
         AutoTokenizer,
-        GenerationConfig,
         Qwen2_5_VLProcessor,
         Qwen2VLImageProcessor,
         Qwen2VLProcessor,
@@ -65,8 +67,22 @@ def save_tiny_qwen_vl(folder: Path, seed: int = 0, family: str = "qwen2_vl") -> 
 
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(tiny_qwen_tokenizer(folder))
+    image_processor = Qwen2VLImageProcessor(min_pixels=4 * 28 * 28, max_pixels=16384 * 28 * 28)
+    processor_class = Qwen2VLProcessor if family == "qwen2_vl" else Qwen2_5_VLProcessor
+    processor_class(image_processor=image_processor, tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(),
+                    chat_template=QWEN_CHAT_TEMPLATE).save_pretrained(folder)
+    return AutoProcessor.from_pretrained(folder)
+
+
+def qwen_vl_model(processor: Any, family: str = "qwen2_vl", seed: int = 0, text: dict[str, Any] | None = None,
+                  vision: dict[str, Any] | None = None) -> Any:
+    """A random Qwen2-VL / Qwen2.5-VL for ``processor``'s tokens: tiny by default, or with the given text and
+    vision settings (real sizes for benchmarks; ``vocab_size`` may exceed the tiny tokenizer's)."""
+    from transformers import GenerationConfig
+
+    tokenizer = processor.tokenizer
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIAL_TOKENS}
-    text = {**TINY_QWEN_TEXT, "vocab_size": len(tokenizer), "bos_token_id": ids["<|endoftext|>"],
+    text = {**TINY_QWEN_TEXT, "vocab_size": len(tokenizer), **(text or {}), "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"]}
     tokens = {"image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
               "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"]}
@@ -74,14 +90,14 @@ def save_tiny_qwen_vl(folder: Path, seed: int = 0, family: str = "qwen2_vl") -> 
     if family == "qwen2_vl":
         from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-        vision = {**TINY_QWEN_VISION, "hidden_size": text["hidden_size"]}
+        vision = {**TINY_QWEN_VISION, "hidden_size": text["hidden_size"], **(vision or {})}
         model = Qwen2VLForConditionalGeneration(Qwen2VLConfig(text_config=text, vision_config=vision, **tokens))
     elif family == "qwen2_5_vl":
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
         vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 14,
                   "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 56, "fullatt_block_indexes": [1],
-                  "out_hidden_size": text["hidden_size"], "in_channels": 3}
+                  "in_channels": 3, **(vision or {}), "out_hidden_size": text["hidden_size"]}
         model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config=text, vision_config=vision,
                                                                     **tokens))
     else:
@@ -89,13 +105,17 @@ def save_tiny_qwen_vl(folder: Path, seed: int = 0, family: str = "qwen2_vl") -> 
     with torch.no_grad():  # the default init is nearly flat; a wider spread makes the answers differ by image
         for name, parameter in model.named_parameters():
             if parameter.ndim >= 2 and "norm" not in name:
-                parameter.normal_(0.0, 0.5 / parameter.shape[-1] ** 0.5 * 4)
+                parameter.normal_(0.0, 2.0 / parameter.shape[-1] ** 0.5)
+    # Sampling settings as Qwen releases ship them; VQAScore decodes greedily, so only the repetition penalty
+    # (also as in some releases) acts on its number.
     model.generation_config = GenerationConfig(bos_token_id=text["bos_token_id"], eos_token_id=text["eos_token_id"],
                                                pad_token_id=ids["<|endoftext|>"], repetition_penalty=1.05,
                                                do_sample=True, temperature=0.01, top_k=1, top_p=0.001)
-    model.save_pretrained(folder, safe_serialization=True)
-    image_processor = Qwen2VLImageProcessor(min_pixels=4 * 28 * 28, max_pixels=16384 * 28 * 28)
-    processor_class = Qwen2VLProcessor if family == "qwen2_vl" else Qwen2_5_VLProcessor
-    processor_class(image_processor=image_processor, tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(),
-                    chat_template=QWEN_CHAT_TEMPLATE).save_pretrained(folder)
+    return model.eval()
+
+
+def save_tiny_qwen_vl(folder: Path, seed: int = 0, family: str = "qwen2_vl") -> Path:
+    """A random tiny Qwen2-VL (``family = "qwen2_vl"``) or Qwen2.5-VL (``"qwen2_5_vl"``) as a model folder."""
+    processor = qwen_vl_processor(folder, family)
+    qwen_vl_model(processor, family, seed).save_pretrained(folder, safe_serialization=True)
     return folder

@@ -218,15 +218,27 @@ class ImageRewardBackbone:
     """The whole ImageReward model: it reads image and prompt together (``score_pairs``)."""
 
     def __init__(self, spec: BackboneSpec, device: torch.device) -> None:
+        model = load_imagereward(Path(spec.location), Path(spec.paths["med_config"]))
+        self._setup(model, AutoTokenizer.from_pretrained(spec.paths["tokenizer"]), device, spec.dtype)
+        self.spec = spec
+
+    @classmethod
+    def from_model(cls, model: ImageRewardModel, tokenizer: Any, device: torch.device, dtype: str = "fp32"
+                   ) -> ImageRewardBackbone:
+        """A backbone around a model already in memory (benchmarks of real-size random models)."""
+        backbone = cls.__new__(cls)
+        backbone._setup(model, tokenizer, device, dtype)
+        return backbone
+
+    def _setup(self, model: ImageRewardModel, tokenizer: Any, device: torch.device, dtype: str) -> None:
         from ckptbench.metrics.backbones import autocast
 
-        self.spec = spec
         self.device = device
-        self.model = load_imagereward(Path(spec.location), Path(spec.paths["med_config"])).to(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(spec.paths["tokenizer"])
+        self.model = model.eval().to(device)
+        self.tokenizer = tokenizer
         self.transform = preprocess(int(self.model.vision.config.image_size))
         self.meta: dict[str, Any] = {}
-        self._autocast = lambda: autocast(device, spec.dtype)
+        self._autocast = lambda: autocast(device, dtype)
 
     def embed_images(self, images: list[Image.Image], wanted: set[str]) -> dict[str, np.ndarray]:
         return {}  # nothing per image: the prompt is read together with it

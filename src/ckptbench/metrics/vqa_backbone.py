@@ -98,16 +98,27 @@ class VQABackbone:
     """The whole vision-language model; ``score_pairs`` asks it one question per (image, prompt)."""
 
     def __init__(self, spec: BackboneSpec, device: torch.device) -> None:
-        self.spec = spec
-        self.device = device
         use_safetensors = all(name.endswith(".safetensors") for name in spec.weights if name.startswith("model"))
         # Loaded in the run's dtype (fp32 copies of multi-billion-parameter models do not fit beside the rest).
-        self.model = AutoModelForImageTextToText.from_pretrained(
-            spec.location, dtype=torch_dtype(spec.dtype), use_safetensors=use_safetensors).eval().to(device)
-        self.processor = AutoProcessor.from_pretrained(spec.location)
-        image_processor = self.processor.image_processor
+        model = AutoModelForImageTextToText.from_pretrained(spec.location, dtype=torch_dtype(spec.dtype),
+                                                            use_safetensors=use_safetensors)
+        self._setup(model, AutoProcessor.from_pretrained(spec.location), device)
+        self.spec = spec
+
+    @classmethod
+    def from_model(cls, model: Any, processor: Any, device: torch.device) -> VQABackbone:
+        """A backbone around a model already in memory (benchmarks of real-size random models)."""
+        backbone = cls.__new__(cls)
+        backbone._setup(model, processor, device)
+        return backbone
+
+    def _setup(self, model: Any, processor: Any, device: torch.device) -> None:
+        self.device = device
+        self.model = model.eval().to(device)
+        self.processor = processor
+        image_processor = processor.image_processor
         self.factor = int(image_processor.patch_size) * int(image_processor.merge_size)
-        self.answer_token = int(self.processor.tokenizer.encode(VQA_ANSWER, add_special_tokens=False)[0])
+        self.answer_token = int(processor.tokenizer.encode(VQA_ANSWER, add_special_tokens=False)[0])
         self.meta: dict[str, Any] = {}
 
     def embed_images(self, images: list[Image.Image], wanted: set[str]) -> dict[str, np.ndarray]:
