@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.hand_computed import parity
 from transformers import CLIPModel, CLIPProcessor
 
 from ckptbench.score_folder import score_folder
@@ -60,7 +61,7 @@ def test_clip_score_equals_torchmetrics_per_image(prompted, tiny_scorer_models, 
     model = CLIPModel.from_pretrained(clip).eval()
     processor = CLIPProcessor.from_pretrained(clip)
     metric = CLIPScore(model_name_or_path=lambda: (_PooledOutputs(model), processor))
-    differences, cosines = [], []
+    differences, cosines, ours_all, references = [], [], [], []
     # Prompts within the 77-token context only: torchmetrics truncates a long prompt by slicing the token
     # ids, which drops the end-of-text token the pooled output is read at; we keep it (as OpenAI CLIP's
     # tokenize(truncate=True) does), so long prompts legitimately differ.
@@ -71,8 +72,11 @@ def test_clip_score_equals_torchmetrics_per_image(prompted, tiny_scorer_models, 
         reference = float(metric(pixels, prompt).detach())
         ours = frame[(str(path), "clip-score")]
         differences.append(abs(ours - reference))
+        ours_all.append(ours)
+        references.append(reference)
         cosines.append(frame[(str(path), "clip-cosine")])
         assert ours == pytest.approx(100 * max(cosines[-1], 0.0), abs=1e-9)
+    parity("clip-score (torchmetrics, ≤ 77 tokens)", ours_all, references)
     assert max(differences) < 1e-4, differences
 
 
@@ -110,6 +114,7 @@ def test_long_prompts_keep_the_end_token_as_openai_clip_does(prompted, tiny_scor
                                                          truncation=True, max_length=77,
                                                          return_tensors="pt")).pooler_output
     cosine = torch.nn.functional.cosine_similarity
+    parity("clip-cosine (OpenAI truncate=True, > 77 tokens)", [ours], [float(cosine(image, openai_text)[0])])
     assert ours == pytest.approx(float(cosine(image, openai_text)[0]), abs=1e-6)
     # torchmetrics: one embedding for every long prompt; ours tells them apart.
     torch.testing.assert_close(torchmetrics_texts[0], torchmetrics_texts[1])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.hand_computed import parity
 from torchvision import transforms
 from transformers import AutoTokenizer
 
@@ -138,6 +139,7 @@ def test_imagereward_equals_the_reference_model_code(imagereward: Path, prompted
     ours = frame["value"].to_numpy(dtype=float)
     assert len(ours) == len(PROMPTS)
     assert np.std(expected) > 0.05  # the random model tells the images apart
+    parity("imagereward", ours, expected)
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5)
     assert result.truncated == {"imagereward": {"images": 1}}  # the long prompt, over 35 tokens
 

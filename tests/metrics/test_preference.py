@@ -10,6 +10,7 @@ import open_clip
 import pytest
 import torch
 from PIL import Image
+from tests.hand_computed import parity
 from torchvision import transforms
 from transformers import CLIPModel, CLIPProcessor
 
@@ -86,17 +87,20 @@ def test_hps_equals_the_reference_on_non_square_images(name: str, prompted: Path
     options = ScorerOptions(model=str(models["open_clip"]), head=str(models["hps"]))
     result = score_folder(prompted, ScorersSpec(use=(name,), options={name: options}),
                           Store(tmp_path / "store"), torch.device("cpu"))
-    differences, old_differences = [], []
+    differences, old_differences, ours, references = [], [], [], []
     for row in result.frame.itertuples():
         image = Image.open(row.image)
         assert image.size[0] != image.size[1]  # the case where the two transforms differ
         # The reference receives the prompt as written; ours strips A1111 syntax first, so compare on that text.
         text = strip_prompt_syntax(row.prompt)
         expected = _hps_reference(models["open_clip"], models["hps"], image, text)
+        ours.append(row.value)
+        references.append(expected)
         differences.append(abs(row.value - expected) / abs(expected))
         old_differences.append(abs(_hps_reference(models["open_clip"], models["hps"], image, text,
                                                   _shorter_side_crop) - expected) / abs(expected))
     assert len(differences) == len(PROMPTS)
+    parity(name, ours, references)
     assert max(differences) < 1e-4, differences
     assert max(old_differences) > 1e-3  # the test tells the two transforms apart
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.hand_computed import parity
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from ckptbench.demo.tiny_vlm import save_tiny_qwen_vl
@@ -95,6 +96,7 @@ def test_vqascore_equals_t2v_metrics(family: str, models: dict[str, Path], promp
     ours = frame["value"].to_numpy(dtype=float)
     assert len(ours) == len(PROMPTS) and np.all((ours > 0) & (ours < 1))
     assert np.std(np.log(expected)) > 0.1  # the random model's answers depend on image and prompt
+    parity(f"vqascore ({family})", ours, expected)
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-7)
 
 
