@@ -1,6 +1,6 @@
-"""Tiny random-weight image-text-to-text models (Qwen2-VL, Qwen2.5-VL) built with the real transformers classes
-and saved as the real folder layout (``config.json``, ``model.safetensors``, ``generation_config.json``,
-processor, tokenizer, chat template), for VQAScore's tests and the demo.
+"""Tiny random-weight image-text-to-text models (Qwen2-VL, Qwen2.5-VL, CLIP-FlanT5) built with the real
+transformers classes and saved as the real folder layouts (``config.json``, ``model.safetensors``,
+``generation_config.json``, processor, tokenizer, chat template), for VQAScore's tests and the demo.
 
 The tokenizer is a byte-level BPE trained here on a few sentences, with the Qwen special tokens the
 processor and chat template use; the chat template writes Qwen2-VL's conversation format (system turn,
@@ -10,6 +10,7 @@ assistant's turn). The weights are random: the numbers only show that the machin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -118,4 +119,69 @@ def save_tiny_qwen_vl(folder: Path, seed: int = 0, family: str = "qwen2_vl") -> 
     """A random tiny Qwen2-VL (``family = "qwen2_vl"``) or Qwen2.5-VL (``"qwen2_5_vl"``) as a model folder."""
     processor = qwen_vl_processor(folder, family)
     qwen_vl_model(processor, family, seed).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+_T5_CORPUS = ["Yes", "No", "Yes.", "A chat between a curious user and an artificial intelligence assistant.",
+              "The assistant gives helpful, detailed, and polite answers to the user's questions.",
+              "USER: Does this figure show a red cube on a table? Please answer yes or no. ASSISTANT:",
+              "portrait of an old fisherman", "a lighthouse at dusk", "watercolor fox", "isometric room"]
+
+
+def tiny_t5_tokenizer(folder: Path) -> Path:
+    """A SentencePiece-Unigram tokenizer like T5's (``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, ``</s>`` appended to
+    every text), trained on a few sentences and saved as ``tokenizer.json``."""
+    from tokenizers import SentencePieceUnigramTokenizer
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    unigram = SentencePieceUnigramTokenizer()
+    unigram.train_from_iterator(_T5_CORPUS * 4, vocab_size=160, special_tokens=["<pad>", "</s>", "<unk>"],
+                                unk_token="<unk>", show_progress=False)
+    unigram.post_processor = TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    PreTrainedTokenizerFast(tokenizer_object=unigram._tokenizer, eos_token="</s>", pad_token="<pad>",
+                            unk_token="<unk>").save_pretrained(folder)
+    return folder
+
+
+def save_tiny_clip_flant5(folder: Path, vision_folder: Path, seed: int = 0, vision_in_checkpoint: bool = True
+                          ) -> Path:
+    """A random CLIP-FlanT5 as its release lays it out: ``config.json`` (``model_type`` ``clip_t5`` with the
+    ``mm_*`` settings, ``mm_vision_tower`` pointing at ``vision_folder``), ``model.safetensors`` with the
+    reference's keys (T5's own, ``vision_tower.vision_tower.*`` unless ``vision_in_checkpoint`` is false,
+    ``mm_projector.0/2.*``) and the T5 tokenizer; ``vision_folder`` gets a tiny CLIP vision tower (3 layers,
+    28 px in 14 px patches) with its image processor."""
+    from safetensors.torch import save_file
+    from transformers import (
+        AutoTokenizer,
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    torch.manual_seed(seed)
+    vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                                              num_hidden_layers=3, image_size=28, patch_size=14))
+    vision.save_pretrained(vision_folder, safe_serialization=True)
+    CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}).save_pretrained(vision_folder)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_t5_tokenizer(folder))
+    t5_config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2,
+                         num_heads=4, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+                         decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    t5 = T5ForConditionalGeneration(t5_config)
+    with torch.no_grad():  # T5's untied head starts with logits of spread ≈ √d_model: answers become certain
+        t5.lm_head.weight.mul_(0.05)
+    projector = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.GELU(), torch.nn.Linear(32, 32))
+    state = {key: value.clone().contiguous() for key, value in t5.state_dict().items()}
+    if vision_in_checkpoint:
+        state.update({f"vision_tower.vision_tower.{key}": value.clone().contiguous()
+                      for key, value in vision.state_dict().items()})
+    state.update({f"mm_projector.{key}": value.clone().contiguous() for key, value in projector.state_dict().items()})
+    save_file(state, str(folder / "model.safetensors"))
+    config = {**t5_config.to_dict(), "model_type": "clip_t5", "architectures": ["CLIPT5ForConditionalGeneration"],
+              "mm_vision_tower": str(vision_folder), "mm_hidden_size": 32, "mm_projector_type": "mlp2x_gelu",
+              "mm_vision_select_layer": -2, "mm_vision_select_feature": "patch", "image_aspect_ratio": "pad"}
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
     return folder

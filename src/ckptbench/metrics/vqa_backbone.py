@@ -13,8 +13,10 @@ else is in the batch. The softmax is taken in float32 (the reference takes it in
 its GPUs; fp32 on CPU is identical).
 
 Families: Qwen2-VL and Qwen2.5-VL (``config.json`` ``model_type`` ``qwen2_vl`` / ``qwen2_5_vl``), loaded with
-``AutoModelForImageTextToText`` from a local folder or the hub cache. Files: the weights, and every file
-that changes the number (config, generation config, processor and tokenizer files, chat template), all
+``AutoModelForImageTextToText`` from a local folder or the hub cache; and CLIP-FlanT5 (``clip_t5``, the
+paper's own model), rebuilt from transformers parts in ``clip_flant5`` with that reference's own answer
+handling. Files: the weights, and every file that changes the number (config, generation config, processor
+and tokenizer files, chat template; for CLIP-FlanT5 also its vision tower folder and T5 tokenizer), all
 hashed into the score key.
 """
 
@@ -40,7 +42,7 @@ from ckptbench.metrics.vqascore import QUESTION as VQA_QUESTION
 from ckptbench.metrics.weights import resolve_folder
 
 KIND = "vqa"
-FAMILIES = {"qwen2_vl": "Qwen2-VL", "qwen2_5_vl": "Qwen2.5-VL"}
+FAMILIES = {"qwen2_vl": "Qwen2-VL", "qwen2_5_vl": "Qwen2.5-VL", "clip_t5": "CLIP-FlanT5"}
 # qwen_vl_utils' bounds on the image's pixel count before the processor sees it.
 MIN_PIXELS = 4 * 28 * 28
 MAX_PIXELS = 16384 * 28 * 28
@@ -75,15 +77,33 @@ def resolve(request: BackboneRequest, dtype: str, scorer: str, cache: DigestCach
                              f"release, or set [scorers.{scorer}] allow_pickle = true if you trust it.")
     files = {path.name: sha256_file(path, cache) for path in weights}
     files.update({name: sha256_file(folder / name, cache) for name in SETTINGS_FILES if (folder / name).is_file()})
-    preprocessing = (f"{FAMILIES[family]} chat template, question {VQA_QUESTION!r}; image: PIL bicubic resize to "
-                     f"sides that are multiples of patch × merge size, {MIN_PIXELS}–{MAX_PIXELS} pixels "
-                     "(qwen_vl_utils), then the model's processor; score: softmax of the first generated token's "
-                     f"scores at the first token of {VQA_ANSWER!r}")
+    config: dict[str, Any] = {"family": family, "question": VQA_QUESTION, "answer": VQA_ANSWER}
+    paths: dict[str, str] = {}
+    if family == "clip_t5":
+        from ckptbench.metrics.clip_flant5 import clip_t5_config, tokenizer_for
+
+        settings = clip_t5_config(folder)
+        vision = resolve_folder(str(settings.get("mm_vision_tower", "openai/clip-vit-large-patch14-336")), scorer)
+        tokenizer = Path(tokenizer_for(folder, settings))
+        tokenizer = tokenizer if tokenizer.is_dir() else resolve_folder(str(tokenizer), scorer)
+        for prefix, extra in (("vision", vision), ("tokenizer", tokenizer)):
+            if extra != folder:
+                files.update({f"{prefix}/{path.name}": sha256_file(path, cache) for path in weight_files(extra)
+                              if prefix == "vision"})
+                files.update({f"{prefix}/{name}": sha256_file(extra / name, cache) for name in
+                              (*SETTINGS_FILES, "spiece.model") if (extra / name).is_file()})
+        paths = {"vision": str(vision), "tokenizer": str(tokenizer)}
+        preprocessing = (f"CLIP-FlanT5 't5_chat' prompt with question {VQA_QUESTION!r}; image padded to a square "
+                         "with the CLIP mean colour, then the vision tower's CLIP image processor; score: exp(−mean "
+                         f"cross-entropy) of {VQA_ANSWER!r} + </s> as decoder labels")
+    else:
+        preprocessing = (f"{FAMILIES[family]} chat template, question {VQA_QUESTION!r}; image: PIL bicubic resize to "
+                         f"sides that are multiples of patch × merge size, {MIN_PIXELS}–{MAX_PIXELS} pixels "
+                         "(qwen_vl_utils), then the model's processor; score: softmax of the first generated token's "
+                         f"scores at the first token of {VQA_ANSWER!r}")
+        config.update({"min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS})
     return BackboneSpec(kind=KIND, source=request.model, location=str(folder), weights=files, dtype=dtype,
-                        preprocessing=preprocessing,
-                        config={"family": family, "question": VQA_QUESTION, "answer": VQA_ANSWER,
-                                "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS},
-                        cache_features=False)
+                        preprocessing=preprocessing, config=config, paths=paths, cache_features=False)
 
 
 def resize_for_qwen(image: Image.Image, factor: int) -> Image.Image:
@@ -98,34 +118,53 @@ class VQABackbone:
     """The whole vision-language model; ``score_pairs`` asks it one question per (image, prompt)."""
 
     def __init__(self, spec: BackboneSpec, device: torch.device) -> None:
+        self.spec = spec
+        self.meta: dict[str, Any] = {}
+        if spec.config["family"] == "clip_t5":
+            from transformers import CLIPImageProcessor
+
+            from ckptbench.metrics.clip_flant5 import ClipFlanT5Scorer, load_clip_flant5, load_tokenizer
+
+            model = load_clip_flant5(Path(spec.location), Path(spec.paths["vision"]), allow_pickle=True)
+            self.scorer: Any = ClipFlanT5Scorer(
+                model.to(torch_dtype(spec.dtype)), load_tokenizer(Path(spec.paths["tokenizer"])),
+                CLIPImageProcessor.from_pretrained(spec.paths["vision"]), device, VQA_QUESTION, VQA_ANSWER)
+            return
         use_safetensors = all(name.endswith(".safetensors") for name in spec.weights if name.startswith("model"))
         # Loaded in the run's dtype (fp32 copies of multi-billion-parameter models do not fit beside the rest).
         model = AutoModelForImageTextToText.from_pretrained(spec.location, dtype=torch_dtype(spec.dtype),
                                                             use_safetensors=use_safetensors)
-        self._setup(model, AutoProcessor.from_pretrained(spec.location), device)
-        self.spec = spec
+        self.scorer = QwenVQA(model, AutoProcessor.from_pretrained(spec.location), device)
 
     @classmethod
     def from_model(cls, model: Any, processor: Any, device: torch.device) -> VQABackbone:
-        """A backbone around a model already in memory (benchmarks of real-size random models)."""
+        """A backbone around a Qwen model already in memory (benchmarks of real-size random models)."""
         backbone = cls.__new__(cls)
-        backbone._setup(model, processor, device)
+        backbone.meta = {}
+        backbone.scorer = QwenVQA(model, processor, device)
         return backbone
-
-    def _setup(self, model: Any, processor: Any, device: torch.device) -> None:
-        self.device = device
-        self.model = model.eval().to(device)
-        self.processor = processor
-        image_processor = processor.image_processor
-        self.factor = int(image_processor.patch_size) * int(image_processor.merge_size)
-        self.answer_token = int(processor.tokenizer.encode(VQA_ANSWER, add_special_tokens=False)[0])
-        self.meta: dict[str, Any] = {}
 
     def embed_images(self, images: list[Image.Image], wanted: set[str]) -> dict[str, np.ndarray]:
         return {}  # nothing per image: the question is read together with it
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError("VQAScore reads question and image together; use score_pairs")
+
+    def score_pairs(self, images: list[Image.Image], texts: list[str]) -> np.ndarray:
+        values: np.ndarray = self.scorer.score_pairs(images, texts)
+        return values
+
+
+class QwenVQA:
+    """VQAScore with a Qwen2-VL / Qwen2.5-VL model, as t2v_metrics' Qwen wrapper computes it."""
+
+    def __init__(self, model: Any, processor: Any, device: torch.device) -> None:
+        self.device = device
+        self.model = model.eval().to(device)
+        self.processor = processor
+        image_processor = processor.image_processor
+        self.factor = int(image_processor.patch_size) * int(image_processor.merge_size)
+        self.answer_token = int(processor.tokenizer.encode(VQA_ANSWER, add_special_tokens=False)[0])
 
     def question_inputs(self, image: Image.Image, prompt: str) -> Any:
         """The processor's model inputs for one (image, prompt) pair, as t2v_metrics builds them."""

@@ -4,11 +4,12 @@ Generation"; linzhiqiu/t2v_metrics), prompt adherence as a vision-language model
 Score = P("Yes" | image, 'Does this figure show "{prompt}"? Please answer yes or no.'): the probability the
 model gives "Yes" as the first token of its answer (0–1, higher is better). It follows compositional
 prompts (counting, spatial relations, attribute binding, negation) far better than CLIPScore, which reads
-a prompt as a bag of words. The model family and file handling are in ``vqa_backbone``; the default is
-Qwen2.5-VL-7B-Instruct, the default of t2v_metrics' Qwen wrapper (numbers from different models are not
-comparable: the model's files are part of the score key). The question is the paper's (and t2v_metrics'
-CLIP-FlanT5 default); t2v_metrics' Qwen wrapper defaults to the shorter 'Does this image show "{}"?', so its
-Qwen numbers match ours when it is given this question. The prompt is stripped of A1111 syntax first.
+a prompt as a bag of words. The model families (Qwen2-VL, Qwen2.5-VL, CLIP-FlanT5) and file handling are
+in ``vqa_backbone``; the default is Qwen2.5-VL-7B-Instruct, the default of t2v_metrics' Qwen wrapper
+(numbers from different models are not comparable: the model's files are part of the score key). The
+question is the paper's (and t2v_metrics' CLIP-FlanT5 default); t2v_metrics' Qwen wrapper defaults to the
+shorter 'Does this image show "{}"?', so its Qwen numbers match ours when it is given this question. The
+prompt is stripped of A1111 syntax first.
 """
 
 from __future__ import annotations
