@@ -21,20 +21,11 @@ class ImageReward(ImageScorer):
     """ImageReward v1.0: BLIP image–text reward, normalised as the reference does (≈ −2…2)."""
 
     name = "imagereward"
-    version = "1"
-    backbone_kind = "imagereward"
     default_model = "THUDM/ImageReward"
     tokenizer_source = "bert-base-uncased"
-    higher_is_better = True
     needs_prompt = True
     joint = True
     features = ()
-    scale = "standardised reward, ≈ −2…2 (0 = ImageReward's average training image; compare within a prompt)"
-    description = "ImageReward v1.0 (BLIP ViT-L + BERT cross-attention + MLP), normalised reward"
-
-    @classmethod
-    def default_weights(cls) -> str:
-        return f"{cls.default_model} (ImageReward.pt + med_config.json; tokenizer {cls.tokenizer_source})"
 
     def backbone_request(self) -> BackboneRequest:
         return BackboneRequest(kind=self.backbone_kind, model=self.model_source, processor=self.tokenizer_source,

@@ -29,15 +29,10 @@ class VQAScore(ImageScorer):
     """P("Yes") of a vision-language model asked whether the image shows the prompt (0–1)."""
 
     name = "vqascore"
-    version = "1"
-    backbone_kind = "vqa"
     default_model = "Qwen/Qwen2.5-VL-7B-Instruct"
-    higher_is_better = True
     needs_prompt = True
     joint = True
     features = ()
-    scale = "probability 0–1 that the model answers 'Yes' to 'Does this figure show \"{prompt}\"?'"
-    description = "VQAScore: P(Yes | image, 'Does this figure show \"prompt\"? Please answer yes or no.')"
 
     def backbone_request(self) -> BackboneRequest:
         return BackboneRequest(kind=self.backbone_kind, model=self.model_source, allow_pickle=self.options.allow_pickle)
