@@ -99,3 +99,16 @@ def test_weights_only_folder_takes_the_processor_from_elsewhere(layouts, tmp_pat
     assert clip_folder_problem(folder) is not None
     assert clip_folder_problem(folder, layouts["processor"]) is None
     assert locate_clip_folder(folder, layouts["processor"], "pickscore").processor == layouts["processor"]
+
+
+def test_the_validate_check_names_the_scorer_and_the_key(layouts, tmp_path: Path) -> None:
+    from ckptbench.metrics.clip_folder import scorer_folder_problem
+
+    assert scorer_folder_problem(str(layouts["processor"]), None, "clip-score") is None
+    assert scorer_folder_problem(str(layouts["hub"]), None, "clip-score") is None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    problem = scorer_folder_problem(str(empty), None, "laion-aesthetic-v2")
+    assert problem is not None and "config.json" in problem and "[scorers.laion-aesthetic-v2] model" in problem
+    missing = scorer_folder_problem(str(tmp_path / "nowhere"), None, "clip-score")
+    assert missing is not None and "does not exist" in missing

@@ -93,3 +93,18 @@ def locate_clip_folder(folder: Path, processor: Path | None, scorer: str) -> Cli
     uses_own = processor_problem(folder) is None
     return ClipFolder(model=folder, weights=tuple(weight_files(folder)),
                       processor=folder if uses_own or processor is None else processor)
+
+
+def scorer_folder_problem(model: str, processor: str | None, scorer: str) -> str | None:
+    """For ``ckptbench validate``: one sentence on what keeps a CLIP scorer's model folder (a local folder or
+    a hub id in the local cache) from loading, or None. Neither loads nor hashes anything."""
+    from ckptbench.metrics.weights import resolve_folder
+
+    try:
+        folder = resolve_folder(model, scorer)
+        extra = resolve_folder(processor, scorer) if processor and processor_problem(folder) else None
+    except WeightsUnavailableError as error:
+        return str(error)
+    problem = clip_folder_problem(folder, extra)
+    return None if problem is None else (f"scorer '{scorer}': {problem}; give a complete transformers CLIP folder as "
+                                         f"[scorers.{scorer}] model.")
