@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from ckptbench.analysis.analyze import analyze
+from ckptbench.analysis.skills import skill_breakdown
 from ckptbench.analysis.suite import AnalysisSettings
 from ckptbench.analysis.summary import summarize
 from ckptbench.analysis.sweep import pooled_over_variants, sweep_results
@@ -62,8 +63,8 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
     if settings.baseline is not None and settings.baseline not in {c.name for c in identities}:
         raise StoreError(f"{store.root}: run {run_id}: analysis.baseline '{settings.baseline}' is not a checkpoint "
                          "of this run; name one of: " + ", ".join(c.name for c in identities) + ".")
-    analysis = analyze(pooled, settings, checkpoints=identities, cases=store.run_cases(run_id),
-                       directions=directions)
+    cases = store.run_cases(run_id)
+    analysis = analyze(pooled, settings, checkpoints=identities, cases=cases, directions=directions)
     axes = recorded_axes(spec)
     sweep = sweep_results(frame, axes, settings, directions, [c.name for c in identities]) if axes else None
     checkpoints = []
@@ -95,6 +96,7 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
         "scorers": {name: _scorer_entry(infos.get(key, {})) for name, key in sorted(scorer_keys.items())},
         "analysis": analysis,
         "sweep": sweep,
+        "skills": skill_breakdown(frame, cases),  # per tag (skill) of tagged suites; docs/results.md
         "failures": failures,
         "text_truncated": provenance.get("text_truncated", {}),
         "provenance": provenance,

@@ -15,7 +15,7 @@ from ckptbench.suites.parti import load_parti
 from ckptbench.suites.toml_suite import load_suite_file
 from ckptbench.sweep import check_prompt_search, sweep_values
 
-BUILTIN_FILES = {"quality": "quality.toml", "styles": "styles.toml"}
+BUILTIN_FILES = {"quality": "quality.toml", "styles": "styles.toml", "compositional": "compositional.toml"}
 
 
 @dataclass(frozen=True)
