@@ -95,10 +95,16 @@ class FIDInceptionBackbone:
         self.meta: dict[str, Any] = {}
         self._autocast = lambda: autocast(device, spec.dtype)
 
-    @torch.inference_mode()
-    def embed_images(self, images: list[Image.Image], wanted: set[str]) -> dict[str, np.ndarray]:
+    def prepare_images(self, images: list[Image.Image]) -> torch.Tensor:
         resized = np.stack([self.resize(np.asarray(image.convert("RGB"))) for image in images])
-        pixels = torch.from_numpy(resized).permute(0, 3, 1, 2).to(self.device) / 255.0 * 2.0 - 1.0
+        return torch.from_numpy(resized).permute(0, 3, 1, 2)
+
+    def embed_images(self, images: list[Image.Image], wanted: set[str]) -> dict[str, np.ndarray]:
+        return self.embed_pixels(self.prepare_images(images), wanted)
+
+    @torch.inference_mode()
+    def embed_pixels(self, pixels: torch.Tensor, wanted: set[str]) -> dict[str, np.ndarray]:
+        pixels = pixels.to(self.device) / 255.0 * 2.0 - 1.0
         with self._autocast():
             features = self.network(pixels)
         return {"pool3": features.float().cpu().numpy()}
