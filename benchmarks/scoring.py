@@ -37,37 +37,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SCORERS = ("clip-score", "laion-aesthetic-v2")
 BATCH = 16
-VIT_L_14 = {
-    "text_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
-                    "num_hidden_layers": 12, "projection_dim": 768, "max_position_embeddings": 77,
-                    "vocab_size": 49408, "hidden_act": "quick_gelu"},
-    "vision_config": {"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16,
-                      "num_hidden_layers": 24, "image_size": 224, "patch_size": 14, "projection_dim": 768,
-                      "hidden_act": "quick_gelu"},
-    "projection_dim": 768,
-}
-CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 
 
 # --- set-up ------------------------------------------------------------------------------------------
 
 def build_model(folder: Path, tiny: bool) -> Path:
-    if (folder / "model.safetensors").is_file():
-        return folder
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    from ckptbench.demo.tiny import save_tiny_clip
-    from ckptbench.models.tokenizer import clip_tokenizer
-
     if tiny:
-        return save_tiny_clip(folder, seed=0)
-    torch.manual_seed(0)
-    CLIPModel(CLIPConfig(**VIT_L_14)).eval().save_pretrained(folder, safe_serialization=True)
-    CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
-                       image_mean=CLIP_MEAN, image_std=CLIP_STD).save_pretrained(folder)
-    clip_tokenizer().save_pretrained(folder)
-    return folder
+        from ckptbench.demo.tiny import save_tiny_clip
+
+        return folder if (folder / "model.safetensors").is_file() else save_tiny_clip(folder, seed=0)
+    from real_size import clip_vit_l_14
+
+    return clip_vit_l_14(folder)
 
 
 def head_file(work: Path) -> Path:
@@ -77,19 +58,6 @@ def head_file(work: Path) -> Path:
     from ckptbench.demo.tiny import save_tiny_aesthetic_head
 
     return save_tiny_aesthetic_head(work / "head.pth", seed=0)
-
-
-def make_images(folder: Path, count: int, size: int = 512) -> Path:
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    for index in range(count):
-        pixels = rng.integers(0, 256, size=(size // 8, size // 8, 3), dtype=np.uint8)
-        Image.fromarray(pixels).resize((size, size), Image.BICUBIC).save(folder / f"{index:04d}.png")
-        (folder / f"{index:04d}.txt").write_text(f"a photograph of object number {index % 8}, detailed")
-    return folder
 
 
 def scorers_toml(names: tuple[str, ...], model: Path, head: Path) -> str:
@@ -190,13 +158,15 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep models and images here between invocations")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "src"))
+    from real_size import random_images
+
     with tempfile.TemporaryDirectory(prefix="ckptbench-bench-") as scratch:
         work = args.work or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
         model = build_model(work / ("clip-tiny" if args.tiny else "clip-vit-l-14"), args.tiny)
         weights = model / "model.safetensors"
         head = head_file(work)
-        images = make_images(work / f"images-{args.images}", args.images)
+        images = random_images(work / f"images-{args.images}", args.images)
         specs = {label: work / f"{label}.toml" for label in ("both", *SCORERS)}
         specs["both"].write_text(scorers_toml(SCORERS, model, head))
         for name in SCORERS:
@@ -234,7 +204,8 @@ def main() -> None:
     warm = statistics.median(r["seconds"] for r in results["ckptbench"])
     print(f"\nweights digest cache: the first ckptbench process (empty machine cache) took {first['seconds']:.2f} s "
           f"wall / {first['cpu']:.2f} CPU s against {warm:.2f} s later; the cache holds "
-          f"{weights.name} → {digest[:16] if digest else 'NOTHING'}…, and every later process found it there.")
+          + (f"{weights.name} → {digest[:16]}…, and every later process found it there." if digest else
+             "nothing (the tiny model is below the machine cache's 16 MiB limit)."))
     if stage is not None:
         print(f"run's scoring stage: {stage['stage']:.2f} s (backbone load + scoring, as the run records it) against "
               f"{stage['bare']:.2f} s of model load + decode + preprocess + forward inside the bare process just "
