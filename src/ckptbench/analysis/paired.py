@@ -41,23 +41,47 @@ def wilcoxon_p(differences: np.ndarray) -> float | None:
 
 
 def wilcoxon_many(samples: Sequence[np.ndarray]) -> list[float | None]:
-    """``wilcoxon_p`` of many samples; samples of equal length go to scipy in one vectorised call."""
+    """``wilcoxon_p`` of many samples: each p-value is what ``scipy.stats.wilcoxon`` gives on that sample alone.
+
+    scipy's ``method='auto'`` chooses the exact null distribution, a permutation test or the normal
+    approximation from the ties and zeros of *everything it is given at once*, so samples cannot simply be
+    stacked into one call: one tied pair would switch every other pair of the batch to the approximation.
+    Samples go to scipy together only where that choice cannot depend on the others (scipy's documented
+    rule): more than 50 values (always the approximation, decided by the length alone), or no ties and no
+    zeros (the exact distribution). A short sample with ties or zeros gets a call of its own.
+    """
     cleaned = [sample[np.isfinite(sample)] for sample in samples]
     result: list[float | None] = [None] * len(cleaned)
-    by_length: dict[int, list[int]] = {}
+    batches: dict[int, list[int]] = {}
     for index, sample in enumerate(cleaned):
         if sample.size == 0:
             continue
         if not np.any(sample != 0):
             result[index] = 1.0
             continue
-        by_length.setdefault(sample.size, []).append(index)
-    for indices in by_length.values():
+        if sample.size > _SCIPY_EXACT_MAX or not _has_ties_or_zeros(sample):
+            batches.setdefault(sample.size, []).append(index)
+        else:
+            result[index] = _p_value(stats.wilcoxon(sample, zero_method="wilcox", alternative="two-sided").pvalue)
+    for indices in batches.values():
         stacked = np.stack([cleaned[i] for i in indices])
         p_values = np.atleast_1d(stats.wilcoxon(stacked, axis=1, zero_method="wilcox", alternative="two-sided").pvalue)
         for i, p in zip(indices, p_values, strict=True):
-            result[i] = float(p) if np.isfinite(p) else None
+            result[i] = _p_value(p)
     return result
+
+
+# scipy.stats.wilcoxon(method="auto") uses the normal approximation above this many values, whatever the data.
+_SCIPY_EXACT_MAX = 50
+
+
+def _has_ties_or_zeros(sample: np.ndarray) -> bool:
+    magnitudes = np.abs(sample)
+    return bool(np.any(magnitudes == 0) or np.unique(magnitudes).size < magnitudes.size)
+
+
+def _p_value(p: float) -> float | None:
+    return float(p) if np.isfinite(p) else None
 
 
 def compare_pair(first: np.ndarray, second: np.ndarray, boot: np.ndarray, higher_is_better: bool) -> dict[str, Any]:
