@@ -46,24 +46,19 @@ def suite_ranking(ranking: Mapping[str, str], block: Mapping[str, Any], scorer_o
 def verdict(block: Mapping[str, Any], ranking: Mapping[str, str]) -> dict[str, Any]:
     """The one-sentence verdict of a suite (or NoTM view) on its ranking, with its parts and warnings."""
     by = ranking["by"]
-    if by == COMPOSITE:
-        source: Mapping[str, Any] = block["composite"]
-        entry = lambda name: (source["scores"].get(name) or {})  # noqa: E731
-        value = lambda name: (entry(name).get("value"), entry(name).get("ci95"))  # noqa: E731
-        tests = (block["scorers"][next(iter(block["scorers"]))].get("holm_family") or {}).get("tests", 0)
-    else:
-        source = block["scorers"][by]
-        value = lambda name: (source["summary"][name].get("mean"), source["summary"][name].get("ci95"))  # noqa: E731
-        tests = (source.get("holm_family") or {}).get("tests", 0)
+    source: Mapping[str, Any] = block["composite"] if by == COMPOSITE else block["scorers"][by]
+    # The composite's marks are the scorers' pairwise tests: their (largest) Holm family decides the warning.
+    tests = max([int((scorer.get("holm_family") or {}).get("tests", 0)) for scorer in block["scorers"].values()]
+                if by == COMPOSITE else [int((source.get("holm_family") or {}).get("tests", 0))])
     prompts = int(block.get("cases") or 0)
-    warnings = too_few_prompts(prompts, int(tests))
+    warnings = too_few_prompts(prompts, tests)
     chosen = source.get("best_set")
     if not chosen:
         return {"text": f"No checkpoint has {ranking['label']} values in this suite.", "best_set": [],
                 "leader": None, "prompts": prompts, "prompts_needed": None, "warnings": warnings}
     leader, members = chosen["leader"], list(chosen["members"])
-    mean, interval = value(leader)
-    scored = _estimate(mean, interval)
+    lead = source["scores"][leader] if by == COMPOSITE else source["summary"][leader]
+    scored = _estimate(lead.get("value" if by == COMPOSITE else "mean"), lead.get("ci95"))
     others = [name for name in members if name != leader]
     needed = [row["prompts_needed"] for row in chosen["comparisons"] if row["in_set"]]
     prompts_needed = None if not needed or None in needed else max(needed)

@@ -85,7 +85,7 @@ class Leaderboard:
     variant: str | None = None  # "NoTM" for a LoRA suite's NoTM view
     by: str | None = None  # what the rank column ranks by: a scorer or "composite"
     verdict: Mapping[str, Any] | None = None  # analysis.suites.<suite>.verdict
-    families: Mapping[str, Any] | None = None  # the Holm families of the ranking scorer (holm_family)
+    family: str | None = None  # the Holm family of the ▲/▼/≈ marks, in words
 
     @property
     def has_neighbour_tests(self) -> bool:
@@ -206,11 +206,23 @@ def build_leaderboard(results: Mapping[str, Any], suite: str | None,
         ranked_by = "composite score (" + ", ".join(f"{w:g} × {n}" for n, w in composite["weights"].items()) + ")"
     else:
         ranked_by = f"{by} (the first scorer the spec names)" if by else "name"
-    family_of = by if by in scorer_blocks else (names[0] if names else None)
     return Leaderboard(suite=suite, kind=kind, scorers=columns, rows=rows, ranked_by=ranked_by,
                        composite=composite if composite_scores else None, variant="NoTM" if notm else None,
-                       by=by, verdict=verdict,
-                       families=(scorer_blocks[family_of].get("holm_family") if family_of else None))
+                       by=by, verdict=verdict, family=_pairs_family(scorer_blocks, suite, notm))
+
+
+def _pairs_family(scorer_blocks: Mapping[str, Any], suite: str | None, notm: bool) -> str | None:
+    """The Holm family of the pairwise marks: the run-wide one, or one per scorer of this suite."""
+    families = [block.get("holm_family") or {} for block in scorer_blocks.values()]
+    labels = [str(f.get("pairs")) for f in families if f.get("pairs")]
+    if not labels:
+        return None
+    if labels[0].startswith("run:"):
+        return labels[0]
+    sizes = sorted({int(f.get("tests") or 0) for f in families})
+    view = f"suite “{suite}”" + (" (NoTM)" if notm else "")
+    return (f"all pairs of {view}, one family per scorer ("
+            + " or ".join(str(n) for n in sizes) + " tests each)")
 
 
 def build_baseline_view(results: Mapping[str, Any], suite: str) -> BaselineView | None:

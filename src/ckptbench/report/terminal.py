@@ -60,7 +60,9 @@ def leaderboard_table(results: dict[str, Any], max_scorers: int = 4) -> Table:
 def verdict_lines(results: dict[str, Any]) -> list[str]:
     """Each suite's one-sentence verdict and its warnings, as plain lines for the console."""
     lines = []
-    for suite, block in analysis_suites(results).items():
+    suites = analysis_suites(results)
+    first = primary_suite(results)
+    for suite, block in sorted(suites.items(), key=lambda item: item[0] != first):
         for label, view in ((suite, block), (f"{suite} (NoTM)", block.get("notm") or {})):
             verdict = view.get("verdict")
             if verdict:
