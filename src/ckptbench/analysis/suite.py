@@ -1,6 +1,7 @@
-"""Everything the analysis says about one suite: per checkpoint × scorer summaries, GhostReview's pool
-z-score, variance decomposition, paired comparisons, rank distributions, baseline-anchored scores,
-Kendall's τ between scorers and the composite ranking."""
+"""Everything the analysis says about one suite: per checkpoint × scorer summaries with cluster-t intervals,
+GhostReview's pool z-score, variance decomposition, paired comparisons, rank distributions, the confidence
+set for the best, baseline-anchored scores, Kendall's τ between scorers and the composite ranking. The Holm
+adjustments, the ranking choice and the verdict need every suite and are added by ``analyze.py``."""
 
 from __future__ import annotations
 
