@@ -354,7 +354,7 @@ def import_ghostreview(
     store: Annotated[Path, typer.Option(help="Store folder to import into (created if missing).")],
     name: Annotated[str, typer.Option(help="Benchmark name shown in the report.")] = "GhostReview (imported)",
     baseline: Annotated[str | None, typer.Option(help="Checkpoint to anchor scores to.")] = None,
-    bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 1000,
+    bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples (for the rank distributions).")] = 1000,
     rank_by: Annotated[str | None, typer.Option(
         "--rank-by", help="Rank by this scorer, or by 'composite' (recorded with the run; `report --rank-by` "
         "overrides it); default: laion-aesthetic-v2, the release's first score column.")] = None,

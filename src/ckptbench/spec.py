@@ -31,8 +31,9 @@ class BenchmarkInfo(_Strict):
     store: Path | None = Field(
         default=None, description="Folder where images, scores and results are kept; default: the spec's folder."
     )
-    bootstrap: int = Field(default=1000, ge=100, description="Bootstrap resamples for confidence intervals.")
-    analysis_seed: int = Field(default=0, description="Seed of the bootstrap, so intervals are reproducible.")
+    bootstrap: int = Field(default=1000, ge=100,
+                           description="Bootstrap resamples for the rank distributions (intervals are cluster-t).")
+    analysis_seed: int = Field(default=0, description="Seed of the bootstrap, so rank distributions are reproducible.")
     preset: PresetName | None = Field(
         default=None, description="Start from a preset ('ghostreview', 'quick'); every key set here overrides it."
     )
