@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ckptbench.report.leaderboard import analysis_suites, build_leaderboard, primary_suite
@@ -69,3 +71,15 @@ def verdict_lines(results: dict[str, Any]) -> list[str]:
                 lines.append(f"{label}: {verdict['text']}")
                 lines.extend(f"{label}: warning: {warning}" for warning in verdict.get("warnings") or ())
     return lines
+
+
+def print_notes(truncated: dict[str, dict[str, int]], skipped: dict[str, dict[str, int]], console: Console) -> None:
+    for scorer, suites in truncated.items():
+        for suite, count in suites.items():
+            console.print(f"[yellow]note[/]: {count} prompt(s) of suite '{suite}' are longer than the text "
+                          f"encoder's context and are truncated for {scorer}")
+    for scorer, reasons in skipped.items():
+        for reason, count in reasons.items():
+            hint = f" (set [scorers.{scorer}] references to give a default)" if "reference" in reason else ""
+            console.print(f"[yellow]note[/]: {escape(f'{scorer} skips {count} image(s): {reason}{hint}')}",
+                          highlight=False)
