@@ -9,6 +9,7 @@ import pandas as pd
 
 from ckptbench.analysis.analyze import analyze
 from ckptbench.analysis.composite import COMPOSITE
+from ckptbench.analysis.skills import skill_breakdown
 from ckptbench.analysis.suite import AnalysisSettings
 from ckptbench.analysis.summary import summarize
 from ckptbench.errors import SpecError, StoreError
@@ -93,8 +94,8 @@ def build_results(store: Store, run_id: int | None = None, rank_by: str | None =
                          "of this run; name one of: " + ", ".join(c.name for c in identities) + ".")
     check_rank_by(settings.rank_by, [str(s) for s in pd.unique(frame["scorer"])],
                   f"{store.root}: run {run_id}: " + ("--rank-by" if rank_by else "analysis.rank_by"))
-    analysis = analyze(frame, settings, checkpoints=identities, cases=store.run_cases(run_id),
-                       directions=directions)
+    cases = store.run_cases(run_id)
+    analysis = analyze(frame, settings, checkpoints=identities, cases=cases, directions=directions)
     checkpoints = []
     for entry in run_checkpoints:
         name = str(entry["name"])
@@ -123,6 +124,7 @@ def build_results(store: Store, run_id: int | None = None, rank_by: str | None =
         "checkpoints": checkpoints,
         "scorers": {name: _scorer_entry(infos.get(key, {})) for name, key in sorted(scorer_keys.items())},
         "analysis": analysis,
+        "skills": skill_breakdown(frame, cases),  # per tag (skill) of tagged suites; docs/results.md
         "failures": failures,
         "text_truncated": provenance.get("text_truncated", {}),
         "provenance": provenance,
