@@ -6,12 +6,12 @@ sweep, that value is the mean over the cell's variants (``pooled_over_variants``
 performance across the swept settings. A cell with a variant missing is missing as a whole, so every
 checkpoint's mean averages the same settings.
 
-Per axis value the cells are pooled over the other axes' values only, then summarised with the suite's
-own joint cluster bootstrap (``joint.py``): every axis value and every checkpoint is evaluated on the
-same resampled prompts and seeds, so intervals of differences are paired. The effect of an axis value
-is the mean difference to the axis' first value within a checkpoint, on the (case, seed) cells both
-have, with its bootstrap interval and the per-case Wilcoxon p-value, Holm-corrected over the checkpoints
-and values of one (suite, axis, scorer) table.
+Per axis value the cells are pooled over the other axes' values only, then summarised as the suite
+analysis summarises a checkpoint: the mean with its cluster-t interval over prompts (``intervals.py``).
+The effect of an axis value is the mean difference to the axis' first value within a checkpoint, on the
+(case, seed) cells both have — paired, as the suite analysis compares two checkpoints
+(``paired.compare_pairs``) — with the per-case Wilcoxon p-value Holm-corrected over the checkpoints and
+values of one (suite, axis, scorer) table.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ckptbench.analysis.bootstrap import finite_interval
 from ckptbench.analysis.cube import SuiteCube, build_cube
-from ckptbench.analysis.joint import joint_weights, resampled_means
-from ckptbench.analysis.paired import compare_pair, holm, paired_p_values
+from ckptbench.analysis.intervals import json_interval, ratio_means, t_interval
+from ckptbench.analysis.multiplicity import holm
+from ckptbench.analysis.paired import compare_pairs
 from ckptbench.analysis.ranking import ranks_of
 from ckptbench.analysis.suite import AnalysisSettings
 from ckptbench.analysis.summary import seed_std
@@ -71,12 +71,11 @@ def sweep_results(frame: pd.DataFrame, axes: Sequence[SweepAxis], settings: Anal
     for suite in (str(s) for s in pd.unique(frame["suite"])):
         cube = build_cube(pooled, suite, order)
         rows = frame[frame["suite"] == suite]
-        weights = joint_weights(len(cube.cases), len(cube.seeds), settings.resamples, settings.seed, suite)
         tables = {}
         for axis in axes:
             arrays = [_cell_means(rows, cube, {v.id for v in every if v.value(axis.name) == value})
                       for value in axis.values]
-            tables[axis.name] = {scorer: _axis_table(axis, arrays, cube, k, weights, traits[scorer])
+            tables[axis.name] = {scorer: _axis_table(axis, arrays, cube, k, traits[scorer])
                                  for k, scorer in enumerate(cube.scorers)}
         record["suites"][suite] = tables
     return record
@@ -103,7 +102,7 @@ def _cell_means(rows: pd.DataFrame, cube: SuiteCube, keep: set[str]) -> tuple[np
 
 
 def _axis_table(axis: SweepAxis, arrays: list[tuple[np.ndarray, np.ndarray]], cube: SuiteCube, k: int,
-                weights: np.ndarray, traits: ScorerTraits) -> dict[str, Any]:
+                traits: ScorerTraits) -> dict[str, Any]:
     names = cube.checkpoints
     labels = axis.labels
     by_value: dict[str, dict[str, Any]] = {}
@@ -111,7 +110,7 @@ def _axis_table(axis: SweepAxis, arrays: list[tuple[np.ndarray, np.ndarray]], cu
     for position, (label, (values, planned)) in enumerate(zip(labels, arrays, strict=True)):
         scores = values[k]
         flat = scores.reshape(len(names), -1)
-        boot = resampled_means(weights, flat)
+        low, high = t_interval(ratio_means(scores))
         ranks = ranks_of(_rank_basis(flat, traits), traits.higher_is_better)
         entries = {}
         for i, name in enumerate(names):
@@ -119,7 +118,7 @@ def _axis_table(axis: SweepAxis, arrays: list[tuple[np.ndarray, np.ndarray]], cu
             means[position, i] = finite.mean() if finite.size else np.nan
             entries[name] = {
                 "mean": _num(means[position, i]),
-                "ci95": finite_interval(boot[:, i]) if finite.size else [None, None],
+                "ci95": json_interval(low[i], high[i]),
                 "seed_std": _num(seed_std(scores[i])),
                 "n": int(finite.size),
                 "missing": int((planned[i] & ~np.isfinite(scores[i])).sum()),
@@ -132,7 +131,7 @@ def _axis_table(axis: SweepAxis, arrays: list[tuple[np.ndarray, np.ndarray]], cu
         column = sign * means[:, i]
         best[name] = labels[int(np.nanargmax(column))] if np.isfinite(column).any() else None
     return {"higher_is_better": traits.higher_is_better, "reference": labels[0], "by_value": by_value,
-            "best_value": best, "effects": _effects(labels, arrays, k, names, weights, traits)}
+            "best_value": best, "effects": _effects(labels, arrays, k, names, traits)}
 
 
 def _rank_basis(flat: np.ndarray, traits: ScorerTraits) -> np.ndarray:
@@ -146,23 +145,21 @@ def _rank_basis(flat: np.ndarray, traits: ScorerTraits) -> np.ndarray:
 
 
 def _effects(labels: list[str], arrays: list[tuple[np.ndarray, np.ndarray]], k: int, names: Sequence[str],
-             weights: np.ndarray, traits: ScorerTraits) -> dict[str, dict[str, Any]]:
+             traits: ScorerTraits) -> dict[str, dict[str, Any]]:
     """checkpoint → axis value → its difference to the axis' first value on the cells both have."""
-    reference = arrays[0][0][k]
-    pairs = [(i, position) for i in range(len(names)) for position in range(1, len(labels))]
-    if not pairs:
-        return {}
-    differences = [arrays[position][0][k][i] - reference[i] for i, position in pairs]
-    boot = resampled_means(weights, np.stack([d.ravel() for d in differences]))
-    _, p_cases = paired_p_values(differences)
-    adjusted = holm(p_cases)
+    # Rows (checkpoint, value) of one (rows, cases, seeds) array, so the suite analysis' paired comparison
+    # applies as it is: row (i, value) against row (i, first value).
+    stacked = np.stack([values[k][i] for i in range(len(names)) for values, _ in arrays])
+    pairs = [(i * len(labels) + position, i * len(labels)) for i in range(len(names))
+             for position in range(1, len(labels))]
+    compared = compare_pairs(stacked, pairs, traits.higher_is_better)
+    adjusted = holm([entry["p_cases"] for entry in compared])
     effects: dict[str, dict[str, Any]] = {}
-    for column, (i, position) in enumerate(pairs):
-        entry = compare_pair(arrays[position][0][k][i], reference[i], boot[:, column], traits.higher_is_better)
+    for (row, _), entry, p_holm in zip(pairs, compared, adjusted, strict=True):
         low, high = entry["ci95"]
-        effects.setdefault(names[i], {})[labels[position]] = {
+        effects.setdefault(names[row // len(labels)], {})[labels[row % len(labels)]] = {
             "mean_diff": entry["mean_diff"], "ci95": entry["ci95"], "win_rate": entry["win_rate"],
-            "n_cells": entry["n_cells"], "p_cases": p_cases[column], "p_cases_holm": adjusted[column],
+            "n_cells": entry["n_cells"], "p_cases": entry["p_cases"], "p_cases_holm": p_holm,
             "interval_excludes_0": bool(low is not None and high is not None and (low > 0 or high < 0)),
         }
     return effects
