@@ -10,6 +10,7 @@ from ckptbench.analysis.analyze import analyze
 from ckptbench.analysis.skills import skill_breakdown
 from ckptbench.analysis.suite import AnalysisSettings
 from ckptbench.analysis.summary import summarize
+from ckptbench.arena.analysis import run_human_preference
 from ckptbench.errors import StoreError
 from ckptbench.hashing import autov2
 from ckptbench.store import Store
@@ -90,6 +91,9 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
         "scorers": {name: _scorer_entry(infos.get(key, {})) for name, key in sorted(scorer_keys.items())},
         "analysis": analysis,
         "skills": skill_breakdown(frame, cases),  # per tag (skill) of tagged suites; docs/results.md
+        # Arena votes on this run's images (docs/arena.md); None when there are none.
+        "human_preference": run_human_preference(store.root, items, frame, directions,
+                                                 resamples=settings.resamples, seed=settings.seed),
         "failures": failures,
         "text_truncated": provenance.get("text_truncated", {}),
         "provenance": provenance,
