@@ -42,11 +42,14 @@ class SamplingSettings:
     dtype: str  # resolved: fp32 / fp16 / bf16
     hires: HiresSettings | None = None
     clip_skip: int = 1  # A1111 meaning: 1 = the text encoder's last layer
+    distilled_cfg: float | None = None  # FLUX.1 [dev]'s guidance embedding (Forge's "Distilled CFG Scale")
 
     def as_dict(self) -> dict[str, Any]:
         settings: dict[str, Any] = {"sampler": self.sampler, "steps": self.steps, "cfg": self.cfg,
                                     "width": self.width, "height": self.height, "dtype": self.dtype,
                                     "clip_skip": self.clip_skip}
+        if self.distilled_cfg is not None:  # absent otherwise, so keys of the other families stay as they were
+            settings["distilled_cfg"] = self.distilled_cfg
         if self.hires is not None:  # absent rather than null, so keys of images without hires fix stay as they were
             settings["hires"] = self.hires.as_dict()
         return settings

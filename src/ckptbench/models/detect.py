@@ -17,7 +17,7 @@ from ckptbench.models.state_dict import ModelFile, TensorInfo
 __all__ = ["Detection", "Family", "Kind", "Prediction", "detect", "detect_kind"]
 
 Family = str  # a registered family's name (``ckptbench.models.families``)
-Kind = Literal["checkpoint", "lora", "vae", "embedding", "unknown"]
+Kind = Literal["checkpoint", "lora", "vae", "embedding", "text_encoder", "unknown"]
 
 UNET = "model.diffusion_model."
 VAE = "first_stage_model."
@@ -67,6 +67,7 @@ class Detection:
     notes: tuple[str, ...] = field(default=())
     zero_terminal_snr: bool | None = None  # from markers in the file only; None: no marker
     zero_terminal_snr_source: str | None = None
+    variant: str | None = None  # the family's variant (Flux dev/schnell, SD3.5 large/medium)
 
 
 def detect(model: ModelFile) -> Detection:
@@ -80,16 +81,26 @@ def detect(model: ModelFile) -> Detection:
     if kind == "embedding":
         family, evidence = _embedding_family(model)
         return Detection("embedding", family, evidence=tuple(evidence))
+    if kind == "text_encoder":
+        from ckptbench.models.families.flow import ROLE_TITLES, text_encoder_role
+
+        role, prefix = text_encoder_role(model)
+        assert role is not None
+        return Detection("text_encoder", None, evidence=(f"{ROLE_TITLES[role]} text encoder in transformers' layout "
+                                                         f"({prefix or 'no prefix'}) → {role}",))
     if kind == "vae":
         return Detection("vae", None, evidence=("encoder and decoder of an AutoencoderKL",),
                          notes=("SD1.x, SD2.x and SDXL VAEs share one architecture: the tensors cannot tell "
                                 "which family it was trained for",))
-    return Detection("unknown", evidence=("no checkpoint, LoRA, VAE or embedding tensor names",))
+    return Detection("unknown", evidence=("no checkpoint, LoRA, VAE, text encoder or embedding tensor names",))
 
 
 def detect_kind(model: ModelFile) -> Kind:
+    from ckptbench.models.families import all_families
+    from ckptbench.models.families.flow import text_encoder_role
+
     names = model.tensors
-    if model.has_prefix(UNET):
+    if model.has_prefix(UNET) or any(family.recognises(model) for family in all_families()):
         return "checkpoint"
     lora_parts = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".hada_w1_a", ".lokr_w1", ".lora.down.",
                   ".lora_linear_layer.")
@@ -106,6 +117,8 @@ def detect_kind(model: ModelFile) -> Kind:
     for prefix in ("", VAE, "vae."):
         if prefix + "encoder.conv_in.weight" in names and prefix + "decoder.conv_in.weight" in names:
             return "vae"
+    if text_encoder_role(model)[0] is not None:
+        return "text_encoder"
     return "unknown"
 
 
@@ -137,11 +150,11 @@ def detect_checkpoint(model: ModelFile) -> Detection:
     if schedule:
         notes.append(f"noise-schedule buffers ({', '.join(schedule)}): compared with the config's schedule when "
                      "loading")
-    has_vae = model.has_prefix(VAE)
+    has_vae = model.has_prefix(VAE) or model.has_prefix("vae.")
     if not has_vae:
         notes.append("no baked VAE (first_stage_model.*): a `vae` must be given in the spec")
     return Detection("checkpoint", match.family, prediction, source, has_vae, match.has_text_encoder, match.problem,
-                     match.evidence, tuple(warnings), tuple(notes), ztsnr, ztsnr_source)
+                     match.evidence, tuple(warnings), tuple(notes), ztsnr, ztsnr_source, match.variant)
 
 
 def _prediction_markers(model: ModelFile) -> tuple[Prediction | None, str | None]:
