@@ -210,9 +210,10 @@ def build_t5_encoder(state: State, config: Path, component: str, dtype: torch.dt
 def build_flow_transformer(state: State, model_class: str, config: Path, dtype: torch.dtype) -> Any:
     """A Flux / SD3 transformer from ``model.diffusion_model.*`` in the original layout.
 
-    Tensors move from ``state`` into the model one by one (no second copy). A file stored in fp8 keeps its
-    fp8 weights and is upcast layer by layer during the forward pass (diffusers' layerwise casting), as
-    Forge and ComfyUI run fp8 files; precision-critical layers (norms, embeddings) are held in the run dtype.
+    Tensors move from ``state`` into the model one by one (no second copy). The linear layers of a file
+    stored in fp8 keep their fp8 weights and upcast them to the run dtype in each forward pass (as
+    ComfyUI's and Forge's "manual cast" layers do); every other tensor (biases, norms, embeddings) is held in
+    the run dtype, so the model computes with exactly the file's values.
     """
     import diffusers
     from accelerate import init_empty_weights
@@ -224,7 +225,6 @@ def build_flow_transformer(state: State, model_class: str, config: Path, dtype: 
     sub_state = {name[len(UNET):]: state.pop(name) for name in [n for n in state if n.startswith(UNET)]}
     if not sub_state:
         raise ModelFileError("the file holds no transformer (model.diffusion_model.*)")
-    fp8 = next((t.dtype for t in sub_state.values() if t.dtype in FP8_DTYPES), None)
     # Both pop from sub_state as they go. diffusers' Flux converter assumes the real model's width, so Flux goes
     # through our table (checked against it at that width in the tests).
     if model_class == "FluxTransformer2DModel":
@@ -233,25 +233,23 @@ def build_flow_transformer(state: State, model_class: str, config: Path, dtype: 
         converted = convert_sd3_transformer_checkpoint_to_diffusers(sub_state)
     with init_empty_weights():
         model = cls.from_config(cls.load_config(str(config), subfolder="transformer"))
+    linear_weights = {f"{name}.weight" for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
     for key in list(converted):
         tensor = converted[key]
-        if tensor.is_floating_point() and tensor.dtype != dtype and tensor.dtype not in FP8_DTYPES:
+        keep_fp8 = tensor.dtype in FP8_DTYPES and key in linear_weights
+        if tensor.is_floating_point() and tensor.dtype != dtype and not keep_fp8:
             converted[key] = tensor.to(dtype)
     _assign(model, converted, "transformer")
     del converted
-    if fp8 is not None:
-        model.enable_layerwise_casting(storage_dtype=fp8, compute_dtype=dtype)
-    _upcast_unhooked_fp8(model, dtype)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module.weight.dtype in FP8_DTYPES:
+            module.__class__ = UpcastLinear
     return _complete(model, "transformer")
 
 
-def _upcast_unhooked_fp8(model: torch.nn.Module, dtype: torch.dtype) -> None:
-    """fp8 weights of layers that layerwise casting leaves alone (norms, embeddings) go to the run dtype."""
-    for module in model.modules():
-        hooked = getattr(module, "_diffusers_hook", None) is not None and \
-            module._diffusers_hook.get_hook("layerwise_casting") is not None
-        if hooked:
-            continue
-        for name, param in list(module.named_parameters(recurse=False)):
-            if param.dtype in FP8_DTYPES:
-                setattr(module, name, torch.nn.Parameter(param.data.to(dtype), requires_grad=False))
+class UpcastLinear(torch.nn.Linear):
+    """A linear layer whose weight is stored in fp8 and upcast to the input's dtype for each product."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return torch.nn.functional.linear(x, self.weight.to(x.dtype), bias)
