@@ -203,3 +203,36 @@ def save_flow_split(pipeline: DiffusionPipeline, folder: Path, transformer_dtype
         files[role] = folder / f"{role}.safetensors"
         save_file(part, str(files[role]), metadata={"format": "pt"})
     return files
+
+
+def save_flux_lora(transformer: FluxTransformer2DModel, path: Path, layout: str, rank: int = 4, alpha: float = 4.0,
+                   seed: int = 0) -> Path:
+    """A tiny Flux LoRA over the double blocks' attention and MLPs and the single blocks' output projection, in
+    ``layout`` 'kohya' (``lora_unet_double_blocks_0_img_attn_qkv.lora_down``/``lora_up``/``alpha``, kohya's
+    sd-scripts), 'comfyui' (``diffusion_model.double_blocks.0.img_attn.qkv.lora_down``/``lora_up``/``alpha``:
+    the original names, as ComfyUI saves LoRAs) or 'diffusers' (``transformer.transformer_blocks.0.attn.to_q.
+    lora_A``/``lora_B``, as diffusers and its trainers save them)."""
+    generator = torch.Generator().manual_seed(seed)
+    original = to_original(transformer.state_dict(), "flux")
+    wanted = (".img_attn.qkv.weight", ".txt_attn.proj.weight", ".img_mlp.0.weight", ".txt_mlp.2.weight",
+              ".linear2.weight")
+    targets = {name.removesuffix(".weight"): tensor.shape for name, tensor in original.items()
+               if name.endswith(wanted) and name.startswith(("double_blocks.", "single_blocks."))}
+    state: dict[str, torch.Tensor] = {}
+    if layout == "diffusers":
+        targets = {name.removesuffix(".weight"): tensor.shape for name, tensor in transformer.state_dict().items()
+                   if name.endswith(("attn.to_q.weight", "attn.to_add_out.weight", "ff.net.0.proj.weight"))}
+    for name, (out_features, in_features) in sorted(targets.items()):
+        down = torch.randn(rank, in_features, generator=generator) * 0.3
+        up = torch.randn(out_features, rank, generator=generator) * 0.3
+        if layout == "diffusers":
+            state |= {f"transformer.{name}.lora_A.weight": down, f"transformer.{name}.lora_B.weight": up}
+        else:
+            base = "lora_unet_" + name.replace(".", "_") if layout == "kohya" else "diffusion_model." + name
+            state |= {f"{base}.lora_down.weight": down, f"{base}.lora_up.weight": up,
+                      f"{base}.alpha": torch.tensor(alpha)}
+    metadata = {"ss_base_model_version": "flux1", "modelspec.architecture": "flux-1-dev/lora"} \
+        if layout == "kohya" else {"format": "pt"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=metadata)
+    return path

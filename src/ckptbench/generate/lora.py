@@ -166,8 +166,14 @@ def _family(width: int) -> str:
 
 def check_architecture(state: dict[str, torch.Tensor], pipeline: Any, lora: LoraUse, checkpoint: str) -> None:
     """Refuse a LoRA made for another family (e.g. SDXL on SD1.5) before peft meets mismatched shapes."""
-    model_width = pipeline.unet.config.cross_attention_dim
     widths = _cross_attention_widths(state)
+    unet = getattr(pipeline, "unet", None)
+    if unet is None:  # Flux, SD3.5: a UNet LoRA's cross-attention layers cannot be in their transformer
+        if widths:
+            raise LoraError(f"LoRA {lora.path} was made for {_family(max(widths))}, a UNet model, but checkpoint "
+                            f"'{checkpoint}' is a transformer model; use a LoRA made for its architecture.")
+        return
+    model_width = unet.config.cross_attention_dim
     has_second_encoder = any(key.startswith(("lora_te2_", "text_encoder_2.")) for key in state)
     if has_second_encoder and getattr(pipeline, "text_encoder_2", None) is None:
         widths = widths or {2048}
@@ -262,8 +268,9 @@ class LoraApplier:
         from diffusers.loaders import StableDiffusionXLLoraLoaderMixin
 
         # The SDXL loader passes the UNet config to the kohya converter itself; the SD1/SD2 loader does not.
-        extra = {} if isinstance(self.pipeline, StableDiffusionXLLoraLoaderMixin) else {
-            "unet_config": self.pipeline.unet.config}
+        unet = getattr(self.pipeline, "unet", None)  # Flux and SD3.5 loaders convert without it
+        extra = {} if unet is None or isinstance(self.pipeline, StableDiffusionXLLoraLoaderMixin) else {
+            "unet_config": unet.config}
         try:
             with _quiet_loaders():
                 self.pipeline.load_lora_weights(state, adapter_name=name, **extra)

@@ -204,6 +204,10 @@ def _lora_family(model: ModelFile) -> tuple[Family | None, list[str]]:
     base = meta.get("ss_base_model_version", "").lower()
     architecture = meta.get("modelspec.architecture", "").lower()
     for source, value in (("ss_base_model_version", base), ("modelspec.architecture", architecture)):
+        if value.startswith(("flux1", "flux-1", "flux.1")):
+            return "flux", [f"__metadata__ {source} = {value!r} → flux"]
+        if value.startswith(("sd3", "stable-diffusion-v3", "stable-diffusion-3")):
+            return "sd35", [f"__metadata__ {source} = {value!r} → sd35"]
         if "xl" in value:
             return "sdxl", [f"__metadata__ {source} = {value!r} → sdxl"]
         if value.startswith(("sd_v2", "stable-diffusion-v2")):
@@ -213,6 +217,11 @@ def _lora_family(model: ModelFile) -> tuple[Family | None, list[str]]:
     if meta.get("ss_v2", "").lower() == "true":
         return "sd2", ["__metadata__ ss_v2 = True → sd2"]
     names = model.tensors
+    flux_blocks = ("double_blocks", "single_blocks", "single_transformer_blocks")
+    if any(block in n for n in names for block in flux_blocks):
+        return "flux", ["Flux transformer block names (double_blocks/single_blocks) → flux"]
+    if any("joint_blocks" in n for n in names):
+        return "sd35", ["MMDiT block names (joint_blocks) → sd35"]
     if any(n.startswith(("lora_te1_", "lora_te2_")) for n in names):
         return "sdxl", ["two text-encoder LoRA prefixes (lora_te1_/lora_te2_) → sdxl"]
     for name, info in names.items():
