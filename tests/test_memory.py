@@ -71,3 +71,56 @@ def test_dry_run_names_each_checkpoints_memory_and_refuses_nothing(write_spec, m
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "memory: a (sd15) needs ≈" in text and "cpu has 0 MiB: will NOT fit" in text
+
+
+_PEAK_CHILD = """
+import json, sys, torch
+from diffusers import FluxPipeline
+from ckptbench.generate.loading import load_pipeline
+from ckptbench.models.checkpoint import resolve_checkpoint
+from ckptbench.spec import CheckpointSpec
+def high_water():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM"))
+before = high_water()
+pipeline = load_pipeline(resolve_checkpoint(CheckpointSpec(**json.loads(sys.argv[1]))), torch.device("cpu"),
+                         torch.float32)
+weights = sum(t.numel() * t.element_size() for m in pipeline.components.values() if isinstance(m, torch.nn.Module)
+              for t in m.parameters())
+print(json.dumps([high_water() - before, weights]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the peak from /proc (Linux)")
+def test_loading_holds_the_weights_once(flow_models, tmp_path: Path) -> None:
+    """A Flux of ~75 M parameters: the load's peak memory growth beyond a tiny model's fixed costs stays well
+    under two copies of its weights (the file is read into the modules, not mapped and then copied)."""
+    import subprocess
+    import sys
+
+    import ckptbench.demo.tiny_families as families
+    from ckptbench.demo.tiny import save_config_folder
+
+    saved = dict(families.TINY_FLUX)
+    families.TINY_FLUX.update(num_layers=4, num_single_layers=8, attention_head_dim=64, num_attention_heads=8,
+                              axes_dims_rope=[16, 24, 24])
+    try:
+        mid = families.tiny_flux_pipeline(flow_models["tokenizer"], 1)
+    finally:
+        families.TINY_FLUX.clear()
+        families.TINY_FLUX.update(saved)
+    spec = {"name": "mid", "path": str(families.save_flow_checkpoint(mid, tmp_path / "mid.safetensors")),
+            "config": str(save_config_folder(mid, tmp_path / "mid-config")),
+            "t5_tokenizer": str(flow_models["tokenizer"])}
+    tiny = {"name": "tiny", "path": str(flow_models["flux_full"]), "config": str(flow_models["flux_config"]),
+            "t5_tokenizer": str(flow_models["tokenizer"])}
+
+    def peak(fields: dict[str, str]) -> tuple[int, int]:
+        out = subprocess.run([sys.executable, "-c", _PEAK_CHILD, json.dumps(fields)], check=True, capture_output=True,
+                             text=True).stdout.splitlines()[-1]
+        return tuple(json.loads(out))  # type: ignore[return-value]
+
+    (fixed, _), (growth, weights) = peak(tiny), peak(spec)
+    assert weights > 250 * 2**20
+    assert growth - fixed < 1.5 * weights, (growth, fixed, weights)
