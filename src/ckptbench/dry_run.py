@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ckptbench.executors import Executor, open_executor
-from ckptbench.generate.diffusers_backend import largest_size
+from ckptbench.generate.batching import largest_size
 from ckptbench.metrics.base import SetScorer
 from ckptbench.metrics.engine import PreparedScorer, ScoreCell, rows_for
 from ckptbench.metrics.set_engine import group_cells, set_key
