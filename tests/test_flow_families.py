@@ -141,3 +141,24 @@ def test_t5_tokenizer_is_required_and_changes_the_identity(flow_models, monkeypa
     assert resolved.detection["t5_tokenizer"]["source"].startswith("spec:")
     split = resolve_checkpoint(CheckpointSpec(name="m", **flux_split_fields(flow_models)))
     assert resolved.identity != split.identity  # the separate files are part of what makes the pixels
+
+
+def test_diffusers_folders_of_both_families_load_and_generate(flow_models, tmp_path: Path) -> None:
+    from ckptbench.demo.tiny import save_diffusers_folder
+    from ckptbench.generate.base import FailedImage, ImageJob, SamplingSettings
+    from ckptbench.generate.batching import backend_id
+    from ckptbench.generate.diffusers_backend import DiffusersGenerator
+    from ckptbench.suites import Case
+
+    schnell = tiny_flux_pipeline(flow_models["tokenizer"], seed=SEEDS["schnell"], variant="schnell")
+    folder = save_diffusers_folder(schnell, tmp_path / "schnell")
+    resolved = resolve_checkpoint(CheckpointSpec(name="s", path=folder))
+    assert (resolved.kind, resolved.family, resolved.variant, resolved.prediction) == (
+        "diffusers-folder", "flux", "schnell", "flow")
+    _same_weights(schnell.transformer, load_pipeline(resolved, CPU, torch.float32).transformer)
+    settings = SamplingSettings(sampler="Euler", steps=2, cfg=1.0, width=64, height=64, dtype="fp32")
+    case = Case(suite="s", case_id="0", prompt="a red cube")
+    job = ImageJob(checkpoint="s", checkpoint_sha256=resolved.sha256, case=case, seed=1, prompt=case.prompt,
+                   negative_prompt="", settings=settings, backend=backend_id(), checkpoint_identity=resolved.identity)
+    (result,) = DiffusersGenerator(CPU, batch_size=1).generate(resolved, [job])
+    assert not isinstance(result, FailedImage), result

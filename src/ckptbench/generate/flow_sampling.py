@@ -131,6 +131,10 @@ def flow_batch_latents(pipeline: Any, checkpoint: Any, jobs: Sequence[Any]) -> t
     if settings.hires is not None:
         raise CkptbenchError(f"the hires fix is not supported for {checkpoint.family} checkpoints in ckptbench; "
                              "turn [generation.hires] off for this comparison.")
+    names = sorted({name for job in jobs for name, _ in job.embeddings})
+    if names:  # never dropped silently: the CLIP-only vectors would leave T5 without them
+        raise CkptbenchError(f"textual-inversion embeddings ({', '.join(names)}) are not supported for "
+                             f"{checkpoint.family} checkpoints in ckptbench; remove them from the prompt.")
     conds = encode_flow_prompts(pipeline, checkpoint.family, [job.prompt for job in jobs])
     uncond = None if settings.cfg == 1.0 else encode_flow_prompts(
         pipeline, checkpoint.family, [job.negative_prompt for job in jobs], negative=True)

@@ -365,8 +365,10 @@ def _resolve_folder(spec: CheckpointSpec, path: Path, vae: ResolvedVae | None, c
         "vae": {"path": str(vae.path), "sha256": vae.sha256} if vae else "the folder's", "evidence": evidence,
         "warnings": warnings, "notes": [], "zero_terminal_snr": ztsnr, "zero_terminal_snr_source": ztsnr_source,
     }
+    variant = getattr(get_family(family), "folder_variant", lambda _folder: None)(path)
+    detection["variant"] = variant
     return ResolvedCheckpoint(spec.name, spec.source, "diffusers-folder", path, digest, spec.config, family,
-                              prediction, vae, spec.allow_pickle, "diffusers-folder", detection, ztsnr)
+                              prediction, vae, spec.allow_pickle, "diffusers-folder", detection, ztsnr, variant)
 
 
 def folder_zero_terminal_snr(path: Path) -> bool | None:

@@ -92,6 +92,10 @@ class FlowFamily(ModelFamily):
     def variant_of(self, model: ModelFile) -> str | None:
         return None
 
+    def folder_variant(self, folder: Path) -> str | None:
+        """The variant of a diffusers folder of this family, from its transformer config."""
+        return None
+
     def clip_widths(self, config: Path) -> dict[int, TextRole]:
         """The CLIP widths of a config folder's text encoders, by role (tells CLIP-L from -G at any size)."""
         import json

@@ -27,6 +27,12 @@ class FluxFamily(FlowFamily):
     def variant_of(self, model: ModelFile) -> str | None:
         return "dev" if has_key(model.tensors, "guidance_in.in_layer.weight") else "schnell"
 
+    def folder_variant(self, folder: Path) -> str | None:
+        import json
+
+        config = json.loads((folder / "transformer" / "config.json").read_text(encoding="utf-8"))
+        return "dev" if config.get("guidance_embeds") else "schnell"
+
     def check(self, model: ModelFile, match: FamilyMatch) -> FamilyMatch:
         img_in = key_info(model.tensors, "img_in.weight")
         channels = img_in.shape[-1] if img_in is not None and img_in.shape else 64

@@ -31,6 +31,12 @@ class Sd35Family(FlowFamily):
             return "medium"
         return None
 
+    def folder_variant(self, folder: Path) -> str | None:
+        import json
+
+        config = json.loads((folder / "transformer" / "config.json").read_text(encoding="utf-8"))
+        return "large" if config.get("num_layers", 0) >= 38 else "medium"
+
     def check(self, model: ModelFile, match: FamilyMatch) -> FamilyMatch:
         blocks = len({name.split("joint_blocks.")[1].split(".")[0] for name in model.tensors
                       if "joint_blocks." in name})
