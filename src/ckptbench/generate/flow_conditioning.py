@@ -25,6 +25,7 @@ import torch
 from ckptbench.errors import CkptbenchError
 from ckptbench.generate.chunks import prompt_chunks
 from ckptbench.generate.text_encoding import apply_emphasis
+from ckptbench.models.families import get_family
 from ckptbench.prompt import Break, ParsedPrompt, WeightedText, scheduled_prompts
 
 
@@ -116,7 +117,7 @@ def sd35_conditioning(pipeline: Any, parsed: ParsedPrompt) -> FlowConditioning:
 
 def encode_flow_prompts(pipeline: Any, family: str, texts: Sequence[str], negative: bool = False
                         ) -> list[FlowConditioning]:
-    encode = flux_conditioning if family == "flux" else sd35_conditioning
+    encode = get_family(family).condition
     cache: dict[str, FlowConditioning] = {}
     for text in texts:
         if text not in cache:

@@ -18,24 +18,13 @@ so an image never depends on the other prompts of its batch.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from ckptbench.generate.flow_conditioning import FlowConditioning
-
-FLUX_SHIFTS = {"dev": 1.15, "schnell": 1.0}
-SD35_SHIFT = 3.0
-
-
-def flux_sigma(t: float, mu: float) -> float:
-    return math.exp(mu) / (math.exp(mu) + (1 / t - 1)) if t > 0 else 0.0
-
-
-def sd3_sigma(t: float, shift: float = SD35_SHIFT) -> float:
-    return shift * t / (1 + (shift - 1) * t)
+from ckptbench.models.families import get_family
 
 
 def simple_sigmas(steps: int, sigma_of: Any, table_size: int) -> list[float]:
@@ -45,10 +34,9 @@ def simple_sigmas(steps: int, sigma_of: Any, table_size: int) -> list[float]:
 
 
 def flow_sigmas(family: str, variant: str | None, steps: int) -> list[float]:
-    if family == "flux":
-        mu = FLUX_SHIFTS[variant or "dev"]
-        return simple_sigmas(steps, lambda t: flux_sigma(t, mu), 10000)
-    return simple_sigmas(steps, sd3_sigma, 1000)
+    """The family's "Simple" schedule (its time shift and table size come from the family module)."""
+    flow = get_family(family)
+    return simple_sigmas(steps, lambda t: flow.sigma(t, variant), flow.sigma_table)
 
 
 def initial_noise(seeds: Sequence[int], shape: tuple[int, int, int]) -> torch.Tensor:
@@ -76,7 +64,7 @@ def sample_flow(pipeline: Any, family: str, variant: str | None, conds: Sequence
     scale = 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
     x = initial_noise(seeds, (channels, height // scale, width // scale)).to(device, torch.float32)
     sigmas = flow_sigmas(family, variant, steps)
-    model = _flux_call if family == "flux" else _sd3_call
+    model = get_family(family).predict_flow
     for sigma, sigma_next in itertools.pairwise(sigmas):
         v = _velocity(model, transformer, x, sigma, conds, dtype, guidance)
         if uncond is not None and cfg != 1.0:
@@ -96,7 +84,7 @@ def _velocity(model: Any, transformer: Any, x: torch.Tensor, sigma: float, conds
     return out
 
 
-def _flux_call(transformer: Any, x: torch.Tensor, sigma: float, sequence: torch.Tensor, pooled: torch.Tensor,
+def flux_flow(transformer: Any, x: torch.Tensor, sigma: float, sequence: torch.Tensor, pooled: torch.Tensor,
                guidance: float | None) -> torch.Tensor:
     from diffusers import FluxPipeline
 
@@ -115,7 +103,7 @@ def _flux_call(transformer: Any, x: torch.Tensor, sigma: float, sequence: torch.
     return flow.reshape(batch, channels, h, w)
 
 
-def _sd3_call(transformer: Any, x: torch.Tensor, sigma: float, sequence: torch.Tensor, pooled: torch.Tensor,
+def mmdit_flow(transformer: Any, x: torch.Tensor, sigma: float, sequence: torch.Tensor, pooled: torch.Tensor,
               _guidance: float | None) -> torch.Tensor:
     timestep = torch.full((x.shape[0],), sigma * 1000, device=x.device, dtype=x.dtype)
     return transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=sequence,

@@ -71,6 +71,21 @@ class FlowFamily(ModelFamily):
     marker: str = ""
     text_roles: tuple[TextRole, ...] = ()
     variants: tuple[str, ...] = ()
+    sigma_table: int = 1000  # pseudo-timesteps of the "Simple" schedule's σ table (Forge, ComfyUI)
+
+    # --- sampling (generate/flow_sampling.py, generate/flow_conditioning.py) ---------------------------------
+    def sigma(self, t: float, variant: str | None) -> float:
+        """The noise level at time t ∈ (0, 1]: the family's time shift."""
+        raise NotImplementedError
+
+    def condition(self, pipeline: Any, parsed: Any) -> Any:
+        """One parsed prompt's conditioning (``FlowConditioning``)."""
+        raise NotImplementedError
+
+    def predict_flow(self, transformer: Any, x: Any, sigma: float, sequence: Any, pooled: Any,
+                     guidance: float | None) -> Any:
+        """The transformer's flow prediction for latents ``x`` (B, C, h, w) at σ."""
+        raise NotImplementedError
 
     def recognises(self, model: ModelFile) -> bool:
         return has_key(model.tensors, self.marker)

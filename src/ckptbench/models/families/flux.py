@@ -8,6 +8,7 @@ are refused: ckptbench benchmarks text-to-image models.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,8 +23,26 @@ if TYPE_CHECKING:
     from ckptbench.models.state_dict import ModelFile
 
 
+# Forge's PredictionFlux / ComfyUI's ModelSamplingFlux: μ of [dev] fixed at a 1024² image's value; [schnell] 1.
+SHIFTS = {"dev": 1.15, "schnell": 1.0}
+
+
 @dataclass(frozen=True)
 class FluxFamily(FlowFamily):
+    def sigma(self, t: float, variant: str | None) -> float:
+        mu = SHIFTS[variant or "dev"]
+        return math.exp(mu) / (math.exp(mu) + (1 / t - 1)) if t > 0 else 0.0
+
+    def condition(self, pipeline: Any, parsed: Any) -> Any:
+        from ckptbench.generate.flow_conditioning import flux_conditioning
+
+        return flux_conditioning(pipeline, parsed)
+
+    def predict_flow(self, *args: Any) -> Any:
+        from ckptbench.generate.flow_sampling import flux_flow
+
+        return flux_flow(*args)
+
     def variant_of(self, model: ModelFile) -> str | None:
         return "dev" if has_key(model.tensors, "guidance_in.in_layer.weight") else "schnell"
 
@@ -90,7 +109,7 @@ FAMILY = FluxFamily(
                 TEXT_PREFIXES["t5xxl"]: "text_encoder_2"},
     bytes_per_image_512=1.6e9, predictions=("flow",),
     marker="double_blocks.0.img_attn.norm.key_norm.scale", text_roles=("clip_l", "t5xxl"),
-    variants=("dev", "schnell"),
+    variants=("dev", "schnell"), sigma_table=10000,
     example='[[checkpoints]]\nname = "flux-dev-finetune"\npath = "models/fluxFinetune_fp8.safetensors"   '
             '# transformer only, as most Flux files\ntext_encoders = ["models/clip_l.safetensors", '
             '"models/t5xxl_fp16.safetensors"]\nvae = "models/ae.safetensors"\nt5_tokenizer = "models/t5-tokenizer"',

@@ -21,8 +21,24 @@ if TYPE_CHECKING:
     from ckptbench.models.state_dict import ModelFile
 
 
+SHIFT = 3.0  # ComfyUI's ModelSamplingSD3 default for SD3 and SD3.5
+
+
 @dataclass(frozen=True)
 class Sd35Family(FlowFamily):
+    def sigma(self, t: float, variant: str | None) -> float:
+        return SHIFT * t / (1 + (SHIFT - 1) * t)
+
+    def condition(self, pipeline: Any, parsed: Any) -> Any:
+        from ckptbench.generate.flow_conditioning import sd35_conditioning
+
+        return sd35_conditioning(pipeline, parsed)
+
+    def predict_flow(self, *args: Any) -> Any:
+        from ckptbench.generate.flow_sampling import mmdit_flow
+
+        return mmdit_flow(*args)
+
     def variant_of(self, model: ModelFile) -> str | None:
         t = model.tensors
         if has_key(t, "joint_blocks.37.x_block.mlp.fc1.weight"):
