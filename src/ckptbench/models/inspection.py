@@ -9,6 +9,7 @@ from typing import Any
 
 from ckptbench.errors import ModelFileError
 from ckptbench.hashing import autov2, relative_files, sha256_file
+from ckptbench.lycoris.keys import describe as describe_network
 from ckptbench.models.checkpoint import FOLDER_FILES, bundled_config, decide_prediction, folder_digest, folder_family
 from ckptbench.models.detect import (
     CLIP_SD1,
@@ -63,6 +64,8 @@ def inspect_path(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
     report.update(kind=found.kind, arch=found.family, evidence=list(found.evidence), warnings=list(found.warnings),
                   notes=list(found.notes), problem=found.problem, prediction=found.prediction,
                   prediction_source=found.prediction_source)
+    if found.kind == "lora":  # which network (LoRA, LoCon, LoHa, LoKr), module counts, Tucker and DoRA parts
+        report["network"] = describe_network({name: info.shape for name, info in model.tensors.items()})
     if found.kind == "checkpoint" and found.family is not None and found.problem is None:
         try:
             prediction, source = decide_prediction(model, found, found.family)
