@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ckptbench.demo.tiny import tiny_sd15_pipeline, tiny_sdxl_pipeline
-from ckptbench.demo.tiny_lora import save_lora
+from ckptbench.demo.tiny_lora import kohya_lora, save_lora
 from ckptbench.demo.tiny_lycoris import lycoris_metadata, lycoris_network
 from ckptbench.generate.base import FailedImage, GeneratedImage, LoraUse
 from ckptbench.generate.loading import load_pipeline
@@ -42,6 +42,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         options = {"rank": 4, **options}
         state = lycoris_network(model.unet, model.text_encoder, kind, alpha=ALPHA, **options)
         saved[name] = save_lora(state, root / f"{name}.safetensors", lycoris_metadata(kind, options["rank"], ALPHA))
+    saved["kohya"] = save_lora(kohya_lora(model.unet, model.text_encoder), root / "kohya.safetensors")
     partial = lycoris_network(model.unet, None, "loha", alpha=ALPHA, seed=5)
     partial.update({f"lora_unet_down_blocks_7_resnets_0_conv1.{part}": torch.ones(2, 2)
                     for part in ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")})
@@ -72,6 +73,8 @@ def results(tiny_models, files) -> dict[str, GeneratedImage | FailedImage]:
         "loha_text_only": job(ckpt, loras=use(files["loha"], 0.8, 0.0)),
         "loha_unet_only": job(ckpt, loras=use(files["loha"], 0.0, 0.8)),
         "mixed": job(ckpt, loras=tuple(sorted(use(files["lokr"]) + use(files["locon"], 0.5)))),
+        "kohya": job(ckpt, loras=use(files["kohya"])),  # a diffusers/peft adapter on layers LyCORIS merges into
+        "kohya_and_loha": job(ckpt, loras=tuple(sorted(use(files["kohya"]) + use(files["loha"])))),
         **{name: job(ckpt, loras=use(files[name])) for name in ("partial", "sdxl", "oft", "untrained")},
         "after": job(ckpt, negative="zz"),  # sorted after the LoRA jobs: runs on the pipeline they were on
     })
@@ -93,6 +96,8 @@ def test_text_encoder_and_unet_weights_act_separately(results) -> None:
     assert np.abs(text_only - base).max() > 5 and np.abs(unet_only - base).max() > 5
     assert np.abs(text_only - both).max() > 5 and np.abs(unet_only - both).max() > 5
     assert np.abs(pixels(results["mixed"]) - pixels(results["lokr"])).max() > 5
+    together = pixels(results["kohya_and_loha"])
+    assert np.abs(together - pixels(results["kohya"])).max() > 5 and np.abs(together - both).max() > 5
 
 
 def test_unloading_gives_the_base_image(results, tiny_models) -> None:

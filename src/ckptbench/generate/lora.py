@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import logging
 import warnings
 from collections import OrderedDict
@@ -143,13 +144,19 @@ def lora_short_hash(path: Path, cache: DigestCache | None = None) -> str:
     """
     if path.suffix.lower() not in SAFE_SUFFIXES:
         return sha256_file(path, cache)[:12]
+    stat = path.stat()
+    stated = _stated_hash(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return stated[:12] if stated else addnet_sha256(path, cache)[:12]
+
+
+@functools.lru_cache(maxsize=1024)
+def _stated_hash(path: str, size: int, mtime_ns: int) -> str:
+    """A safetensors file's ``sshs_model_hash`` when it is a hex digest of 12 digits or more, else ''."""
     try:
-        stated = read_safetensors_header(path).metadata.get("sshs_model_hash", "")
+        stated = read_safetensors_header(Path(path)).metadata.get("sshs_model_hash", "")
     except ModelFileError:
-        stated = ""
-    if len(stated) >= 12 and all(char in "0123456789abcdefABCDEF" for char in stated):
-        return stated[:12]
-    return addnet_sha256(path, cache)[:12]
+        return ""
+    return stated if len(stated) >= 12 and all(char in "0123456789abcdefABCDEF" for char in stated) else ""
 
 
 def read_lora_file(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
