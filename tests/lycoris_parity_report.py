@@ -3,7 +3,8 @@
     python -m tests.lycoris_parity_report
 
 For each tiny network of ``tests/test_lycoris.py`` (built from the tiny SD1.5 pipeline and saved in the
-LyCORIS key layout), every adapted layer is merged at text-encoder 0.6 / UNet 0.8 and compared with the
+LyCORIS key layout), every adapted layer is applied at text-encoder 0.6 / UNet 0.8 (merged, or as a peft
+adapter for the plain LoCon diffusers loads) and compared with the
 float64 restatement of the formula in ``tests/test_lycoris_math.py``; the LoHa/LoKr module deltas are also
 compared with peft's ``get_delta_weight``. Maximum absolute and relative (to the largest reference value of
 the layer) differences over all layers.
@@ -23,14 +24,14 @@ from ckptbench.generate.lora import LoraApplier, read_lora_file
 from ckptbench.lycoris.deltas import module_delta
 from ckptbench.lycoris.keys import read_modules
 from ckptbench.lycoris.targets import pipeline_targets
-from tests.test_lycoris import ALPHA, NETWORKS, _reference, use
+from tests.test_lycoris import ALPHA, NETWORKS, _reference, effective_weights, use
 from tests.test_lycoris_math import differences
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         print(f"{'network':10} {'layers':>6} {'max abs':>10} {'max rel':>10}")
-        for name, (kind, options) in NETWORKS.items():
+        for name, (kind, options) in {**NETWORKS, "locon_plain": ("locon", {"seed": 6})}.items():
             pipeline = tiny_sd15_pipeline(seed=1)
             state = lycoris_network(pipeline.unet, pipeline.text_encoder, kind, alpha=ALPHA, **{"rank": 4, **options})
             path = save_lora(state, Path(folder) / f"{name}.safetensors")
@@ -38,10 +39,11 @@ def main() -> None:
             modules = [(module, targets[module.name].layer) for module in read_modules(read_lora_file(path))]
             originals = [layer.weight.detach().clone() for _, layer in modules]
             LoraApplier(pipeline, "a").activate(use(path, 0.6, 0.8))
+            applied = effective_weights(pipeline, use(path))
             worst = (0.0, 0.0)
             for (module, layer), original in zip(modules, originals, strict=True):
                 multiplier = 0.6 if module.name.startswith("lora_te") else 0.8
-                found = differences(layer.weight.detach(), _reference(module, original, multiplier))
+                found = differences(applied[id(layer)], _reference(module, original, multiplier))
                 worst = (max(worst[0], found[0]), max(worst[1], found[1]))
             print(f"{name:10} {len(modules):6d} {worst[0]:10.2e} {worst[1]:10.2e}")
         _peft_figures()

@@ -14,7 +14,7 @@ from ckptbench.demo.tiny_lora import kohya_lora, save_lora
 from ckptbench.demo.tiny_lycoris import lycoris_metadata, lycoris_network
 from ckptbench.generate.base import FailedImage, GeneratedImage, LoraUse
 from ckptbench.generate.loading import load_pipeline
-from ckptbench.generate.lora import LoraApplier, LoraError, read_lora_file
+from ckptbench.generate.lora import LoraApplier, LoraError, adapter_name, read_lora_file
 from ckptbench.hashing import sha256_file
 from ckptbench.lycoris.keys import read_modules
 from ckptbench.lycoris.targets import pipeline_targets
@@ -30,6 +30,8 @@ NETWORKS = {
     "loha": ("loha", {"tucker": True}),
     "lokr": ("lokr", {"rank": 2, "tucker": True, "decompose_both": True}),
     "loha_ldm": ("loha", {"style": "ldm", "dora": True, "seed": 3}),
+    # A plain SD1.x LoCon in original-UNet names: diffusers' converter fails on it, the merge path applies it.
+    "locon_ldm": ("locon", {"style": "ldm", "seed": 4}),
 }
 
 
@@ -42,6 +44,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         options = {"rank": 4, **options}
         state = lycoris_network(model.unet, model.text_encoder, kind, alpha=ALPHA, **options)
         saved[name] = save_lora(state, root / f"{name}.safetensors", lycoris_metadata(kind, options["rank"], ALPHA))
+    plain = lycoris_network(model.unet, model.text_encoder, "locon", alpha=ALPHA, seed=6)
+    saved["locon_plain"] = save_lora(plain, root / "locon_plain.safetensors", lycoris_metadata("locon", 4, ALPHA))
     saved["kohya"] = save_lora(kohya_lora(model.unet, model.text_encoder), root / "kohya.safetensors")
     partial = lycoris_network(model.unet, None, "loha", alpha=ALPHA, seed=5)
     partial.update({f"lora_unet_down_blocks_7_resnets_0_conv1.{part}": torch.ones(2, 2)
@@ -66,7 +70,7 @@ def use(path: Path, weight: float = 0.8, unet_weight: float | None = None) -> tu
 def results(tiny_models, files) -> dict[str, GeneratedImage | FailedImage]:
     ckpt = checkpoint(tiny_models["folder_a"])
     cases = {"base": job(ckpt)}
-    for name in NETWORKS:
+    for name in [*NETWORKS, "locon_plain"]:
         cases[name] = job(ckpt, loras=use(files[name]))
         cases[f"{name}_0"] = job(ckpt, loras=use(files[name], 0.0))
     cases.update({
@@ -82,7 +86,7 @@ def results(tiny_models, files) -> dict[str, GeneratedImage | FailedImage]:
     return dict(zip(cases, outputs, strict=True))
 
 
-@pytest.mark.parametrize("name", list(NETWORKS))
+@pytest.mark.parametrize("name", [*NETWORKS, "locon_plain"])
 def test_each_network_changes_the_image_and_weight_zero_gives_the_base_image(results, name: str) -> None:
     base = pixels(results["base"])
     assert np.abs(pixels(results[name]) - base).max() > 10
@@ -132,19 +136,34 @@ def _reference(module, base: torch.Tensor, multiplier: float) -> torch.Tensor:
     return base.double() + multiplier * delta
 
 
-@pytest.mark.parametrize("name", list(NETWORKS))
-def test_merged_weights_match_the_reference_formula(tiny_models, files, name: str) -> None:
-    """Every adapted layer after ``activate`` at 0.8 (text encoder 0.6): the reference formula within 1e-6."""
+def effective_weights(pipeline, use_: tuple[LoraUse, ...]) -> dict[int, torch.Tensor]:
+    """Layer (by id) → the weight it computes with: merged weights as they are, plus a peft adapter's delta
+    (``get_delta_weight`` includes alpha / rank and the weight given to ``set_adapters``)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    wrapped = {id(module.get_base_layer()): module for component in (pipeline.unet, pipeline.text_encoder)
+               for module in component.modules() if isinstance(module, BaseTunerLayer)}
+    name = adapter_name(use_[0])
+    layers = {id(target.layer): target.layer for target in pipeline_targets(pipeline).values()}
+    return {key: layer.weight.detach() + (wrapped[key].get_delta_weight(name).detach() if key in wrapped else 0)
+            for key, layer in layers.items()}
+
+
+@pytest.mark.parametrize("name", [*NETWORKS, "locon_plain"])
+def test_applied_weights_match_the_reference_formula(tiny_models, files, name: str) -> None:
+    """Every adapted layer after ``activate`` at 0.8 (text encoder 0.6): the reference formula within 1e-6, for
+    merged networks and for the plain LoCon diffusers applies as a peft adapter."""
     pipeline = load_pipeline(checkpoint(tiny_models["folder_a"]), torch.device("cpu"), torch.float32)
     targets = pipeline_targets(pipeline)
     modules = [(module, targets[module.name].layer) for module in read_modules(read_lora_file(files[name]))]
     originals = [layer.weight.detach().clone() for _, layer in modules]
     applier = LoraApplier(pipeline, "a")
     applier.activate(use(files[name], 0.6, 0.8))
+    applied = effective_weights(pipeline, use(files[name]))
     worst = 0.0
     for (module, layer), original in zip(modules, originals, strict=True):
         multiplier = 0.6 if module.name.startswith("lora_te") else 0.8
-        worst = max(worst, differences(layer.weight.detach(), _reference(module, original, multiplier))[0])
+        worst = max(worst, differences(applied[id(layer)], _reference(module, original, multiplier))[0])
     assert worst < 1e-6
     applier.close()
     assert all(torch.equal(layer.weight, original) for (_, layer), original in zip(modules, originals, strict=True))

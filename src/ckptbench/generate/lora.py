@@ -34,7 +34,7 @@ from ckptbench.hashing import DigestCache, addnet_sha256, sha256_file
 from ckptbench.lycoris.deltas import delta_shape
 from ckptbench.lycoris.keys import NetworkModule, UnsupportedNetworkError, needs_weight_patching, read_modules
 from ckptbench.lycoris.patcher import ActiveNetwork, WeightPatcher
-from ckptbench.lycoris.targets import Target, match_modules, pipeline_targets
+from ckptbench.lycoris.targets import KOHYA_PREFIXES, Target, match_modules, pipeline_targets
 from ckptbench.models.safety import read_safetensors_header, restricted_torch_load
 from ckptbench.prompt import LoraTag, extract_lora_tags
 
@@ -344,8 +344,6 @@ class LoraApplier:
             raise LoraError(f"LoRA file {lora.path} holds no LoRA layers (no lora_down/lora_up, lora_A/lora_B, LoHa "
                             "or LoKr tensors); use a LoRA or LyCORIS file.")
         check_architecture(state, self.pipeline, lora, self.checkpoint)
-        if lora.dyn:
-            state = keep_ranks(state, lora.dyn)
         from diffusers.loaders import StableDiffusionXLLoraLoaderMixin
 
         # The SDXL loader passes the UNet config to the kohya converter itself; the SD1/SD2 loader does not.
@@ -353,10 +351,17 @@ class LoraApplier:
             "unet_config": self.pipeline.unet.config}
         try:
             with _quiet_loaders():
-                self.pipeline.load_lora_weights(state, adapter_name=name, **extra)
+                self.pipeline.load_lora_weights(keep_ranks(state, lora.dyn) if lora.dyn else state,
+                                                adapter_name=name, **extra)
         except Exception as error:
             if "not found in the base model" in str(error) or type(error).__name__ == "NoMatchingPeftModuleError":
                 raise self._no_match(lora, expected) from None
+            if all(key.startswith(KOHYA_PREFIXES) for key in state):
+                # diffusers' converter cannot map every kohya file (an SD1.x LoCon in original-UNet names makes
+                # its block mapper fail); A1111 maps the names from the model itself, and so does the merge path.
+                with contextlib.suppress(Exception):
+                    self.pipeline.delete_adapters(name)
+                return self._load_network(state, lora)
             raise LoraError(f"LoRA {lora.path} could not be applied to checkpoint '{self.checkpoint}' "
                             f"({type(error).__name__}: {_first_line(error)}); check that it is a LoRA for this "
                             "checkpoint's architecture.") from None

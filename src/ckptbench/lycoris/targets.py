@@ -22,6 +22,7 @@ from ckptbench.lycoris.keys import NetworkModule, UnsupportedNetworkError
 from ckptbench.models.ldm_layout import unet_to_ldm
 
 TEXT_ENCODER_PREFIXES = {"text_encoder": ("lora_te_", "lora_te1_"), "text_encoder_2": ("lora_te2_",)}
+KOHYA_PREFIXES = ("lora_unet_", "lycoris_", "lora_te_", "lora_te1_", "lora_te2_")
 
 
 @dataclass(frozen=True)
