@@ -28,7 +28,7 @@ from ckptbench.generate.embeddings import EmbeddingLibrary, TextualInversion
 from ckptbench.generate.fast_path import apply_fast_path, choose_batch_size, vae_decode_dtype
 from ckptbench.generate.flow_sampling import flow_batch_latents
 from ckptbench.generate.loading import load_pipeline
-from ckptbench.generate.lora import LoraApplier, LoraError
+from ckptbench.generate.lora import LoraApplier, LoraError, lora_short_hash
 from ckptbench.generate.samplers import make_scheduler, schedule_steps
 from ckptbench.infotext import format_hashes, format_infotext
 from ckptbench.models.checkpoint import ResolvedCheckpoint
@@ -190,8 +190,9 @@ def infotext_for(job: ImageJob, checkpoint: ResolvedCheckpoint) -> str:
         # As A1111 writes it when it samples with the rescaled schedule.
         "Noise Schedule": "Zero Terminal SNR" if checkpoint.zero_terminal_snr else None,
         **(hires_fix.infotext_fields(settings.steps, settings.hires) if settings.hires else {}),
-        # A1111's short LoRA hash is the first 12 hex digits of the file's sha256.
-        "Lora hashes": format_hashes({lora.name: lora.sha256[:12] for lora in job.loras}) or None,
+        # A1111 writes each LoRA as named in the prompt, with the kohya addnet hash (``lora_short_hash``).
+        "Lora hashes": format_hashes({lora.name: lora.short_hash or lora_short_hash(lora.path)
+                                      for lora in job.loras}) or None,
         # A1111 records embeddings by the first 12 hex digits of their file's sha256.
         "TI hashes": format_hashes({name: sha256[:12] for name, sha256 in job.embeddings}) or None,
         "Version": f"ckptbench {__version__} ({job.backend}, {settings.dtype})",

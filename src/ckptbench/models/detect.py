@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ckptbench.lycoris.keys import describe as describe_network
+from ckptbench.lycoris.keys import network_evidence
 from ckptbench.models.families.base import Prediction
 from ckptbench.models.state_dict import ModelFile, TensorInfo
 
@@ -77,6 +79,9 @@ def detect(model: ModelFile) -> Detection:
     if kind == "lora":
         family, evidence = _lora_family(model)
         prediction, source = _prediction_markers(model)
+        network = describe_network({name: info.shape for name, info in model.tensors.items()})
+        if network is not None:
+            evidence.append(network_evidence(network))
         return Detection("lora", family, prediction, source, evidence=tuple(evidence))
     if kind == "embedding":
         family, evidence = _embedding_family(model)
@@ -225,7 +230,8 @@ def _lora_family(model: ModelFile) -> tuple[Family | None, list[str]]:
     if any(n.startswith(("lora_te1_", "lora_te2_")) for n in names):
         return "sdxl", ["two text-encoder LoRA prefixes (lora_te1_/lora_te2_) → sdxl"]
     for name, info in names.items():
-        if re.search(r"attn2[._]to_k(\.lora_down|\.lora_A|\.lora\.down)\.weight$", name) and len(info.shape) == 2:
+        if re.search(r"attn2[._]to_k(\.lora_down\.weight|\.lora_A\.weight|\.lora\.down\.weight|\.hada_w1_b)$", name) \
+                and len(info.shape) == 2:
             width = info.shape[1]
             family: Family | None = {768: "sd15", 1024: "sd2", 2048: "sdxl"}.get(width)  # type: ignore[assignment]
             return family, [f"cross-attention key LoRA input width {width} → {family or 'unknown'}"]

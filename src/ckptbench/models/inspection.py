@@ -9,6 +9,7 @@ from typing import Any
 
 from ckptbench.errors import ModelFileError
 from ckptbench.hashing import autov2, relative_files, sha256_file
+from ckptbench.lycoris.keys import describe as describe_network
 from ckptbench.models.checkpoint import (
     FOLDER_FILES,
     bundled_config,
@@ -70,6 +71,8 @@ def inspect_path(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
                   warnings=list(found.warnings),
                   notes=list(found.notes), problem=found.problem, prediction=found.prediction,
                   prediction_source=found.prediction_source)
+    if found.kind == "lora":  # which network (LoRA, LoCon, LoHa, LoKr), module counts, Tucker and DoRA parts
+        report["network"] = describe_network({name: info.shape for name, info in model.tensors.items()})
     if found.kind == "checkpoint" and found.family is not None:
         ztsnr, ztsnr_source = decide_zero_terminal_snr(found.zero_terminal_snr, found.zero_terminal_snr_source,
                                                        found.family, None, [])
