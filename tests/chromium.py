@@ -24,11 +24,13 @@ from typing import Any
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 # Headless, sandbox off (the tests run as root), and no network: every host name resolves to nothing,
-# so a page that reaches for a CDN fails loudly instead of quietly working online.
+# so a page that reaches for a CDN fails loudly instead of quietly working online. 127.0.0.1 alone stays
+# reachable, for the arena's local server.
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-extensions", "--disable-default-apps", "--no-default-browser-check",
-         "--host-resolver-rules=MAP * ~NOTFOUND", "--window-size=1400,1000", "--remote-debugging-port=0",
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--window-size=1400,1000",
+         "--remote-debugging-port=0",
          "--remote-allow-origins=*")
 
 

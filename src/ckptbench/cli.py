@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.console import Console
 
+from ckptbench.arena import commands as arena_commands
 from ckptbench.errors import CkptbenchError
 
 if TYPE_CHECKING:
@@ -346,6 +347,9 @@ def score(
     atomic_write_text(out_path, result.csv_text())
     out.print(f"{result.scored} scores of {result.images} images written to {out_path}")
 
+
+app.command()(arena_commands.arena)
+app.command()(arena_commands.votes)
 
 import_app = typer.Typer(help="Bring results or prompts made elsewhere into ckptbench.", no_args_is_help=True)
 app.add_typer(import_app, name="import")

@@ -83,6 +83,18 @@ class CheckpointSpec(_Strict):
         description="External VAE for this checkpoint: a single-file VAE .safetensors (original layout) or a "
         "diffusers VAE folder; overrides [generation] vae and the baked VAE.",
     )
+    text_encoders: tuple[Path, ...] = Field(
+        default=(),
+        description="Separate text-encoder files for a Flux or SD3.5 transformer-only file (clip_l, clip_g, t5xxl "
+        ".safetensors, as ComfyUI and Forge load them), each recognised by its tensors; they replace encoders the "
+        "checkpoint holds.",
+    )
+    t5_tokenizer: Path | None = Field(
+        default=None,
+        description="The T5 tokenizer of a Flux or SD3.5 checkpoint: a folder with tokenizer.json (e.g. the "
+        "tokenizer_2 folder of FLUX.1-dev) or the tokenizer.json file; default: looked up in the local Hugging "
+        "Face cache.",
+    )
     allow_pickle: bool = Field(
         default=False,
         strict=True,  # a security opt-in: only a real TOML boolean counts, not "yes" or 1
@@ -173,6 +185,10 @@ class GenerationSettings(_Strict):
     sampler: str = Field(default="Euler a", description="A1111 sampler name, e.g. 'DPM++ 2M Karras'.")
     steps: int = Field(default=20, ge=1, le=500)
     cfg: float = Field(default=7.0, ge=0.0, le=50.0, description="Classifier-free guidance scale.")
+    distilled_cfg: float = Field(
+        default=3.5, ge=0.0, le=30.0,
+        description="FLUX.1 [dev]'s distilled guidance (Forge's 'Distilled CFG Scale'); Flux samples with CFG 1, "
+        "as Forge and ComfyUI do by default, so `cfg` applies to the other families.")
     width: int = Field(default=512, ge=8, le=4096)
     height: int = Field(default=512, ge=8, le=4096)
     seeds: tuple[int, ...] = Field(default=(1, 2, 3, 4), description="A list, or {from = 1, to = 32}.")

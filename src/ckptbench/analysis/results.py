@@ -13,6 +13,7 @@ from ckptbench.analysis.skills import skill_breakdown
 from ckptbench.analysis.suite import AnalysisSettings
 from ckptbench.analysis.summary import summarize
 from ckptbench.analysis.sweep import pooled_over_variants, sweep_results
+from ckptbench.arena.analysis import run_human_preference
 from ckptbench.errors import SpecError, StoreError
 from ckptbench.hashing import autov2
 from ckptbench.store import Store
@@ -132,6 +133,9 @@ def build_results(store: Store, run_id: int | None = None, rank_by: str | None =
         "analysis": analysis,
         "sweep": sweep,
         "skills": skill_breakdown(frame, cases),  # per tag (skill) of tagged suites; docs/results.md
+        # Arena votes on this run's images (docs/arena.md); None when there are none.
+        "human_preference": run_human_preference(store.root, items, frame, directions,
+                                                 resamples=settings.resamples, seed=settings.seed),
         "failures": failures,
         "text_truncated": provenance.get("text_truncated", {}),
         "provenance": provenance,

@@ -108,6 +108,7 @@ def render_report(results: Mapping[str, Any], frame: pd.DataFrame, store: Store,
         "truncated": truncated_rows(results),
         "provenance": provenance_items(results),
         "spec_text": spec_text(results),
+        "human": results.get("human_preference"),
         "exports": [name for name in EXPORTS if (report_dir.parent / name).is_file()],
     }
     html = _environment().get_template("index.html.j2").render(**context)
