@@ -30,7 +30,7 @@ from ckptbench.generate.embeddings import EmbeddingLibrary
 from ckptbench.generate.fast_path import BatchSize
 from ckptbench.generate.hires import hires_settings, second_pass_schedule, target_size
 from ckptbench.generate.lora import LoraLibrary
-from ckptbench.generate.samplers import schedule_steps
+from ckptbench.generate.samplers import resolve_sampler
 from ckptbench.metrics.engine import PreparedScorer, prepare_scorers
 from ckptbench.metrics.references import ReferenceSet, reference_set
 from ckptbench.metrics.set_engine import check_planned_sizes
@@ -80,13 +80,14 @@ def prepare_run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, wo
 def plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, dtype: str,
                 embeddings: EmbeddingLibrary, console: Console) -> ImagePlan:
     generation = spec.generation
-    settings = SamplingSettings(sampler=generation.sampler, steps=generation.steps, cfg=generation.cfg,
-                                width=generation.width, height=generation.height, dtype=dtype,
+    sampler = resolve_sampler(generation.sampler, generation.scheduler)  # one key for every name of it
+    settings = SamplingSettings(sampler=sampler.name, schedule=sampler.schedule_label, steps=generation.steps,
+                                cfg=generation.cfg, width=generation.width, height=generation.height, dtype=dtype,
                                 hires=hires_settings(generation.hires, store), clip_skip=generation.clip_skip)
     backend = backend_id()
     plan = ImagePlan()
     cases = _runnable_cases(spec, suites, store, plan, console)
-    steps = schedule_steps(generation.sampler, generation.steps)
+    steps = sampler.prompt_steps(generation.steps)
     # A case's prompts and the embeddings they use do not depend on the checkpoint: worked out (tokenized,
     # files hashed) for the first checkpoint that resolves, reused for the others.
     prompts: dict[int, tuple[dict[str, str], tuple[tuple[str, str], ...]]] = {}
@@ -159,7 +160,7 @@ def work_units(settings: SamplingSettings) -> float:
     units = settings.steps * settings.width * settings.height / 1e6
     if settings.hires is not None:
         width, height = target_size(settings.width, settings.height, settings.hires.scale)
-        units += second_pass_schedule(settings.steps, settings.hires)[2] * width * height / 1e6
+        units += second_pass_schedule(settings.steps, settings.hires)[1] * width * height / 1e6
     return units
 
 

@@ -34,7 +34,7 @@ class HiresSettings:
 class SamplingSettings:
     """Everything besides the case and the seed that changes the pixels."""
 
-    sampler: str
+    sampler: str  # A1111 sampler label ("DPM++ 2M"); the plan stores names resolved by the sampler registry
     steps: int
     cfg: float
     width: int
@@ -42,11 +42,12 @@ class SamplingSettings:
     dtype: str  # resolved: fp32 / fp16 / bf16
     hires: HiresSettings | None = None
     clip_skip: int = 1  # A1111 meaning: 1 = the text encoder's last layer
+    schedule: str | None = None  # A1111 "Schedule type" ("Karras"); None: the sampler's own (A1111 "Automatic")
 
     def as_dict(self) -> dict[str, Any]:
-        settings: dict[str, Any] = {"sampler": self.sampler, "steps": self.steps, "cfg": self.cfg,
-                                    "width": self.width, "height": self.height, "dtype": self.dtype,
-                                    "clip_skip": self.clip_skip}
+        settings: dict[str, Any] = {"sampler": self.sampler, "schedule": self.schedule, "steps": self.steps,
+                                    "cfg": self.cfg, "width": self.width, "height": self.height,
+                                    "dtype": self.dtype, "clip_skip": self.clip_skip}
         if self.hires is not None:  # absent rather than null, so keys of images without hires fix stay as they were
             settings["hires"] = self.hires.as_dict()
         return settings

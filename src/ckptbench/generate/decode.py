@@ -100,14 +100,14 @@ def _decode(vae: torch.nn.Module, latents: torch.Tensor, dtype: torch.dtype) -> 
         latents = latents * std_t / config.scaling_factor + mean_t
     else:
         latents = latents / config.scaling_factor
-    with _vae_dtype(vae, dtype):
+    with vae_dtype(vae, dtype):
         sample = vae.decode(latents, return_dict=False)[0]  # type: ignore[attr-defined]
     # As diffusers' image processor does; NaN survive the clamp, so the check above still sees them.
     return (sample.float() / 2 + 0.5).clamp(0, 1).cpu()
 
 
 @contextlib.contextmanager
-def _vae_dtype(vae: torch.nn.Module, dtype: torch.dtype) -> Iterator[None]:
+def vae_dtype(vae: torch.nn.Module, dtype: torch.dtype) -> Iterator[None]:
     original = next(vae.parameters()).dtype
     if original == dtype:
         yield
