@@ -25,9 +25,8 @@ from ckptbench.executors.base import (
     planning_batch_size,
 )
 from ckptbench.generate.base import ImageJob, LoraUse, SamplingSettings
-from ckptbench.generate.diffusers_backend import backend_id, batches_with_missing
+from ckptbench.generate.batching import BatchSize, backend_id, batches_with_missing
 from ckptbench.generate.embeddings import EmbeddingLibrary
-from ckptbench.generate.fast_path import BatchSize
 from ckptbench.generate.hires import hires_settings, second_pass_schedule, target_size
 from ckptbench.generate.lora import LoraLibrary
 from ckptbench.generate.samplers import resolve_sampler
@@ -172,8 +171,9 @@ def log_detection(ckpt: ResolvedCheckpoint, console: Console) -> None:
     found = ckpt.detection
     vae = found.get("vae")
     vae_text = Path(vae["path"]).name if isinstance(vae, dict) else (vae or "none")
-    console.print(f"{ckpt.name}: {ckpt.family}, {ckpt.prediction}-prediction ({found.get('prediction_source')}); "
-                  f"VAE: {vae_text}; config: {found.get('config')}", highlight=False)
+    schedule = f", zero terminal SNR ({found.get('zero_terminal_snr_source')})" if ckpt.zero_terminal_snr else ""
+    console.print(f"{ckpt.name}: {ckpt.family}, {ckpt.prediction}-prediction ({found.get('prediction_source')})"
+                  f"{schedule}; VAE: {vae_text}; config: {found.get('config')}", highlight=False)
     for warning in found.get("warnings", []):
         console.print(f"[yellow]warning[/]: {ckpt.name}: {warning}", highlight=False)
 
