@@ -17,6 +17,7 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
+from ckptbench.errors import CkptbenchError
 from ckptbench.generate.conditioning import Conditioning
 from ckptbench.generate.samplers import SAMPLER_TABLE, SCHEDULES, resolve_sampler
 from ckptbench.generate.samplers.denoisers import CompVisDenoiser, DiffusersUNet, LcmDenoiser, model_alphas_cumprod
@@ -170,9 +171,29 @@ def test_hires_second_pass_matches_a1111(unet, texts, name: str) -> None:
     assert difference <= TOLERANCE
 
 
+def test_lcm_refuses_v_prediction_models(unet, texts) -> None:
+    with pytest.raises(CkptbenchError, match="'LCM' does not run on v-prediction models"):
+        ours_txt2img(unet, "LCM", None, 4, texts, prediction="v_prediction")
+
+
 def test_explicit_schedules_run_as_a1111(unet, texts) -> None:
     ours = ours_txt2img(unet, "DPM++ 2M", "Uniform", 10, texts)
     reference = reference_txt2img(unet, "DPM++ 2M", "Uniform", 10, texts)
     assert relative_difference(ours, reference) <= TOLERANCE
     karras = ours_txt2img(unet, "DPM++ 2M", None, 10, texts)
     assert (karras - ours).abs().max() > 1e-3  # Automatic (Karras) is another schedule than Uniform
+
+
+def test_the_tolerance_tells_rounded_timesteps_apart(unet, texts, monkeypatch) -> None:
+    """The comparison can fail: A1111 with integer timesteps (its enable_quantization option, diffusers'
+    habit) is farther from ckptbench than the tolerance."""
+    original = a1111.model_wrap
+
+    def quantized(model, sampler):
+        wrap = original(model, sampler)
+        wrap.quantize = True
+        return wrap
+
+    monkeypatch.setattr(a1111, "model_wrap", quantized)
+    reference = reference_txt2img(unet, "DPM++ 2M", "Automatic", 10, texts)
+    assert relative_difference(ours_txt2img(unet, "DPM++ 2M", None, 10, texts), reference) > 100 * TOLERANCE

@@ -100,7 +100,8 @@ SAMPLER_TABLE: tuple[SamplerInfo, ...] = (
                 discard_penultimate=True, comfy=("dpm_2_ancestral",), aliases=("k_dpm_2_a",)),
     # A1111's own k-diffusion-style samplers (sd_samplers_extra.py, sd_samplers_lcm.py)
     SamplerInfo("Restart", "restart", "restart", default_schedule=_KARRAS, second_order=True, aliases=("restart",)),
-    SamplerInfo("LCM", "kdiffusion", "lcm", denoiser="lcm", comfy=("lcm",), aliases=("k_lcm",)),
+    SamplerInfo("LCM", "kdiffusion", "lcm", denoiser="lcm", comfy=("lcm",), aliases=("k_lcm",),
+                predictions=("epsilon",)),
     # A1111's timestep samplers over its own grid (sd_samplers_timesteps.py, sd_samplers_timesteps_impl.py)
     SamplerInfo("DDIM", "timesteps", "ddim", grid="timesteps", comfy=("ddim",), aliases=("ddim",)),
     SamplerInfo("PLMS", "timesteps", "plms", grid="timesteps", aliases=("plms",)),

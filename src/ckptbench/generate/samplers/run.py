@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ckptbench.errors import CkptbenchError
 from ckptbench.generate.conditioning import Conditioning
 from ckptbench.generate.samplers.denoisers import (
     CompVisDenoiser,
@@ -101,6 +102,10 @@ def img2img_steps(steps: int, denoise: float) -> tuple[int, int]:
 
 def _guided(model: SamplingModel, resolved: ResolvedSampler, conditioning: Conditioning, cfg: float,
             size: tuple[int, int]) -> GuidedDenoiser:
+    prediction = {"v_prediction": "v"}.get(model.prediction, model.prediction)
+    if prediction not in resolved.sampler.predictions:
+        raise CkptbenchError(f"sampler '{resolved.name}' does not run on {prediction}-prediction models (nor does it "
+                             f"in A1111); choose another sampler for this checkpoint.")
     unet = DiffusersUNet(model.unet)
     if resolved.sampler.grid == "timesteps":
         inner: Any = TimestepDenoiser(unet, model.alphas_cumprod, model.prediction)
