@@ -21,15 +21,37 @@ from ckptbench.metrics.base import BackboneRequest, BackboneSpec
 
 
 class Backbone(Protocol):
+    """A loaded feature extractor.
+
+    Image features come in two steps so that the engine can prepare the next batches (decode and
+    preprocess, on the CPU, in background threads) while the current batch runs through the network:
+    ``prepare_images`` must not touch the model (it runs in another thread), ``embed_pixels`` runs the
+    network. A backbone that has only ``embed_images`` still works; then only decoding overlaps.
+    """
+
     spec: BackboneSpec
     meta: dict[str, Any]  # constants heads need besides the features (logit scale, layer layout)
 
+    def prepare_images(self, images: list[Image.Image]) -> torch.Tensor:
+        """The network's input for a batch of RGB images (a CPU tensor): preprocessing only."""
+        ...
+
+    def embed_pixels(self, pixels: torch.Tensor, wanted: set[str]) -> dict[str, np.ndarray]:
+        """Features of prepared images: name → (N, ...) float32 array, for each wanted name."""
+        ...
+
     def embed_images(self, images: list[Image.Image], wanted: set[str]) -> dict[str, np.ndarray]:
-        """Features of a batch of RGB images: name → (N, ...) float32 array, for each wanted name."""
+        """``embed_pixels(prepare_images(images), wanted)``."""
         ...
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """Text embeddings (N, D) for backbones with a text tower."""
+        ...
+
+
+class JointBackbone(Backbone, Protocol):
+    def score_pairs(self, images: list[Image.Image], texts: list[str]) -> np.ndarray:
+        """One float per (image, text) pair, for models that read both together (ImageReward, VQAScore)."""
         ...
 
 
@@ -44,9 +66,14 @@ Resolver = Callable[[BackboneRequest, str, str, DigestCache | None], BackboneSpe
 
 # Each kind's module, imported only when a scorer asks for that kind (open_clip, torchvision models and
 # clean-fid are slow to import).
-_KIND_MODULES = {"hf-clip": "hf_clip", "open-clip": "open_clip_backbone", "vgg19": "vgg", "fid-inception": "inception"}
+_KIND_MODULES = {"hf-clip": "hf_clip", "open-clip": "open_clip_backbone", "vgg19": "vgg", "fid-inception": "inception",
+                 "imagereward": "imagereward_model", "vqa": "vqa_backbone"}
 _BACKBONE_CLASSES = {"hf-clip": "HFClipBackbone", "open-clip": "OpenClipBackbone", "vgg19": "VGGGramBackbone",
-                     "fid-inception": "FIDInceptionBackbone"}
+                     "fid-inception": "FIDInceptionBackbone", "imagereward": "ImageRewardBackbone",
+                     "vqa": "VQABackbone"}
+# Kinds whose text side truncates prompts, with the class that counts a prompt's tokens as they do.
+_TOKEN_COUNTERS = {"hf-clip": "HFTokenCounter", "open-clip": "OpenClipTokenCounter",
+                   "imagereward": "BertTokenCounter"}
 
 
 def _kind_module(kind: str) -> Any:
@@ -66,12 +93,11 @@ def load_backbone(spec: BackboneSpec, device: torch.device) -> Backbone:
 
 
 def token_counter(spec: BackboneSpec) -> TokenCounter | None:
-    """Counts a text's tokens with the backbone's own tokenizer (None for backbones without text)."""
-    if spec.kind == "hf-clip":
-        return _kind_module(spec.kind).HFTokenCounter(spec)
-    if spec.kind == "open-clip":
-        return _kind_module(spec.kind).OpenClipTokenCounter(spec)
-    return None
+    """Counts a text's tokens with the backbone's own tokenizer (None for backbones that never truncate)."""
+    if spec.kind not in _TOKEN_COUNTERS:
+        return None
+    counter: TokenCounter = getattr(_kind_module(spec.kind), _TOKEN_COUNTERS[spec.kind])(spec)
+    return counter
 
 
 def autocast(device: torch.device, dtype: str) -> torch.autocast:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ckptbench.device import resolve_dtype_name
 from ckptbench.errors import SpecError
@@ -226,23 +227,27 @@ def _score_group(store: ScoreStore, entries: list[PreparedScorer], plan: Scoring
     def on_failure(key: str, message: str) -> None:
         report.failures.extend((entry.name, key, message) for entry in entries)
 
-    for start in range(0, len(image_keys), batch_size):
-        if stop_requested(stop):
-            return
-        chunk = image_keys[start : start + batch_size]
-        # A chunk's features and all its scores are stored together or not at all: after a kill, the next
-        # run redoes whole chunks, which come out exactly as in an uninterrupted run (batched kernels round
-        # differently for different batch contents).
-        with store.transaction():
-            features = source.images(chunk, paths, on_failure)
-            for entry in entries:
-                rows = [row for key in chunk if key in features for row in rows_by_key[entry.name].get(key, [])]
-                if rows:
-                    _score_rows(store, source, entry, rows, features, summaries, report)
-        if advance:
-            advance(label, min(start + batch_size, len(image_keys)), len(image_keys))
-    report.forward_images += source.forward_images
-    report.load_seconds += source.load_seconds
+    chunks = [image_keys[start : start + batch_size] for start in range(0, len(image_keys), batch_size)]
+    source.schedule(chunks, paths)  # images are read and preprocessed ahead while the backbone works
+    try:
+        for done, chunk in enumerate(chunks, start=1):
+            if stop_requested(stop):
+                return
+            # A chunk's features and all its scores are stored together or not at all: after a kill, the next
+            # run redoes whole chunks, which come out exactly as in an uninterrupted run (batched kernels round
+            # differently for different batch contents).
+            with store.transaction():
+                features = source.images(chunk, paths, on_failure)
+                for entry in entries:
+                    rows = [row for key in chunk if key in features for row in rows_by_key[entry.name].get(key, [])]
+                    if rows:
+                        _score_rows(store, source, entry, rows, features, summaries, report)
+            if advance:
+                advance(label, min(done * batch_size, len(image_keys)), len(image_keys))
+    finally:
+        source.close()
+        report.forward_images += source.forward_images
+        report.load_seconds += source.load_seconds
 
 
 def _reference_summary(store: ScoreStore, source: FeatureSource, entry: PreparedScorer, references: ReferenceSet,
@@ -278,24 +283,46 @@ def _rows_with_references(store: ScoreStore, source: FeatureSource, entry: Prepa
     return kept, references
 
 
+def _rows_with_images(entry: PreparedScorer, rows: list[Row], report: ScoringReport
+                      ) -> tuple[list[Row], list[Image.Image]]:
+    """The rows whose image can be decoded, with the RGB images (joint scorers); the others fail alone."""
+    kept: list[Row] = []
+    images: list[Image.Image] = []
+    for row in rows:
+        try:
+            with Image.open(row.cell.image_path) as image:
+                images.append(image.convert("RGB"))
+        except Exception as error:
+            report.failures.append((entry.name, row.cell.image_key, f"cannot read image {row.cell.image_path}: "
+                                                                     f"{error}"))
+            continue
+        kept.append(row)
+    return kept, images
+
+
 def _score_rows(store: ScoreStore, source: FeatureSource, entry: PreparedScorer, rows: list[Row],
                 features: dict[str, dict[str, np.ndarray]], summaries: dict[tuple[str, str], dict[str, np.ndarray]],
                 report: ScoringReport) -> None:
     scorer = entry.scorer
     assert isinstance(scorer, ImageScorer)
     references = None
+    images = None
     if scorer.needs_references:
         rows, references = _rows_with_references(store, source, entry, rows, summaries, report)
-        if not rows:
-            return
+    if scorer.joint:
+        rows, images = _rows_with_images(entry, rows, report)
+        source.forward_images += len(images)  # the model runs on every image (with its prompt) in ``score``
+    if not rows:
+        return
     try:
         texts = [row.text for row in rows]
-        text_embeds = torch.from_numpy(source.texts(texts)) if scorer.needs_prompt else None
+        text_embeds = torch.from_numpy(source.texts(texts)) if scorer.needs_prompt and not scorer.joint else None
         batch = FeatureBatch(
             features={name: torch.from_numpy(np.stack([features[row.cell.image_key][name] for row in rows]))
                       for name in scorer.features},
             texts=texts, text_embeds=text_embeds, references=references,
-            meta=source.meta if scorer.uses_meta else {})
+            meta=source.meta if scorer.uses_meta else {}, images=images,
+            backbone=source.backbone if scorer.joint else None)
         values = np.asarray(scorer.score(batch), dtype=np.float64)
     except Exception as error:  # one scorer's failure must not sink the others
         message = f"scorer '{entry.name}' failed: {type(error).__name__}: {error}"

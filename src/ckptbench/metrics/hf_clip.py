@@ -1,4 +1,5 @@
-"""The transformers CLIP backbone (``hf-clip``): OpenAI and LAION CLIP models saved in the transformers format.
+"""The transformers CLIP backbone (``hf-clip``): OpenAI and LAION CLIP models saved in the transformers format
+(every folder layout ``clip_folder`` lists).
 
 Features: ``image`` — the projected image embedding (``get_image_features``, not normalised);
 ``pooled`` — the vision tower's pooled output before the projection (what the kenjiqq heads read).
@@ -7,6 +8,7 @@ Text: the projected text embedding of the prompt, truncated to the text encoder'
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -16,49 +18,61 @@ import torch
 from PIL import Image
 from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-from ckptbench.errors import WeightsUnavailableError
 from ckptbench.hashing import DigestCache, sha256_file
 from ckptbench.metrics.base import BackboneRequest, BackboneSpec
+from ckptbench.metrics.clip_folder import locate_clip_folder, processor_problem
 from ckptbench.metrics.weights import resolve_folder
 
 KIND = "hf-clip"
-_PROCESSOR_FILES = ("preprocessor_config.json",)
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
+_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 
 
 def resolve(request: BackboneRequest, dtype: str, scorer: str, cache: DigestCache | None) -> BackboneSpec:
-    """Locate a transformers CLIP folder and hash the weight files ``from_pretrained`` will read."""
+    """Locate a transformers CLIP folder (any layout in ``clip_folder``), hash the weight files
+    ``from_pretrained`` will read, and describe the preprocessing its image processor will apply."""
     folder = resolve_folder(request.model, scorer)
-    weight_files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-    if not weight_files:
-        raise WeightsUnavailableError(f"scorer '{scorer}': {folder} holds no model weights (*.safetensors or "
-                                      f"*.bin); fix [scorers.{scorer}] model.")
-    processor = folder
-    if not all((folder / name).is_file() for name in _PROCESSOR_FILES) or not any(
-            (folder / name).is_file() for name in _TOKENIZER_FILES):
-        if request.processor is None:
-            raise WeightsUnavailableError(f"scorer '{scorer}': {folder} has no preprocessor/tokenizer files; use "
-                                          "a complete transformers CLIP folder.")
+    processor = None
+    if processor_problem(folder) is not None and request.processor is not None:
         # Some models (PickScore) ship only weights; their reference code takes the processor elsewhere.
         processor = resolve_folder(request.processor, scorer)
-    weights = {f.name: sha256_file(f, cache) for f in weight_files}
+    found = locate_clip_folder(folder, processor, scorer)
+    weights = {f.name: sha256_file(f, cache) for f in found.weights}
+    image_processor = CLIPImageProcessor.from_pretrained(str(found.processor))
     return BackboneSpec(kind=KIND, source=request.model, location=str(folder), weights=weights, dtype=dtype,
-                        preprocessing=describe_preprocessing(processor), paths={"processor": str(processor)},
-                        config={"processor": request.processor if processor != folder else None})
+                        preprocessing=describe_preprocessing(image_processor),
+                        paths={"processor": str(found.processor)},
+                        config={"processor": request.processor if found.processor != folder else None})
 
 
-def describe_preprocessing(folder: Path) -> str:
-    config_file = folder / "preprocessor_config.json"
-    if not config_file.is_file():
-        return "CLIPImageProcessor defaults"
-    config = json.loads(config_file.read_text())
-    size = config.get("size", {})
-    size = size.get("shortest_edge", size) if isinstance(size, dict) else size
-    crop = config.get("crop_size", {})
-    crop = f"{crop.get('height')}×{crop.get('width')}" if isinstance(crop, dict) else crop
-    resample = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}.get(config.get("resample", 3), "?")
-    return (f"resize shortest side to {size} ({resample}), center crop {crop}, scale 1/255, normalise "
-            f"mean={config.get('image_mean')} std={config.get('image_std')}")
+def image_backend(processor: Any) -> str:
+    """Which library resizes: transformers' torchvision image processors ("fast" in transformers 4, the
+    default in 5) and its PIL ones give slightly different pixels (≈2e-5 in LAION scores)."""
+    names = {cls.__name__ for cls in type(processor).__mro__}
+    return "torchvision" if names & {"TorchvisionBackend", "BaseImageProcessorFast"} else "PIL"
+
+
+def describe_preprocessing(processor: Any) -> str:
+    """What the loaded image processor will do, from its own settings (so every file layout that configures
+    it, and every default it falls back to, is described as it runs)."""
+    config = processor.to_dict()
+    steps = [f"{type(processor).__name__} ({image_backend(processor)} backend)"]
+    if config.get("do_resize", True):
+        size = config.get("size") or {}
+        resample = _RESAMPLE.get(int(config.get("resample", 3)), "?")
+        if "shortest_edge" in size:
+            steps.append(f"resize shortest side to {size['shortest_edge']} ({resample})")
+        else:
+            steps.append(f"resize to {size.get('height')}×{size.get('width')} ({resample})")
+    if config.get("do_center_crop", True):
+        crop = config.get("crop_size") or {}
+        steps.append(f"center crop {crop.get('height')}×{crop.get('width')}")
+    if config.get("do_rescale", True):
+        steps.append(f"scale {config.get('rescale_factor', 1 / 255):.10g}")
+    if config.get("do_normalize", True):
+        # As plain lists: the same values must give the same description whether read from a file or a default.
+        mean, std = ([float(v) for v in config.get(name) or ()] for name in ("image_mean", "image_std"))
+        steps.append(f"normalise mean={mean} std={std}")
+    return ", ".join(steps)
 
 
 def _context_length(folder: str) -> int:
@@ -66,11 +80,18 @@ def _context_length(folder: str) -> int:
     return int(config.get("text_config", {}).get("max_position_embeddings", 77))
 
 
+@functools.lru_cache(maxsize=4)
+def _tokenizer(folder: str) -> CLIPTokenizer:
+    """One tokenizer per folder and process: counting prompt tokens and embedding prompts share it (a CLIP
+    tokenizer takes a quarter of a second to build)."""
+    return CLIPTokenizer.from_pretrained(folder)
+
+
 class HFTokenCounter:
     """Counts tokens (with start and end tokens) as the CLIP tokenizer of the model produces them."""
 
     def __init__(self, spec: BackboneSpec) -> None:
-        self.tokenizer = CLIPTokenizer.from_pretrained(spec.paths["processor"])
+        self.tokenizer = _tokenizer(spec.paths["processor"])
         self.context_length = _context_length(spec.location)
 
     def __call__(self, text: str) -> int:
@@ -88,16 +109,21 @@ class HFClipBackbone:
         use_safetensors = any(name.endswith(".safetensors") for name in spec.weights)
         self.model = CLIPModel.from_pretrained(spec.location, use_safetensors=use_safetensors).eval().to(device)
         self.processor = CLIPImageProcessor.from_pretrained(spec.paths["processor"])
-        self.tokenizer = CLIPTokenizer.from_pretrained(spec.paths["processor"])
+        self.tokenizer = _tokenizer(spec.paths["processor"])
         self.context_length = int(self.model.config.text_config.max_position_embeddings)
         self.meta: dict[str, Any] = {"logit_scale": float(self.model.logit_scale.detach().exp())}
         self._autocast = lambda: autocast(device, spec.dtype)
 
-    @torch.inference_mode()
+    def prepare_images(self, images: list[Image.Image]) -> torch.Tensor:
+        return self.processor(images=[image.convert("RGB") for image in images], return_tensors="pt")["pixel_values"]
+
     def embed_images(self, images: list[Image.Image], wanted: set[str]) -> dict[str, np.ndarray]:
-        pixels = self.processor(images=[image.convert("RGB") for image in images], return_tensors="pt")
+        return self.embed_pixels(self.prepare_images(images), wanted)
+
+    @torch.inference_mode()
+    def embed_pixels(self, pixels: torch.Tensor, wanted: set[str]) -> dict[str, np.ndarray]:
         with self._autocast():
-            vision = self.model.vision_model(pixel_values=pixels["pixel_values"].to(self.device))
+            vision = self.model.vision_model(pixel_values=pixels.to(self.device))
             pooled = vision.pooler_output
             projected = self.model.visual_projection(pooled)
         found = {"image": projected, "pooled": pooled}
