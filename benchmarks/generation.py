@@ -37,7 +37,6 @@ from ckptbench.generate.base import ImageJob, SamplingSettings
 from ckptbench.generate.batching import backend_id
 from ckptbench.generate.diffusers_backend import DiffusersGenerator
 from ckptbench.generate.loading import load_pipeline
-from ckptbench.generate.samplers import make_scheduler
 from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from ckptbench.spec import CheckpointSpec
 from ckptbench.suites import Case
@@ -98,8 +97,11 @@ def compare(ckpt: ResolvedCheckpoint, settings: SamplingSettings, images: int, b
     jobs = _jobs(ckpt, settings, images)
 
     def fresh_pipeline() -> object:
+        from diffusers import EulerDiscreteScheduler
+
         pipeline = load_pipeline(ckpt, device, dtype)
-        pipeline.scheduler = make_scheduler(settings.sampler, dict(pipeline.scheduler.config))
+        # The baseline does the same UNet work as ckptbench's Euler: one call per step on the same timesteps.
+        pipeline.scheduler = EulerDiscreteScheduler.from_config(pipeline.scheduler.config, timestep_spacing="linspace")
         return pipeline
 
     def bare(count: int) -> tuple[float, float]:

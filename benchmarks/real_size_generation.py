@@ -41,9 +41,8 @@ def _peak_rss_mb() -> float:
 def child_bare(path: Path, steps: int) -> dict[str, float]:
     """diffusers alone: ``from_single_file`` with ckptbench's bundled SD1.5 config, then ``pipeline(...)``."""
     import torch
-    from diffusers import StableDiffusionPipeline
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
-    from ckptbench.generate.samplers import make_scheduler
     from ckptbench.models.tokenizer import clip_tokenizer
 
     result: dict[str, float] = {}
@@ -53,7 +52,8 @@ def child_bare(path: Path, steps: int) -> dict[str, float]:
             str(path), config=str(REPO / "src" / "ckptbench" / "models" / "configs" / "sd15"), local_files_only=True,
             torch_dtype=torch.float32, tokenizer=clip_tokenizer(), safety_checker=None, feature_extractor=None,
             requires_safety_checker=False)
-        pipeline.scheduler = make_scheduler("Euler", dict(pipeline.scheduler.config))
+        # the UNet work of ckptbench's Euler: one call per step on the same timesteps
+        pipeline.scheduler = EulerDiscreteScheduler.from_config(pipeline.scheduler.config, timestep_spacing="linspace")
         pipeline.set_progress_bar_config(disable=True)
         result[f"load_b{batch}"], _ = _since(start)
         begin = _clock()

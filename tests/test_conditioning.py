@@ -9,9 +9,10 @@ import torch
 
 from ckptbench.demo.tiny import tiny_sd15_pipeline
 from ckptbench.errors import CkptbenchError
-from ckptbench.generate.conditioning import encode_prompts, masked_cross_attention, prompt_conditioning
+from ckptbench.generate.conditioning import encode_prompts
 from ckptbench.generate.embeddings import SINGLE, TextualInversion
-from ckptbench.generate.samplers import make_scheduler
+from ckptbench.generate.samplers import resolve_sampler
+from ckptbench.generate.samplers.run import SamplingModel, txt2img
 from ckptbench.generate.text_encoding import apply_emphasis
 
 BOS, EOS = 49406, 49407
@@ -71,12 +72,66 @@ def test_emphasis_is_a1111s_scale_then_restore_the_mean(pipe, prompt: str, weigh
     assert positive.mean().item() == pytest.approx(h.mean().item(), rel=1e-5)
 
 
-def test_emphasis_on_a_batch_of_chunks_restores_each_chunk_mean() -> None:
+def a1111_emphasis(z: torch.Tensor, multipliers: torch.Tensor) -> torch.Tensor:
+    """``sd_emphasis.EmphasisOriginal.after_transformers`` (A1111 v1.10) on one chunk position's batch."""
+    original_mean = z.mean()
+    z = z * multipliers.reshape((*multipliers.shape, 1)).expand(z.shape)
+    new_mean = z.mean()
+    return z * (original_mean / new_mean)
+
+
+def test_emphasis_on_a_batch_of_chunks_restores_the_batch_mean() -> None:
     z = torch.randn(3, 77, 8) + 0.3
     weights = torch.rand(3, 77) + 0.5
     out = apply_emphasis(z, weights)
-    torch.testing.assert_close(out.mean(dim=(1, 2)), z.mean(dim=(1, 2)))
-    torch.testing.assert_close(out[1], z[1] * weights[1, :, None] * (z[1].mean() / (z[1] * weights[1, :, None]).mean()))
+    torch.testing.assert_close(out.mean(), z.mean())
+    torch.testing.assert_close(out, a1111_emphasis(z, weights), rtol=0, atol=0)
+    assert (out.mean(dim=(1, 2)) - z.mean(dim=(1, 2))).abs().max() > 1e-3  # not each chunk's own mean
+
+
+@pytest.mark.parametrize(("prompt", "entries"), [
+    # A1111 encodes a schedule's texts as one batch, one entry per schedule step, repeats included
+    ("a [(red:1.5)|blue] cube", ["a (red:1.5) cube", "a blue cube", "a (red:1.5) cube", "a blue cube"]),
+    ("a [(red:1.5)|blue|green] cube", ["a (red:1.5) cube", "a blue cube", "a green cube", "a (red:1.5) cube"]),
+    ("a [(red:1.5):blue:3] (cube:0.8)", ["a (red:1.5) (cube:0.8)", "a blue (cube:0.8)"]),
+])
+def test_a_schedules_texts_share_one_emphasis_mean(pipe, prompt: str, entries: list[str]) -> None:
+    """Issue 12: A1111 restores the mean over the batch of all texts of one prompt's schedule."""
+    words = {"a (red:1.5) cube": (["a", "red", "cube"], {2: 1.5}), "a blue cube": (["a", "blue", "cube"], {}),
+             "a green cube": (["a", "green", "cube"], {}),
+             "a (red:1.5) (cube:0.8)": (["a", "red", "cube"], {2: 1.5, 3: 0.8}),
+             "a blue (cube:0.8)": (["a", "blue", "cube"], {3: 0.8})}
+    z = torch.stack([hidden(pipe, chunk_ids(pipe, *words[text][0])) for text in entries])
+    multipliers = torch.ones(len(entries), 77)
+    for row, text in enumerate(entries):
+        for position, weight in words[text][1].items():
+            multipliers[row, position] = weight
+    expected = a1111_emphasis(z, multipliers)
+    with torch.inference_mode():
+        conditioning = encode_prompts(pipe, [prompt], [""], steps=4)
+    ours = torch.stack([conditioning.hidden[text] for _, text in conditioning.schedules[0]])
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+    alone, _ = embeds(pipe, entries[0])
+    assert (ours[0] - alone).abs().max() > 1e-4  # per text, the mean would differ
+
+
+def test_texts_of_one_schedule_are_padded_like_a1111_without_a_mask(pipe) -> None:
+    """A shorter text of a schedule gets the (batch-rescaled) empty chunk as real conditioning."""
+    long_option = "cube " * 80
+    with torch.inference_mode():
+        conditioning = encode_prompts(pipe, [f"a [sphere|{long_option}]"], ["blurry"], steps=4)
+    first, second = (hidden(pipe, chunk_ids(pipe, "a", "sphere")), hidden(pipe, torch.tensor(
+        [[BOS, *word_ids(pipe, "a") + word_ids(pipe, "cube") * 74, EOS]])))
+    empty = hidden(pipe, torch.tensor([[BOS, *[EOS] * 76]]))
+    tail = hidden(pipe, torch.tensor([[BOS, *word_ids(pipe, "cube") * 6, *[EOS] * 70]]))
+    expected_first_chunk = a1111_emphasis(torch.stack([first, second, first, second]), torch.ones(4, 77))
+    expected_second_chunk = a1111_emphasis(torch.stack([empty, tail, empty, tail]), torch.ones(4, 77))
+    sphere = conditioning.hidden[conditioning.schedules[0][0][1]]
+    torch.testing.assert_close(sphere[:77], expected_first_chunk[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sphere[77:], expected_second_chunk[0], rtol=1e-5, atol=1e-6)
+    # rows [prompt; negative]: the prompt's texts are all 154 tokens, the negative's padding is masked
+    assert [conditioning.mask_at(call)[0].sum().item() for call in range(4)] == [154] * 4
+    assert [conditioning.mask_at(call)[1].sum().item() for call in range(4)] == [77] * 4
 
 
 def test_clip_skip_2_is_the_penultimate_layer_through_the_final_norm(pipe) -> None:
@@ -123,14 +178,14 @@ def test_padding_is_masked_so_each_prompt_is_evaluated_as_if_alone(pipe) -> None
     with torch.inference_mode():
         conditioning = encode_prompts(pipe, ["cat " * 80, "a dog"], ["blurry", "cat " * 100])
         mask = conditioning.attention_mask
-        # rows: negatives then positives, as the pipeline concatenates them
+        # rows: positives then negatives, as A1111 batches them
         assert mask.shape == (4, 154)
-        assert mask.sum(dim=1).tolist() == [77, 154, 154, 77]
-        both = torch.cat([conditioning.embeds["negative_prompt_embeds"], conditioning.embeds["prompt_embeds"]])
+        assert mask.sum(dim=1).tolist() == [154, 77, 77, 154]
+        both = conditioning.guided_inputs(0)["encoder_hidden_states"]
+        assert conditioning.guided_inputs(0)["encoder_attention_mask"].tolist() == mask.tolist()
         latents = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
         timestep = torch.tensor(500)
-        with masked_cross_attention(pipe.unet, mask):
-            batched = pipe.unet(latents, timestep, encoder_hidden_states=both).sample
+        batched = pipe.unet(latents, timestep, encoder_hidden_states=both, encoder_attention_mask=mask).sample
         unmasked = pipe.unet(latents, timestep, encoder_hidden_states=both).sample
         for row, length in enumerate(mask.sum(dim=1).tolist()):
             alone = pipe.unet(latents[row : row + 1], timestep, encoder_hidden_states=both[row : row + 1, :length])
@@ -184,34 +239,22 @@ def test_prompt_editing_switches_the_conditioning_at_its_step(pipe) -> None:
         torch.testing.assert_close(conditioning.embeds_at(call)["prompt_embeds"][0], expected, rtol=0, atol=0)
 
 
-def test_the_pipeline_sees_each_calls_conditioning(pipe) -> None:
-    """Run the real pipeline and record what its UNet is given at every model call."""
-    red, negative = embeds(pipe, "a red cube", "blurry")
-    blue, _ = embeds(pipe, "a blue cube", "blurry")
+def test_the_unet_sees_each_calls_conditioning(pipe) -> None:
+    """Sample with Euler (one model call per step) and record what the UNet is given at every call."""
+    with torch.inference_mode():
+        conditioning = encode_prompts(pipe, ["a [red:blue:1] cube"], ["blurry"], steps=3)
+    red, blue = (conditioning.hidden[text] for _, text in conditioning.schedules[0])
+    negative = conditioning.hidden[conditioning.schedules[1][0][1]]
     seen: list[torch.Tensor] = []
-    original_scheduler = pipe.scheduler
-    pipe.scheduler = make_scheduler("Euler", dict(original_scheduler.config))  # one model call per step
     hook = pipe.unet.register_forward_pre_hook(
         lambda _m, args, kwargs: seen.append(kwargs["encoder_hidden_states"].clone()), with_kwargs=True)
     try:
-        with prompt_conditioning(pipe, ["a [red:blue:1] cube"], ["blurry"], steps=3) as kwargs, \
-                torch.inference_mode():
-            pipe(**kwargs, num_inference_steps=3, width=64, height=64, output_type="latent",
-                 generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode():
+            txt2img(SamplingModel.of(pipe), resolve_sampler("Euler"), conditioning, steps=3, cfg=7.0, seeds=[0],
+                    width=64, height=64)
     finally:
         hook.remove()
-        pipe.scheduler = original_scheduler
     assert len(seen) == 3
     for call, positive in enumerate([red, red, blue]):  # calls 0 and 1 use "red", call 2 "blue"
-        torch.testing.assert_close(seen[call][0], negative, rtol=0, atol=0)
-        torch.testing.assert_close(seen[call][1], positive, rtol=0, atol=0)
-
-
-def test_alternation_with_different_lengths_keeps_the_mask_in_step(pipe) -> None:
-    long_option = "cube " * 80
-    with torch.inference_mode():
-        conditioning = encode_prompts(pipe, [f"a [sphere|{long_option}]"], ["blurry"], steps=4)
-    assert conditioning.padded
-    # alternation: calls 0 and 1 use the first option, then they alternate
-    assert [conditioning.mask_at(call)[1].sum().item() for call in range(4)] == [77, 77, 154, 77]
-    assert [conditioning.mask_at(call)[0].sum().item() for call in range(4)] == [77] * 4
+        torch.testing.assert_close(seen[call][0], positive, rtol=0, atol=0)
+        torch.testing.assert_close(seen[call][1], negative, rtol=0, atol=0)

@@ -13,8 +13,11 @@ from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPi
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from ckptbench.demo.tiny import BUNDLED_CONFIGS, TINY_TEXT, TINY_VAE
-from ckptbench.generate.conditioning import encode_prompts, prompt_conditioning
+from ckptbench.generate.conditioning import encode_prompts
+from ckptbench.generate.decode import decode_latents
 from ckptbench.generate.embeddings import TextualInversion
+from ckptbench.generate.samplers import resolve_sampler
+from ckptbench.generate.samplers.run import SamplingModel, txt2img
 from ckptbench.models.tokenizer import clip_tokenizer
 
 BOS, EOS = 49406, 49407
@@ -88,7 +91,7 @@ def test_empty_negative_is_zero_and_a_long_prompt_pools_its_first_chunk(sdxl) ->
     torch.testing.assert_close(embeds["pooled_prompt_embeds"], expected_pooled, rtol=0, atol=1e-6)
     assert torch.count_nonzero(embeds["negative_prompt_embeds"][:, :77]) == 0
     assert torch.count_nonzero(embeds["negative_pooled_prompt_embeds"]) == 0
-    assert conditioning.attention_mask.sum(dim=1).tolist() == [77, 154]
+    assert conditioning.attention_mask.sum(dim=1).tolist() == [154, 77]  # rows: prompt, negative
 
 
 def test_sdxl_embeddings_use_clip_l_and_clip_g(sdxl) -> None:
@@ -114,32 +117,41 @@ def test_clip_skip_is_ignored_for_sdxl_as_in_a1111(sdxl, caplog: pytest.LogCaptu
     assert "ignored for SDXL" in caplog.text
 
 
+def sample(pipe, prompt: str, negative: str, steps: int) -> torch.Tensor:
+    with torch.inference_mode():
+        conditioning = encode_prompts(pipe, [prompt], [negative], steps=steps)
+        return txt2img(SamplingModel.of(pipe), resolve_sampler("Euler"), conditioning, steps=steps, cfg=7.0,
+                       seeds=[0], width=64, height=64)
+
+
 def test_sdxl_generates_with_our_conditioning(sdxl) -> None:
-    with prompt_conditioning(sdxl, ["a (red:1.3) cube, " * 20], ["blurry"]) as embeds, torch.inference_mode():
-        image = sdxl(**embeds, num_inference_steps=2, width=64, height=64, output_type="np",
-                     generator=torch.Generator().manual_seed(0)).images[0]
-    assert image.shape == (64, 64, 3) and np.isfinite(image).all()
+    latents = sample(sdxl, "a (red:1.3) cube, " * 20, "blurry", 2)
+    with torch.inference_mode():
+        image = decode_latents(sdxl, latents).pixels[0]
+    assert image.shape == (3, 64, 64) and np.isfinite(image.numpy()).all()
 
 
 def test_sdxl_prompt_editing_switches_both_embeds_and_the_pooled_vector(sdxl) -> None:
     with torch.inference_mode():
         red = encode_prompts(sdxl, ["a red cube"], ["blurry"]).embeds
         blue = encode_prompts(sdxl, ["a blue cube"], ["blurry"]).embeds
-    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def record(_module, _args, kwargs):
-        seen.append((kwargs["encoder_hidden_states"].clone(), kwargs["added_cond_kwargs"]["text_embeds"].clone()))
+        added = kwargs["added_cond_kwargs"]
+        seen.append((kwargs["encoder_hidden_states"].clone(), added["text_embeds"].clone(), added["time_ids"].clone()))
 
     hook = sdxl.unet.register_forward_pre_hook(record, with_kwargs=True)
     try:
-        with prompt_conditioning(sdxl, ["a [red:blue:1] cube"], ["blurry"], steps=3) as kwargs, \
-                torch.inference_mode():
-            sdxl(**kwargs, num_inference_steps=3, width=64, height=64, output_type="latent",
-                 generator=torch.Generator().manual_seed(0))
+        sample(sdxl, "a [red:blue:1] cube", "blurry", 3)
     finally:
         hook.remove()
     assert len(seen) == 3
-    for (hidden, pooled), expected in zip(seen, [red, red, blue], strict=True):
-        torch.testing.assert_close(hidden[1], expected["prompt_embeds"][0], rtol=0, atol=0)
-        torch.testing.assert_close(pooled[1], expected["pooled_prompt_embeds"][0], rtol=0, atol=0)
-        torch.testing.assert_close(hidden[0], red["negative_prompt_embeds"][0], rtol=0, atol=0)
+    for (hidden, pooled, time_ids), expected in zip(seen, [red, red, blue], strict=True):
+        # rows as A1111's CFG batch: the prompt, then the negative prompt
+        torch.testing.assert_close(hidden[0], expected["prompt_embeds"][0], rtol=0, atol=0)
+        # the schedule's texts are encoded as one batch, as in A1111: last-bit differences from alone
+        torch.testing.assert_close(pooled[0], expected["pooled_prompt_embeds"][0], rtol=0, atol=1e-6)
+        torch.testing.assert_close(hidden[1], red["negative_prompt_embeds"][0], rtol=0, atol=0)
+        # A1111's size conditioning: original size = target size = the image's (height, width), no crop
+        assert time_ids.tolist() == [[64.0, 64.0, 0.0, 0.0, 64.0, 64.0]] * 2

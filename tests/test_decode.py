@@ -12,9 +12,11 @@ from diffusers import StableDiffusionPipeline
 
 from ckptbench.demo.tiny import save_diffusers_folder, tiny_sd15_pipeline
 from ckptbench.generate.base import FailedImage, GeneratedImage
+from ckptbench.generate.conditioning import encode_prompts
 from ckptbench.generate.decode import ALL_BLACK, FLAT, NAN_LATENTS, NAN_PIXELS, broken_reason, decode_latents
 from ckptbench.generate.loading import load_pipeline
-from ckptbench.generate.samplers import make_scheduler
+from ckptbench.generate.samplers import resolve_sampler
+from ckptbench.generate.samplers.run import SamplingModel, txt2img
 from tests.generation_helpers import checkpoint, generate, job, settings
 
 # Scaling the decoder's first convolution by this pushes its activations past fp16's 65504 (and its group
@@ -67,12 +69,11 @@ def test_broken_reason_on_hand_made_images() -> None:
 def test_fp16_overflow_is_decoded_again_in_fp32_from_the_same_latents(broken_models) -> None:
     ckpt = checkpoint(broken_models["overflow"])
     pipeline = load_pipeline(ckpt, torch.device("cpu"), torch.float16)
-    pipeline.scheduler = make_scheduler("Euler", dict(pipeline.scheduler.config))
     with torch.inference_mode():
-        latents = pipeline(prompt=["a red cube"], negative_prompt=[""], num_inference_steps=3, width=64, height=64,
-                           guidance_scale=7.0, generator=[torch.Generator().manual_seed(1)],
-                           output_type="latent").images
-        half = pipeline.vae.decode(latents / pipeline.vae.config.scaling_factor).sample
+        conditioning = encode_prompts(pipeline, ["a red cube"], [""], steps=3)
+        latents = txt2img(SamplingModel.of(pipeline), resolve_sampler("Euler"), conditioning, steps=3, cfg=7.0,
+                          seeds=[1], width=64, height=64)
+        half = pipeline.vae.decode(latents.half() / pipeline.vae.config.scaling_factor).sample
         assert not torch.isfinite(half).all()  # the premise: this VAE breaks in fp16
         decoded = decode_latents(pipeline, latents)
         assert pipeline.vae.dtype == torch.float16  # only upcast for the retry

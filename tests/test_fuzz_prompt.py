@@ -197,9 +197,12 @@ def test_formatted_infotext_parses_back_without_error(prompt: str, negative: str
 
 @FUZZ
 @given(value=st.text(max_size=200), sampler=st.text(max_size=30), schedule=st.none() | st.text(max_size=20))
-def test_hashes_and_sampler_names_never_raise(value: str, sampler: str, schedule: str | None) -> None:
+def test_hashes_never_raise_and_sampler_names_fail_cleanly(value: str, sampler: str, schedule: str | None) -> None:
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in parse_hashes(value).items())
-    assert isinstance(sampler_name(sampler, schedule), str)
+    try:
+        assert isinstance(sampler_name(sampler, schedule), str)
+    except CkptbenchError:
+        pass
 
 
 # A1111's own pattern for a parameters line (modules/infotext_utils.py): ckptbench's reader must agree with it.

@@ -10,9 +10,11 @@ from safetensors.torch import save_file
 
 from ckptbench.errors import SpecError
 from ckptbench.generate.base import GeneratedImage, HiresSettings
+from ckptbench.generate.conditioning import encode_prompts
 from ckptbench.generate.hires import HiresFix, hires_settings, second_pass_schedule, target_size
 from ckptbench.generate.loading import load_pipeline
-from ckptbench.generate.samplers import make_scheduler
+from ckptbench.generate.samplers import resolve_sampler
+from ckptbench.generate.samplers.run import SamplingModel, img2img_steps, txt2img
 from ckptbench.infotext import parse_infotext
 from ckptbench.spec import HiresSpec
 from tests.generation_helpers import checkpoint, generate, job, settings
@@ -39,25 +41,28 @@ def esrgan_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("denoise", [0.05, 0.2, 0.33, 0.5, 0.55, 0.7, 0.75, 0.9, 0.999, 1.0])
 @pytest.mark.parametrize("hires_steps", [0, 4, 15])
 def test_schedule_runs_exactly_the_steps_a1111_runs(base_steps: int, denoise: float, hires_steps: int) -> None:
-    schedule, strength, ran = second_pass_schedule(base_steps, hires(steps=hires_steps, denoise=denoise))
+    schedule, ran = second_pass_schedule(base_steps, hires(steps=hires_steps, denoise=denoise))
     requested = hires_steps or base_steps
     # A1111's setup_img2img_steps: a schedule of int(requested / min(denoise, 0.999)) steps, of which the last
-    # `requested` run; diffusers' img2img runs int(schedule * strength) steps from the end of its schedule.
+    # `requested` run (t_enc = requested - 1; the k-diffusion samplers run sigmas[schedule - t_enc - 1:]).
     assert schedule == int(requested / min(denoise, 0.999))
-    assert ran == requested == min(int(schedule * strength), schedule)
+    assert ran == requested
+    total, t_enc = img2img_steps(ran, denoise)
+    assert (total, t_enc) == (schedule, requested - 1)
 
 
 def test_second_pass_runs_the_requested_unet_steps_at_twice_the_size(tiny_models) -> None:
     pipeline = load_pipeline(checkpoint(tiny_models["folder_a"]), torch.device("cpu"), torch.float32)
-    pipeline.scheduler = make_scheduler("Euler", dict(pipeline.scheduler.config))  # one UNet call per step
     calls: list[tuple[int, ...]] = []
     pipeline.unet.register_forward_hook(lambda module, args, output: calls.append(tuple(args[0].shape[-2:])))
     sampling = settings(hires=hires(steps=4, denoise=0.5), steps=3)
+    euler = resolve_sampler("Euler")  # one UNet call per step
     with torch.inference_mode():
-        text = {"prompt": ["a red cube"], "negative_prompt": [""]}
-        latents = pipeline(**text, num_inference_steps=3, width=64, height=64, output_type="latent",
-                           generator=[torch.Generator().manual_seed(1)]).images
-        out = HiresFix(pipeline).run(latents, sampling, text, [1])
+        conditioning = encode_prompts(pipeline, ["a red cube"], [""], steps=3)
+        latents = txt2img(SamplingModel.of(pipeline), euler, conditioning, steps=3, cfg=7.0, seeds=[1], width=64,
+                          height=64)
+        second = encode_prompts(pipeline, ["a red cube"], [""], steps=3, hires_steps=4)
+        out = HiresFix(pipeline).run(latents, sampling, euler, second, [1])
     assert out.latents.shape == (1, 4, 16, 16)
     assert calls == [(8, 8)] * 3 + [(16, 16)] * 4  # 3 base steps at 64 px, then 4 of an 8-step schedule
 

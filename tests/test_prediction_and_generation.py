@@ -15,7 +15,7 @@ from ckptbench.generate.base import FailedImage, ImageJob, SamplingSettings
 from ckptbench.generate.batching import backend_id
 from ckptbench.generate.diffusers_backend import DiffusersGenerator
 from ckptbench.generate.loading import load_pipeline
-from ckptbench.generate.samplers import make_scheduler
+from ckptbench.generate.samplers.run import SamplingModel
 from ckptbench.models.checkpoint import resolve_checkpoint
 from ckptbench.models.components import a1111_v_prediction_test
 from ckptbench.models.detect import detect
@@ -47,8 +47,8 @@ def test_sd2_v_file_is_sampled_as_v_and_differs_from_epsilon(tiny_family_models)
     assert as_v.prediction == "v" and as_eps.prediction == "epsilon"
     pipeline = load_pipeline(as_v, CPU, torch.float32)
     assert pipeline.scheduler.config.prediction_type == "v_prediction"
-    # The generator rebuilds the scheduler per sampler from this config: the prediction type must survive.
-    assert make_scheduler("Euler a", dict(pipeline.scheduler.config)).config.prediction_type == "v_prediction"
+    # Sampling reads the prediction type from this config.
+    assert SamplingModel.of(pipeline).prediction == "v_prediction"
     assert _jobs(as_v)[0].key != _jobs(as_eps)[0].key
     (v_image,), (eps_image,) = _pixels(as_v, seeds=(1,)), _pixels(as_eps, seeds=(1,))
     assert v_image.shape == (64, 64, 3)

@@ -1,103 +1,143 @@
-"""A1111 sampler names: every one runs on the tiny model, and the noise schedules are A1111's."""
+"""The sampler registry: A1111 ≤ 1.8 and ≥ 1.9 names, ComfyUI names, errors, and every sampler on the tiny model.
+
+Exactness against A1111 + k-diffusion is in test_sampler_parity.py; this file checks the vocabulary.
+"""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 import torch
 
-from ckptbench.demo.tiny import BUNDLED_CONFIGS
 from ckptbench.errors import SpecError
 from ckptbench.generate.base import GeneratedImage
 from ckptbench.generate.diffusers_backend import DiffusersGenerator
-from ckptbench.generate.samplers import SAMPLERS, make_scheduler, sampler_recipe, schedule_steps
-
-STEPS = 20
-SD15 = json.loads((BUNDLED_CONFIGS / "sd15/scheduler/scheduler_config.json").read_text())
+from ckptbench.generate.samplers import SAMPLER_TABLE, SAMPLERS, SCHEDULE_TABLE, resolve_sampler, schedule_steps
+from ckptbench.generate.samplers.timesteps import timestep_grid
 
 
-def a1111_sigmas() -> np.ndarray:
-    """All 1000 training sigmas of SD1.x, from its scaled-linear betas, in float64."""
-    betas = np.linspace(SD15["beta_start"] ** 0.5, SD15["beta_end"] ** 0.5, 1000, dtype=np.float64) ** 2
-    alphas = np.cumprod(1 - betas)
-    return ((1 - alphas) / alphas) ** 0.5
+def pair(sampler: str, schedule: str | None = None) -> tuple[str, str | None]:
+    resolved = resolve_sampler(sampler, schedule)
+    return resolved.name, resolved.schedule_label
 
 
-def uniform_schedule(steps: int) -> np.ndarray:
-    # k-diffusion get_sigmas: t = linspace(999, 0, steps); log-sigma interpolated; then 0.
-    log_sigmas = np.log(a1111_sigmas())
-    t = np.linspace(999, 0, steps)
-    low, high = np.floor(t).astype(int), np.ceil(t).astype(int)
-    return np.append(np.exp((1 - (t - low)) * log_sigmas[low] + (t - low) * log_sigmas[high]), 0.0)
-
-
-def karras_schedule(steps: int, rho: float = 7.0) -> np.ndarray:
-    sigmas = a1111_sigmas()
-    ramp = np.linspace(0, 1, steps)
-    low, high = sigmas[0] ** (1 / rho), sigmas[-1] ** (1 / rho)
-    return np.append((high + ramp * (low - high)) ** rho, 0.0)
-
-
-def exponential_schedule(steps: int) -> np.ndarray:
-    sigmas = a1111_sigmas()
-    return np.append(np.exp(np.linspace(np.log(sigmas[-1]), np.log(sigmas[0]), steps)), 0.0)
-
-
-def scheduler_sigmas(name: str) -> np.ndarray:
-    scheduler = make_scheduler(name, SD15)
-    scheduler.set_timesteps(STEPS)
-    sigmas = np.asarray(scheduler.sigmas.tolist(), dtype=np.float64)
-    # Second-order schedulers repeat each intermediate sigma; the schedule is the distinct values.
-    return np.array([s for i, s in enumerate(sigmas) if i == 0 or s != sigmas[i - 1]])
+@pytest.mark.parametrize(("sampler", "expected"), [
+    # A1111 1.10's "Automatic" schedule type: the sampler's own default
+    ("DPM++ 2M", "Karras"), ("DPM++ SDE", "Karras"), ("DPM++ 2S a", "Karras"), ("DPM2", "Karras"),
+    ("DPM2 a", "Karras"), ("Restart", "Karras"), ("DPM++ 2M SDE", "Exponential"),
+    ("DPM++ 2M SDE Heun", "Exponential"), ("DPM++ 3M SDE", "Exponential"), ("Euler", "Uniform"),
+    ("Euler a", "Uniform"), ("LMS", "Uniform"), ("Heun", "Uniform"), ("LCM", "Uniform"),
+    ("DDIM", None), ("PLMS", None), ("UniPC", None),
+])
+def test_a1111_labels_take_their_automatic_schedule(sampler: str, expected: str | None) -> None:
+    assert pair(sampler) == pair(sampler, "Automatic") == (sampler, expected)
 
 
 @pytest.mark.parametrize(("name", "expected"), [
-    ("Euler", uniform_schedule), ("Euler a", uniform_schedule), ("Heun", uniform_schedule),
-    ("LMS", uniform_schedule), ("DPM++ 2M", uniform_schedule), ("DPM++ 2M SDE", uniform_schedule),
-    ("DPM++ SDE", uniform_schedule), ("LMS Karras", karras_schedule), ("DPM++ 2M Karras", karras_schedule),
-    ("DPM++ SDE Karras", karras_schedule), ("DPM++ 2M SDE Karras", karras_schedule),
-    ("DPM++ 2M SDE Exponential", exponential_schedule),
+    ("DPM++ 2M Karras", ("DPM++ 2M", "Karras")), ("LMS Karras", ("LMS", "Karras")),
+    ("DPM++ 2M SDE Exponential", ("DPM++ 2M SDE", "Exponential")),
+    ("DPM++ 2M SDE Heun Karras", ("DPM++ 2M SDE Heun", "Karras")), ("DPM2 a Karras", ("DPM2 a", "Karras")),
+    ("DPM++ 3M SDE Karras", ("DPM++ 3M SDE", "Karras")), ("Euler SGM Uniform", ("Euler", "SGM Uniform")),
+    ("Euler Align Your Steps", ("Euler", "Align Your Steps")), ("DPM++ 2M Uniform", ("DPM++ 2M", "Uniform")),
 ])
-def test_k_diffusion_samplers_use_a1111s_sigmas(name: str, expected) -> None:
-    np.testing.assert_allclose(scheduler_sigmas(name), expected(STEPS), rtol=1e-4, atol=1e-7)
+def test_pre_19_combined_names(name: str, expected: tuple[str, str]) -> None:
+    assert pair(name) == expected
+    assert pair(name, expected[1]) == expected  # naming the same schedule twice is fine
 
 
-def test_ddim_uses_the_compvis_timesteps() -> None:
-    scheduler = make_scheduler("DDIM", SD15)
-    scheduler.set_timesteps(STEPS)
-    assert scheduler.timesteps.tolist() == list(range(951, 0, -50))  # range(0, 1000, 1000 // 20) + 1, reversed
+@pytest.mark.parametrize(("sampler", "scheduler", "expected"), [
+    ("dpmpp_2m", "karras", ("DPM++ 2M", "Karras")), ("euler_ancestral", "normal", ("Euler a", "Normal")),
+    ("dpmpp_2m_sde_gpu", "exponential", ("DPM++ 2M SDE", "Exponential")),
+    ("dpmpp_3m_sde", "sgm_uniform", ("DPM++ 3M SDE", "SGM Uniform")), ("dpmpp_sde", "karras", ("DPM++ SDE", "Karras")),
+    ("dpm_2_ancestral", "simple", ("DPM2 a", "Simple")), ("heun", "ddim_uniform", ("Heun", "DDIM")),
+    ("lcm", "simple", ("LCM", "Simple")), ("euler", "beta", ("Euler", "Beta")),
+    ("dpmpp_2s_ancestral", "kl_optimal", ("DPM++ 2S a", "KL Optimal")), ("lms", None, ("LMS", "Uniform")),
+    ("ddim", None, ("DDIM", None)), ("uni_pc", None, ("UniPC", None)),
+    ("k_dpmpp_2m", None, ("DPM++ 2M", "Karras")), ("k_euler_a", "Karras", ("Euler a", "Karras")),
+    ("DPM++ 2M", "SGMUniform", ("DPM++ 2M", "SGM Uniform")),
+])
+def test_comfyui_names_and_a1111_aliases(sampler: str, scheduler: str | None, expected: tuple) -> None:
+    assert pair(sampler, scheduler) == expected
 
 
-def test_unipc_is_time_uniform_to_the_smallest_sigma() -> None:
-    scheduler = make_scheduler("UniPC", SD15)
-    scheduler.set_timesteps(STEPS)
-    sigmas = a1111_sigmas()
-    t = np.linspace(999, 0, STEPS + 1).round().astype(int)  # A1111: linspace(1, 1/1000, steps + 1) in VP time
-    assert scheduler.timesteps.tolist() == t[:-1].tolist()
-    np.testing.assert_allclose(scheduler.sigmas.numpy(), sigmas[t], rtol=1e-4)
-    assert (scheduler.config.solver_type, scheduler.config.solver_order) == ("bh1", 3)
+def test_every_row_names_code_that_exists() -> None:
+    for info in SAMPLER_TABLE:
+        assert callable(info.load()), info.name
+    for schedule in SCHEDULE_TABLE:
+        assert callable(schedule.load()), schedule.label
+    owners: dict[str, set[str]] = {}
+    for info in SAMPLER_TABLE:
+        for alias in (info.name, *info.comfy, *info.aliases):
+            owners.setdefault(alias, set()).add(info.name)
+    assert all(len(names) == 1 for names in owners.values()), owners  # no name means two samplers
+
+
+def test_unknown_names_say_what_is_meant() -> None:
+    with pytest.raises(SpecError, match="did you mean 'DPM\\+\\+ 2M Karras'") as raised:
+        resolve_sampler("DPM++ 2M karas")
+    assert all(name in str(raised.value) for name in SAMPLERS)
+    with pytest.raises(SpecError, match="did you mean 'dpmpp_2m_sde'"):
+        resolve_sampler("dpmpp_2m_sdee")
+    with pytest.raises(SpecError, match="unknown schedule type 'Karas'; did you mean 'Karras'"):
+        resolve_sampler("DPM++ 2M", "Karas")
+    with pytest.raises(SpecError, match="already names the schedule 'Karras'"):
+        resolve_sampler("DPM++ 2M Karras", "Exponential")
+    with pytest.raises(SpecError, match="own timestep grid"):
+        resolve_sampler("uni_pc", "karras")
+    with pytest.raises(SpecError, match="unknown sampler 'DDIM Karras'"):
+        resolve_sampler("DDIM Karras")
 
 
 def test_prompt_editing_counts_model_calls_like_a1111() -> None:
-    assert schedule_steps("Euler", 20) == 20
-    assert schedule_steps("DPM++ 2M Karras", 20) == 20
-    for name in ("Heun", "DPM2", "DPM2 a Karras", "DPM++ SDE Karras"):  # A1111's second-order samplers
-        scheduler = make_scheduler(name, SD15)
-        scheduler.set_timesteps(STEPS)
-        assert schedule_steps(name, STEPS) == 2 * STEPS >= len(scheduler.timesteps) >= 2 * STEPS - 1, name
+    second_order = {info.name for info in SAMPLER_TABLE if info.second_order}
+    assert second_order == {"DPM++ SDE", "DPM++ 2S a", "Heun", "DPM2", "DPM2 a", "Restart"}  # A1111 1.10's list
+    assert schedule_steps("Euler", 20) == schedule_steps("DPM++ 2M Karras", 20) == 20
+    assert schedule_steps("DPM2 a Karras", 20) == schedule_steps("heun", 20, "karras") == 40
 
 
-def test_unknown_sampler_names_list_the_known_ones() -> None:
-    with pytest.raises(SpecError, match="did you mean 'DPM\\+\\+ 2M Karras'") as raised:
-        sampler_recipe("DPM++ 2M karas")
-    assert all(name in str(raised.value) for name in SAMPLERS)
+def test_timestep_samplers_use_a1111s_grid() -> None:
+    assert timestep_grid(20).tolist() == list(range(1, 1000, 50))  # range(0, 1000, 1000 // 20) + 1
+    grid = timestep_grid(30)
+    assert len(grid) == 31 and grid[-1] == 991  # 1000 // 30 = 33 does not divide 1000: one more timestep
 
 
-# The samplers issue 3 names; the remaining ones run in the slow set.
-LISTED = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE Karras", "DPM++ 2M SDE Karras", "DDIM",
-          "UniPC", "Heun", "LMS")
+def count_calls(name: str, steps: int) -> int:
+    from ckptbench.demo.tiny import tiny_sd15_pipeline
+    from ckptbench.generate.conditioning import encode_prompts
+    from ckptbench.generate.samplers.run import SamplingModel, txt2img
+
+    pipe = _pipe(tiny_sd15_pipeline)
+    calls = []
+    hook = pipe.unet.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        with torch.inference_mode():
+            conditioning = encode_prompts(pipe, ["a cube"], [""], steps=steps)
+            txt2img(SamplingModel.of(pipe), resolve_sampler(name), conditioning, steps=steps, cfg=7, seeds=[1],
+                    width=16, height=16)
+    finally:
+        hook.remove()
+    return len(calls)
+
+
+_PIPES: dict = {}
+
+
+def _pipe(factory):
+    if "sd15" not in _PIPES:
+        _PIPES["sd15"] = factory(seed=1)
+    return _PIPES["sd15"]
+
+
+@pytest.mark.parametrize(("name", "steps", "calls"), [
+    ("Euler", 6, 6), ("Heun", 6, 11), ("DPM2", 6, 11),  # DPM2: 7 sigmas, the next-to-last dropped
+    ("DDIM", 20, 19), ("DDIM", 30, 30), ("PLMS", 6, 7), ("UniPC", 6, 7), ("Restart", 6, 11),
+])
+def test_unet_calls_are_a1111s(name: str, steps: int, calls: int) -> None:
+    assert count_calls(name, steps) == calls
+
+
+# The samplers issue 3 named; the rest run in the slow set.
+LISTED = ("Euler", "Euler a", "DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DDIM", "UniPC", "Heun", "LMS")
 
 
 def generate_with_each(names, make_job, checkpoint) -> dict[str, np.ndarray]:

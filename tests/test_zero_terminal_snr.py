@@ -24,7 +24,10 @@ from ckptbench.generate.base import FailedImage, ImageJob, SamplingSettings
 from ckptbench.generate.batching import backend_id
 from ckptbench.generate.diffusers_backend import DiffusersGenerator
 from ckptbench.generate.loading import load_pipeline
-from ckptbench.generate.samplers import make_scheduler
+from ckptbench.generate.samplers import resolve_sampler
+from ckptbench.generate.samplers.denoisers import CompVisDenoiser
+from ckptbench.generate.samplers.run import SamplingModel
+from ckptbench.generate.samplers.schedules import sampler_sigmas
 from ckptbench.models.checkpoint import resolve_checkpoint
 from ckptbench.spec import CheckpointSpec
 from ckptbench.suites import Case
@@ -64,20 +67,21 @@ def test_markers_give_v_prediction_and_the_rescaled_schedule(ztsnr_file) -> None
     resolved = _resolve(path, config)
     assert (resolved.family, resolved.prediction, resolved.zero_terminal_snr) == ("sdxl", "v", True)
     assert resolved.detection["zero_terminal_snr_source"] == "marker tensor 'ztsnr' → zero terminal SNR"
-    scheduler = load_pipeline(resolved, CPU, torch.float32).scheduler
+    pipeline = load_pipeline(resolved, CPU, torch.float32)
+    scheduler = pipeline.scheduler
     assert scheduler.config.prediction_type == "v_prediction"
     reference = _reference_alphas_cumprod()
     assert torch.allclose(scheduler.alphas_cumprod.double(), reference, rtol=2e-5, atol=1e-9)
-    # Every sampler the generator builds from this config keeps the schedule: its first sigma is the rescaled
-    # schedule's σ_max = √((1 − ᾱ_T)/ᾱ_T) ≈ 4518.8, not SDXL's standard 14.61.
+    # Sampling reads the schedule from this config: every sampler's first sigma is the rescaled schedule's
+    # σ_max = √((1 − ᾱ_T)/ᾱ_T) ≈ 4518.8, not SDXL's standard 14.61.
+    model = SamplingModel.of(pipeline)
+    assert model.prediction == "v_prediction"
+    assert float(model.alphas_cumprod[-1]) == pytest.approx(4.8973451890853435e-08, rel=1e-4)
     sigma_max = math.sqrt((1 - 4.8973451890853435e-08) / 4.8973451890853435e-08)
-    for sampler in ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM"):
-        made = make_scheduler(sampler, dict(scheduler.config))
-        made.set_timesteps(10)
-        assert made.config.prediction_type == "v_prediction"
-        assert float(made.alphas_cumprod[-1]) == pytest.approx(4.8973451890853435e-08, rel=1e-4), sampler
-        if hasattr(made, "sigmas"):
-            assert float(made.sigmas.max()) == pytest.approx(sigma_max, rel=1e-4), sampler
+    denoiser = CompVisDenoiser(pipeline.unet, model.alphas_cumprod, model.prediction)
+    for sampler in ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras"):
+        sigmas = sampler_sigmas(resolve_sampler(sampler), 10, denoiser, sdxl=True)
+        assert float(sigmas.max()) == pytest.approx(sigma_max, rel=1e-4), sampler
 
 
 def test_standard_schedule_is_unchanged_without_the_marker(tiny_family_models) -> None:

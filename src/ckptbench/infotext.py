@@ -11,6 +11,12 @@ comma, colon or line break is written as a JSON string; the last line holds the 
 three ``key: value`` pairs are found on it; prompt lines are stripped of surrounding whitespace; an empty
 negative prompt has no line. Lists of hashes (``Lora hashes``, ``TI hashes``) are one quoted value
 ``"name: hash, name2: hash2"``.
+
+Samplers are read as A1111 1.10 reads them (``sd_samplers.get_sampler_and_scheduler``): ``Sampler`` plus
+``Schedule type``, where a missing schedule type is "Automatic", the sampler's own default (Karras for
+"DPM++ 2M"), and an old combined name ("DPM++ 2M Karras") carries its schedule as a suffix. One exception
+makes the reading true to what ran: an infotext whose ``Version`` is A1111 before 1.9 (which had no
+schedule types) means the uniform schedule by a bare "DPM++ 2M". A missing ``RNG`` means A1111's GPU noise.
 """
 
 from __future__ import annotations
@@ -20,19 +26,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ckptbench.errors import CkptbenchError
+from ckptbench.errors import CkptbenchError, SpecError
+from ckptbench.generate.samplers.registry import ResolvedSampler, resolve_sampler
 
 _NEGATIVE = "Negative prompt:"
 _WORD = re.compile(r"\w")
 _SPACE = re.compile(r"\s")
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
-
-# The schedule A1111 1.9+ picks for "Schedule type: Automatic" when a sampler names its own default.
-_AUTOMATIC_SCHEDULE = {
-    "DPM++ 2M": "Karras", "DPM++ SDE": "Karras", "DPM++ 2S a": "Karras", "DPM2": "Karras", "DPM2 a": "Karras",
-    "Restart": "Karras", "DPM++ 2M SDE": "Exponential", "DPM++ 2M SDE Heun": "Exponential",
-    "DPM++ 3M SDE": "Exponential",
-}
+_A1111_BEFORE_SCHEDULE_TYPES = re.compile(r"^v?1\.[0-8]\.")  # A1111 1.0 – 1.8 wrote "v1.8.0"
 
 
 class InfotextError(CkptbenchError, ValueError):
@@ -47,10 +48,34 @@ class Infotext:
 
     @property
     def sampler(self) -> str | None:
-        """The sampler in ckptbench's (A1111 ≤1.8) naming, e.g. 'DPM++ 2M Karras'."""
+        """The A1111 sampler that ran (``Sampler`` as A1111 ≥ 1.9 names it: "DPM++ 2M"), or None."""
+        resolved = self.sampler_settings()
+        return resolved.name if resolved else None
+
+    @property
+    def schedule_type(self) -> str | None:
+        """The noise schedule that ran ("Karras"); None without a sampler or for DDIM/PLMS/UniPC."""
+        resolved = self.sampler_settings()
+        return resolved.schedule_label if resolved else None
+
+    @property
+    def rng(self) -> str:
+        """Where the noise was drawn: "CPU", "GPU" (A1111's default, written as no field) or "NV"."""
+        return self.parameters.get("RNG", "GPU")
+
+    def sampler_settings(self) -> ResolvedSampler | None:
+        """Sampler and schedule as A1111 1.10 reads them (see the module's note on pre-1.9 versions)."""
         if "Sampler" not in self.parameters:
             return None
-        return sampler_name(self.parameters["Sampler"], self.parameters.get("Schedule type"))
+        sampler, schedule = self.parameters["Sampler"], self.parameters.get("Schedule type")
+        if schedule is None and _A1111_BEFORE_SCHEDULE_TYPES.match(self.parameters.get("Version", "")):
+            schedule = _uniform_unless_named(sampler)
+        try:
+            return resolve_sampler(sampler, schedule)
+        except SpecError as error:
+            raise InfotextError(f"the infotext's 'Sampler: {sampler}'"
+                                f"{f', Schedule type: {schedule}' if schedule else ''} is not a sampler ckptbench "
+                                f"runs: {error}") from None
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -178,10 +203,19 @@ def format_hashes(hashes: Mapping[str, str]) -> str:
 
 
 def sampler_name(sampler: str, schedule_type: str | None = None) -> str:
-    """A1111 1.9+ ``Sampler`` + ``Schedule type`` → one ckptbench sampler name ('DPM++ 2M Karras')."""
-    schedule = (schedule_type or "").strip()
-    if schedule == "Automatic":
-        schedule = _AUTOMATIC_SCHEDULE.get(sampler, "Uniform")
-    if schedule in ("", "Uniform") or sampler.endswith(f" {schedule}"):
-        return sampler
-    return f"{sampler} {schedule}"
+    """A1111 ``Sampler`` (+ ``Schedule type``) → one name in the pre-1.9 style ("DPM++ 2M Karras"), as A1111
+    1.10 reads them; raises ``InfotextError`` for a sampler ckptbench does not run."""
+    return Infotext("", "", {"Sampler": sampler, **({"Schedule type": schedule_type} if schedule_type else {})}
+                    ).sampler_settings().label  # type: ignore[union-attr]
+
+
+def _uniform_unless_named(sampler: str) -> str | None:
+    """Before 1.9, A1111 sampled a bare sigma-sampler name on its uniform schedule."""
+    try:
+        resolved = resolve_sampler(sampler)
+    except SpecError:
+        return None
+    if resolved.schedule is None or sampler != resolved.name:  # timestep sampler, or the name has a suffix
+        return None
+    return "Uniform"
+

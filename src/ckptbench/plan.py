@@ -29,7 +29,7 @@ from ckptbench.generate.batching import BatchSize, backend_id, batches_with_miss
 from ckptbench.generate.embeddings import EmbeddingLibrary
 from ckptbench.generate.hires import hires_settings, second_pass_schedule, target_size
 from ckptbench.generate.lora import LoraLibrary
-from ckptbench.generate.samplers import schedule_steps
+from ckptbench.generate.samplers import resolve_sampler
 from ckptbench.metrics.engine import PreparedScorer, prepare_scorers
 from ckptbench.metrics.references import ReferenceSet, reference_set
 from ckptbench.metrics.set_engine import check_planned_sizes
@@ -137,11 +137,12 @@ class _PlannedVariant:
 def _plan_variant(spec: BenchmarkSpec, variant: Variant, suites: list[LoadedSuite], store: Store, dtype: str,
                   plan: ImagePlan, console: Console) -> _PlannedVariant:
     generation = variant_generation(spec.generation, variant)
-    settings = SamplingSettings(sampler=generation.sampler, steps=generation.steps, cfg=generation.cfg,
-                                width=generation.width, height=generation.height, dtype=dtype,
+    sampler = resolve_sampler(generation.sampler, generation.scheduler)  # one key for every name of it
+    settings = SamplingSettings(sampler=sampler.name, schedule=sampler.schedule_label, steps=generation.steps,
+                                cfg=generation.cfg, width=generation.width, height=generation.height, dtype=dtype,
                                 hires=hires_settings(generation.hires, store), clip_skip=generation.clip_skip)
     cases = _runnable_cases(generation, variant, suites, store, plan, console)
-    return _PlannedVariant(variant, generation, settings, schedule_steps(generation.sampler, generation.steps), cases)
+    return _PlannedVariant(variant, generation, settings, sampler.prompt_steps(generation.steps), cases)
 
 
 def images_todo(store: Store, jobs: dict[str, list[ImageJob]], batch_size: BatchSize
@@ -188,7 +189,7 @@ def work_units(settings: SamplingSettings) -> float:
     units = settings.steps * settings.width * settings.height / 1e6
     if settings.hires is not None:
         width, height = target_size(settings.width, settings.height, settings.hires.scale)
-        units += second_pass_schedule(settings.steps, settings.hires)[2] * width * height / 1e6
+        units += second_pass_schedule(settings.steps, settings.hires)[1] * width * height / 1e6
     return units
 
 

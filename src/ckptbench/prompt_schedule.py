@@ -11,6 +11,9 @@ language with a recursive-descent parser:
   alternation inside them resolved.
 * Outside brackets, unmatched ``( ) [ ] :`` are plain text. A prompt the grammar cannot read at all
   (e.g. a ``|`` outside brackets) is used as written for every step, as A1111 does.
+* A backslash takes the next character with it as plain text; A1111's grammar has no reading for a
+  backslash at the end of the prompt or before a line break (its ``\\.`` does not match a newline), so
+  such a prompt is used as written too.
 
 The result is A1111's schedule: ``[(last step, text), …]`` with steps counted from 1; a sampler at model
 call ``i`` (from 0) uses the first entry whose last step is ``≥ i``. For the hires-fix pass A1111 counts
@@ -80,10 +83,18 @@ class _Parser:
                     pass
             if char == "|":
                 raise _Unreadable
-            step = 2 if char == "\\" else 1
+            step = self.plain_length(index)
             nodes.append(self.text[index : index + step])
             index += step
         return tuple(nodes)
+
+    def plain_length(self, index: int) -> int:
+        """Characters of plain text at ``index``: an escape is two, and must escape something on its line."""
+        if self.text[index] != "\\":
+            return 1
+        if index + 1 >= len(self.text) or self.text[index + 1] == "\n":
+            raise _Unreadable
+        return 2
 
     def sequence(self, index: int) -> tuple[tuple, int]:
         """Plain text and groups, up to the next structural character that is not an opening bracket."""
@@ -96,7 +107,7 @@ class _Parser:
             elif char in _STRUCTURE:
                 break
             else:
-                step = 2 if char == "\\" else 1
+                step = self.plain_length(index)
                 nodes.append(self.text[index : index + step])
                 index += step
         return tuple(nodes), index

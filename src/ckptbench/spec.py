@@ -182,7 +182,11 @@ class HiresSpec(_Strict):
 
 
 class GenerationSettings(_Strict):
-    sampler: str = Field(default="Euler a", description="A1111 sampler name, e.g. 'DPM++ 2M Karras'.")
+    sampler: str = Field(default="Euler a", description="A1111 sampler name ('DPM++ 2M', or with its schedule "
+                         "'DPM++ 2M Karras'), or a ComfyUI sampler name ('dpmpp_2m').")
+    scheduler: str | None = Field(
+        default=None, description="A1111 'Schedule type' ('Karras', 'Exponential', 'Uniform', …) or ComfyUI "
+        "scheduler ('karras', 'normal', …); default: the sampler's own, as A1111's 'Automatic'.")
     steps: int = Field(default=20, ge=1, le=500)
     cfg: float = Field(default=7.0, ge=0.0, le=50.0, description="Classifier-free guidance scale.")
     distilled_cfg: float = Field(

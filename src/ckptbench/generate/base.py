@@ -34,7 +34,7 @@ class HiresSettings:
 class SamplingSettings:
     """Everything besides the case and the seed that changes the pixels."""
 
-    sampler: str
+    sampler: str  # A1111 sampler label ("DPM++ 2M"); the plan stores names resolved by the sampler registry
     steps: int
     cfg: float
     width: int
@@ -43,11 +43,12 @@ class SamplingSettings:
     hires: HiresSettings | None = None
     clip_skip: int = 1  # A1111 meaning: 1 = the text encoder's last layer
     distilled_cfg: float | None = None  # FLUX.1 [dev]'s guidance embedding (Forge's "Distilled CFG Scale")
+    schedule: str | None = None  # A1111 "Schedule type" ("Karras"); None: the sampler's own (A1111 "Automatic")
 
     def as_dict(self) -> dict[str, Any]:
-        settings: dict[str, Any] = {"sampler": self.sampler, "steps": self.steps, "cfg": self.cfg,
-                                    "width": self.width, "height": self.height, "dtype": self.dtype,
-                                    "clip_skip": self.clip_skip}
+        settings: dict[str, Any] = {"sampler": self.sampler, "schedule": self.schedule, "steps": self.steps,
+                                    "cfg": self.cfg, "width": self.width, "height": self.height,
+                                    "dtype": self.dtype, "clip_skip": self.clip_skip}
         if self.distilled_cfg is not None:  # absent otherwise, so keys of the other families stay as they were
             settings["distilled_cfg"] = self.distilled_cfg
         if self.hires is not None:  # absent rather than null, so keys of images without hires fix stay as they were

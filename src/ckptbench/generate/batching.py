@@ -13,7 +13,9 @@ from ckptbench.generate.base import ImageJob
 
 # Bumped whenever ckptbench's own generation code changes the pixels it makes for the same inputs.
 # 2: A1111 prompt syntax, emphasis, long prompts, clip skip and textual inversion in the conditioning.
-GENERATION_CODE_VERSION = 2
+# 3: A1111 1.10's samplers and schedules (k-diffusion over the CompVis denoiser, A1111's DDIM/PLMS/UniPC
+#    grids), the emphasis mean taken over a prompt's whole schedule, the backslash rule of prompt editing.
+GENERATION_CODE_VERSION = 3
 
 BatchSize = int | Literal["auto"]  # 'auto': chosen on the device once the pipeline is loaded (fast_path)
 

@@ -99,14 +99,14 @@ def _decode(vae: torch.nn.Module, latents: torch.Tensor, dtype: torch.dtype) -> 
     else:
         # Flux and SD3 VAEs also shift their latent space (``shift_factor``); the SD VAEs do not.
         latents = latents / config.scaling_factor + (getattr(config, "shift_factor", None) or 0.0)
-    with _vae_dtype(vae, dtype):
+    with vae_dtype(vae, dtype):
         sample = vae.decode(latents, return_dict=False)[0]  # type: ignore[attr-defined]
     # As diffusers' image processor does; NaN survive the clamp, so the check above still sees them.
     return (sample.float() / 2 + 0.5).clamp(0, 1).cpu()
 
 
 @contextlib.contextmanager
-def _vae_dtype(vae: torch.nn.Module, dtype: torch.dtype) -> Iterator[None]:
+def vae_dtype(vae: torch.nn.Module, dtype: torch.dtype) -> Iterator[None]:
     original = next(vae.parameters()).dtype
     if original == dtype:
         yield

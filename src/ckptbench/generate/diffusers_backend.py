@@ -1,8 +1,8 @@
-"""The diffusers generator: one pipeline load per checkpoint, batched jobs, per-image CPU generators.
+"""The diffusers generator: one pipeline load per checkpoint, batched jobs, per-image CPU noise.
 
-Each batch: text-to-image to latents, the hires fix when asked for, then our own VAE decode, which checks
-for broken images and retries them in fp32. Jobs are grouped so that a batch shares its sampling
-settings, negative prompt and LoRA set.
+Each batch: A1111's conditioning and sampling (``samplers.run``) to latents with the pipeline's UNet, the
+hires fix when asked for, then our own VAE decode, which checks for broken images and retries them in
+fp32. Jobs are grouped so that a batch shares its sampling settings, negative prompt and LoRA set.
 """
 
 from __future__ import annotations
@@ -22,14 +22,16 @@ from ckptbench.errors import CkptbenchError
 from ckptbench.generate import hires as hires_fix
 from ckptbench.generate.base import FailedImage, GeneratedImage, ImageJob
 from ckptbench.generate.batching import BatchSize, backend_id, group_key, largest_size, plan_batches
-from ckptbench.generate.conditioning import prompt_conditioning
+from ckptbench.generate.conditioning import encode_prompts
 from ckptbench.generate.decode import decode_latents, to_pil
 from ckptbench.generate.embeddings import EmbeddingLibrary, TextualInversion
 from ckptbench.generate.fast_path import apply_fast_path, choose_batch_size, vae_decode_dtype
 from ckptbench.generate.flow_sampling import flow_batch_latents
 from ckptbench.generate.loading import load_pipeline
 from ckptbench.generate.lora import LoraApplier, LoraError, lora_short_hash
-from ckptbench.generate.samplers import make_scheduler, schedule_steps
+from ckptbench.generate.samplers import resolve_sampler
+from ckptbench.generate.samplers import run as sampling
+from ckptbench.generate.samplers.schedules import infotext_fields as schedule_infotext_fields
 from ckptbench.infotext import format_hashes, format_infotext
 from ckptbench.models.checkpoint import ResolvedCheckpoint
 from ckptbench.prompt import scheduled_prompts
@@ -67,14 +69,15 @@ class DiffusersGenerator:
         batch_size = choose_batch_size(self.batch_size, self.device, checkpoint.family, *largest_size(jobs), dtype)
         self.runtime["batch_size"] = batch_size
         self.runtime["load_seconds"] = round(time.perf_counter() - started, 3)
-        base_scheduler_config = dict(pipeline.scheduler.config)
+        # Flux and SD3.5 sample through flow_sampling, not the A1111 sampler registry's UNet denoisers.
+        flow = checkpoint.prediction == "flow"
+        model = None if flow else sampling.SamplingModel.of(pipeline)
         loras = LoraApplier(pipeline, checkpoint.name, self.allow_pickle_loras)
-        second_pass = hires_fix.HiresFix(pipeline)
+        second_pass = None if flow else hires_fix.HiresFix(pipeline, model)
         try:
-            for (settings, _, lora_set, _), batches in groupby(plan_batches(jobs, batch_size),
-                                                               key=lambda batch: group_key(batch[0])):
+            for (_, _, lora_set, _), batches in groupby(plan_batches(jobs, batch_size),
+                                                        key=lambda batch: group_key(batch[0])):
                 group_batches = list(batches)
-                pipeline.scheduler = make_scheduler(settings.sampler, base_scheduler_config)
                 # --- LoRA: exactly this group's LoRAs act on the pipeline (none: all disabled) ---
                 try:
                     lora_warnings = loras.activate(lora_set)
@@ -84,7 +87,7 @@ class DiffusersGenerator:
                 for batch in group_batches:
                     if stop_requested(stop):  # between batches only: a batch once started is finished
                         return
-                    yield from self._batch(pipeline, second_pass, checkpoint, batch, lora_warnings)
+                    yield from self._batch(pipeline, model, second_pass, checkpoint, batch, lora_warnings)
         finally:
             loras.close()
             del pipeline, loras, second_pass
@@ -92,45 +95,40 @@ class DiffusersGenerator:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
 
-    def _batch(self, pipeline: diffusers.DiffusionPipeline, second_pass: hires_fix.HiresFix,
-               checkpoint: ResolvedCheckpoint, batch: list[ImageJob], warnings: tuple[str, ...]
-               ) -> Iterator[GeneratedImage | FailedImage]:
+    def _batch(self, pipeline: diffusers.DiffusionPipeline, model: sampling.SamplingModel | None,
+               second_pass: hires_fix.HiresFix | None, checkpoint: ResolvedCheckpoint, batch: list[ImageJob],
+               warnings: tuple[str, ...]) -> Iterator[GeneratedImage | FailedImage]:
         settings = batch[0].settings
         started = time.perf_counter()
         first_pass_failures: tuple[str | None, ...] = (None,) * len(batch)
         try:
-            # --- prompts → A1111-faithful embeds (weights, chunks, clip skip, embeddings); the text encoder
-            # never sees <lora:…> tags, which act as LoRAs ---
+            resolved = resolve_sampler(settings.sampler, settings.schedule)
+            # --- prompts → A1111-faithful conditioning (weights, chunks, clip skip, embeddings, editing); the
+            # text encoder never sees <lora:…> tags, which act as LoRAs ---
             prompts, negatives = [job.prompt for job in batch], [job.negative_prompt for job in batch]
+            seeds = [job.seed for job in batch]
             text_options = {"clip_skip": settings.clip_skip, "embeddings": self._textual_inversions(batch)}
-            if checkpoint.prediction == "flow":  # Flux, SD3.5: their own conditioning and sampler
+            if checkpoint.prediction == "flow":  # Flux, SD3.5: their own conditioning and flow-matching Euler
                 with torch.inference_mode():
                     latents = flow_batch_latents(pipeline, checkpoint, batch)
                     decoded = decode_latents(pipeline, latents)
                 yield from self._finish(batch, decoded, (None,) * len(batch), checkpoint, warnings, started)
                 return
-            steps = schedule_steps(settings.sampler, settings.steps)
-            with prompt_conditioning(pipeline, prompts, negatives, steps=steps, **text_options) as embeds, \
-                    torch.inference_mode():
-                latents = pipeline(
-                    **embeds,
-                    num_inference_steps=settings.steps,
-                    guidance_scale=settings.cfg,
-                    width=settings.width,
-                    height=settings.height,
-                    # One CPU generator per image: the same seed gives the same noise on any device and
-                    # in any batch.
-                    generator=[torch.Generator("cpu").manual_seed(job.seed) for job in batch],
-                    output_type="latent",
-                ).images
+            assert model is not None and second_pass is not None  # set for every UNet family
+            steps = resolved.prompt_steps(settings.steps)
+            with torch.inference_mode():
+                conditioning = encode_prompts(pipeline, prompts, negatives, steps=steps, **text_options)
+                latents = sampling.txt2img(model, resolved, conditioning, steps=settings.steps, cfg=settings.cfg,
+                                           seeds=seeds, width=settings.width, height=settings.height)
             # --- hires fix: upscale and img2img with the same modules and LoRAs; prompt editing counts on
             # into the second pass as in A1111 ---
             if settings.hires is not None:
-                second_steps = schedule_steps(settings.sampler,
-                                              hires_fix.second_pass_schedule(settings.steps, settings.hires)[2])
-                with prompt_conditioning(pipeline, prompts, negatives, steps=steps, hires_steps=second_steps,
-                                         **text_options) as hires_embeds, torch.inference_mode():
-                    upscaled = second_pass.run(latents, settings, hires_embeds, [job.seed for job in batch])
+                second_steps = resolved.prompt_steps(hires_fix.second_pass_schedule(settings.steps,
+                                                                                     settings.hires)[1])
+                with torch.inference_mode():
+                    hires_conditioning = encode_prompts(pipeline, prompts, negatives, steps=steps,
+                                                        hires_steps=second_steps, **text_options)
+                    upscaled = second_pass.run(latents, settings, resolved, hires_conditioning, seeds)
                 latents, first_pass_failures = upscaled.latents, upscaled.failures
                 warnings = warnings + upscaled.warnings
             with torch.inference_mode():
@@ -157,8 +155,8 @@ class DiffusersGenerator:
 
     def _input_problem(self, job: ImageJob) -> str | None:
         """Why a job's prompts or embeddings cannot be used (checked per job, so one bad case fails alone)."""
-        steps = schedule_steps(job.settings.sampler, job.settings.steps)
         try:
+            steps = resolve_sampler(job.settings.sampler, job.settings.schedule).prompt_steps(job.settings.steps)
             scheduled_prompts(job.prompt, steps)
             scheduled_prompts(job.negative_prompt, steps, negative=True)
             self._textual_inversions([job])
@@ -175,11 +173,16 @@ class DiffusersGenerator:
 
 def infotext_for(job: ImageJob, checkpoint: ResolvedCheckpoint) -> str:
     settings = job.settings
+    # Flux and SD3.5 always sample with flow-matching Euler on the "Simple" schedule (flow_sampling).
+    flow = checkpoint.prediction == "flow"
+    resolved = resolve_sampler("Euler" if flow else settings.sampler, "Simple" if flow else settings.schedule)
     parameters = {
         "Steps": settings.steps,
-        "Sampler": settings.sampler,
-        # Flux and SD3.5 sample with flow-matching Euler on the "Simple" schedule, which Forge writes so.
-        "Schedule type": "Simple" if checkpoint.prediction == "flow" else None,
+        # A1111 ≥ 1.9 reads a sampler without a schedule type as its "Automatic" one: always name it. Flux and
+        # SD3.5 sample with flow-matching Euler on the "Simple" schedule, which Forge writes so.
+        "Sampler": resolved.name,
+        "Schedule type": resolved.schedule_label,
+        **schedule_infotext_fields(resolved.schedule_label),
         "CFG scale": f"{settings.cfg:g}",
         "Distilled CFG Scale": f"{settings.distilled_cfg:g}" if settings.distilled_cfg is not None else None,
         "Seed": job.seed,
@@ -187,6 +190,8 @@ def infotext_for(job: ImageJob, checkpoint: ResolvedCheckpoint) -> str:
         "Model hash": checkpoint.sha256[:10],
         "Model": job.checkpoint,
         "Clip skip": settings.clip_skip if settings.clip_skip > 1 else None,
+        # A1111 says nothing for its default GPU noise; ckptbench draws every image's noise on the CPU.
+        "RNG": "CPU",
         # As A1111 writes it when it samples with the rescaled schedule.
         "Noise Schedule": "Zero Terminal SNR" if checkpoint.zero_terminal_snr else None,
         **(hires_fix.infotext_fields(settings.steps, settings.hires) if settings.hires else {}),

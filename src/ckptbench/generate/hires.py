@@ -6,15 +6,16 @@ Faithful to A1111 (``processing.py`` ``sample_hr_pass`` and ``setup_img2img_step
   upscalers decode, resize with PIL (or an ESRGAN-family model, then Lanczos to the exact size) and
   encode again;
 * the second pass runs ``hires steps`` (0 = the base steps) denoising steps: A1111 builds a schedule of
-  ``int(steps / min(denoise, 0.999))`` steps and runs its last ``steps``; we ask diffusers for the same;
+  ``int(steps / min(denoise, 0.999))`` steps and runs its last ``steps`` (``samplers.run.img2img``);
 * its noise comes from the same per-image seeds, as A1111 re-seeds its generator for the second pass;
-* the img2img pipeline shares every loaded module (UNet, VAE, text encoders, active LoRAs) with the
-  text-to-image pipeline: nothing is loaded twice.
+* it uses the same loaded modules (UNet, VAE, text encoders, active LoRAs) as the first pass.
+* Pixel upscalers encode the upscaled image with the VAE and take the mean of its latent distribution;
+  A1111 samples that distribution with torch's global random state, which no seed reproduces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,11 @@ from PIL import Image
 
 from ckptbench.errors import ModelFileError, SpecError
 from ckptbench.generate.base import HiresSettings
-from ckptbench.generate.decode import decode_latents, to_pil
+from ckptbench.generate.conditioning import Conditioning
+from ckptbench.generate.decode import decode_latents, first_decode_dtype, to_pil
+from ckptbench.generate.decode import vae_dtype as _encoding_dtype
+from ckptbench.generate.samplers import ResolvedSampler
+from ckptbench.generate.samplers.run import SamplingModel, img2img
 from ckptbench.hashing import DigestCache, sha256_file
 from ckptbench.spec import LATENT_UPSCALERS, PICKLE_UPSCALER_SUFFIXES, HiresSpec
 
@@ -63,16 +68,10 @@ def target_size(width: int, height: int, scale: float) -> tuple[int, int]:
     return int(width * scale) // 8 * 8, int(height * scale) // 8 * 8
 
 
-def second_pass_schedule(base_steps: int, hires: HiresSettings) -> tuple[int, float, int]:
-    """(schedule length, diffusers strength, steps run) reproducing A1111's ``setup_img2img_steps``.
-
-    diffusers runs ``int(schedule * strength)`` steps from the end of the schedule; asking for half a
-    step more than A1111 runs makes that integer exact despite float rounding.
-    """
+def second_pass_schedule(base_steps: int, hires: HiresSettings) -> tuple[int, int]:
+    """(schedule length, steps run) of A1111's ``setup_img2img_steps`` for the second pass."""
     requested = hires.steps or base_steps
-    schedule = int(requested / min(hires.denoise, 0.999))
-    strength = min(1.0, (requested + 0.5) / schedule)
-    return schedule, strength, requested
+    return int(requested / min(hires.denoise, 0.999)), requested
 
 
 def upscaler_label(hires: HiresSettings) -> str:
@@ -86,7 +85,7 @@ def upscaler_label(hires: HiresSettings) -> str:
 
 def infotext_fields(base_steps: int, hires: HiresSettings) -> dict[str, object]:
     return {"Denoising strength": f"{hires.denoise:g}", "Hires upscale": f"{hires.scale:g}",
-            "Hires steps": second_pass_schedule(base_steps, hires)[2], "Hires upscaler": upscaler_label(hires)}
+            "Hires steps": second_pass_schedule(base_steps, hires)[1], "Hires upscaler": upscaler_label(hires)}
 
 
 @dataclass(frozen=True)
@@ -97,46 +96,33 @@ class HiresOutput:
 
 
 class HiresFix:
-    """The second pass for one loaded pipeline; builds its img2img pipeline and upscaler models once."""
+    """The second pass for one loaded pipeline; builds its upscaler models once."""
 
-    def __init__(self, pipeline: Any) -> None:
+    def __init__(self, pipeline: Any, model: SamplingModel | None = None) -> None:
         self.pipeline = pipeline
-        self._img2img: Any = None
+        self.model = model or SamplingModel.of(pipeline)
         self._models: dict[str, Any] = {}
 
-    def run(self, latents: torch.Tensor, settings: Any, text_inputs: Mapping[str, Any], seeds: Sequence[int]
-            ) -> HiresOutput:
+    def run(self, latents: torch.Tensor, settings: Any, resolved: ResolvedSampler, conditioning: Conditioning,
+            seeds: Sequence[int]) -> HiresOutput:
         hires: HiresSettings = settings.hires
         width, height = target_size(settings.width, settings.height, hires.scale)
         failures: tuple[str | None, ...] = (None,) * len(latents)
         warnings: tuple[str, ...] = ()
+        factor = self.pipeline.vae_scale_factor
         if hires.upscaler in _LATENT_MODES:
             mode, antialias, _ = _LATENT_MODES[hires.upscaler]
-            factor = self.pipeline.vae_scale_factor
-            image: Any = F.interpolate(latents, size=(height // factor, width // factor), mode=mode,
-                                       antialias=antialias)
+            start = F.interpolate(latents, size=(height // factor, width // factor), mode=mode, antialias=antialias)
         else:
             decoded = decode_latents(self.pipeline, latents)
             failures, warning = decoded.failures, decoded.retry_warning
             warnings = (warning,) if warning else ()
-            image = [self._upscale_pixels(pixels, width, height, hires) for pixels in decoded.pixels]
-        schedule, strength, _ = second_pass_schedule(settings.steps, hires)
-        img2img = self._img2img_pipeline()
-        img2img.scheduler = self.pipeline.scheduler
-        output = img2img(
-            **text_inputs, image=image, strength=strength, num_inference_steps=schedule,
-            guidance_scale=settings.cfg,
-            generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds], output_type="latent",
-        )
-        return HiresOutput(output.images, failures, warnings)
-
-    def _img2img_pipeline(self) -> Any:
-        if self._img2img is None:
-            from diffusers import AutoPipelineForImage2Image
-
-            self._img2img = AutoPipelineForImage2Image.from_pipe(self.pipeline)
-            self._img2img.set_progress_bar_config(disable=True)
-        return self._img2img
+            images = [self._upscale_pixels(pixels, width, height, hires) for pixels in decoded.pixels]
+            start = encode_images(self.pipeline, images)
+        steps = second_pass_schedule(settings.steps, hires)[1]
+        output = img2img(self.model, resolved, conditioning, start, steps=steps, denoise=hires.denoise,
+                         cfg=settings.cfg, seeds=seeds)
+        return HiresOutput(output, failures, warnings)
 
     def _upscale_pixels(self, pixels: torch.Tensor, width: int, height: int, hires: HiresSettings) -> Image.Image:
         image = to_pil(pixels)
@@ -190,6 +176,21 @@ def load_upscaler(path: Path, allow_pickle: bool, device: torch.device) -> Any:
     if device.type == "cuda" and descriptor.supports_half:
         descriptor.half()
     return descriptor
+
+
+def encode_images(pipeline: Any, images: Sequence[Image.Image]) -> torch.Tensor:
+    """The VAE's latents of RGB images (the mean of the latent distribution), scaled as the UNet sees them."""
+    vae = pipeline.vae
+    pixels = pipeline.image_processor.preprocess(list(images)).to(vae.device)
+    with _encoding_dtype(vae, first_decode_dtype(pipeline)):
+        latents = vae.encode(pixels.to(next(vae.parameters()).dtype)).latent_dist.mean.float()
+    config = vae.config
+    mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
+    if mean is not None and std is not None:
+        shape = (1, len(mean), 1, 1)
+        mean_t, std_t = (torch.tensor(v).view(shape).to(latents.device) for v in (mean, std))
+        return (latents - mean_t) * config.scaling_factor / std_t
+    return latents * config.scaling_factor
 
 
 def _run_model(model: Any, image: Image.Image) -> Image.Image:

@@ -3,7 +3,7 @@
 Single files are built module by module from the tensors we read (after the safety checks) and the
 family's config folder (bundled or the spec's), so nothing reaches for the hub; the family
 (``ckptbench.models.families``) says which modules and which pipeline class. The scheduler always
-carries the resolved prediction type, which every sampler built from it keeps.
+carries the resolved prediction type and training noise schedule, which sampling reads from it.
 """
 
 from __future__ import annotations

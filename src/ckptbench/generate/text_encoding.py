@@ -1,8 +1,14 @@
 """CLIP text encoders as A1111 uses them: 77-token chunks in, weighted hidden states out.
 
 Each text is cut into chunks (``chunks.py``), every chunk is encoded, each token's hidden state is scaled
-by its emphasis weight and the chunk rescaled so its mean is unchanged (A1111's "Original" emphasis:
+by its emphasis weight and the result rescaled so its mean is unchanged (A1111's "Original" emphasis:
 ``z = z * w; z = z * (mean_before / mean_after)``), and the chunks are joined along the sequence.
+
+A1111 encodes all texts of one prompt's schedule (prompt editing, alternation: one text per schedule entry,
+repeats included) as one batch, chunk position by chunk position: a text with fewer chunks than the longest
+gets the empty chunk there, and the mean is restored over the whole batch of that position. ``encode_schedules``
+does the same per schedule, so a text's conditioning depends on the other texts of its own schedule as in
+A1111, and on nothing else (A1111 with batch size 1).
 
 Clip skip (A1111 meaning: 1 = the last layer) applies to SD1.x/SD2.x: ``clip_skip = n`` takes the n-th
 hidden state from the end and passes it through the encoder's final layer norm, as A1111 does for SD1.x.
@@ -10,9 +16,6 @@ hidden state from the end and passes it through the encoder's final layer norm, 
 SD2.x; A1111 ignores clip skip there, ckptbench applies it, as ComfyUI does.)
 SDXL follows A1111's defaults: the penultimate hidden state of both encoders without the final norm,
 clip skip ignored (logged), and the pooled vector from encoder 2's first chunk.
-
-A1111 takes the emphasis mean over a whole batch; ckptbench takes it per chunk of each prompt, so an image
-does not depend on its batch. For a batch of one prompt, the usual A1111 case, both are the same.
 """
 
 from __future__ import annotations
@@ -64,41 +67,53 @@ def encoder_recipes(pipeline: Any, clip_skip: int) -> list[EncoderRecipe]:
 
 @dataclass(frozen=True)
 class EncodedTexts:
-    """Each text's hidden states, (tokens, width) with SDXL's two encoders side by side; the encoding of
-    the empty chunk (what A1111 pads shorter prompts with), present when lengths differ; SDXL's pooled
-    vectors (texts, width); the textual-inversion embeddings that were applied."""
+    """Per schedule, each entry's hidden states, (tokens, width) with SDXL's two encoders side by side
+    (entries of one schedule have equal length); the encoding of the empty chunk alone (what A1111 pads
+    shorter prompts with); SDXL's pooled vectors (entries, width) per schedule; the textual-inversion
+    embeddings that were applied."""
 
-    hidden: list[torch.Tensor]
-    padding: torch.Tensor | None
-    pooled: torch.Tensor | None
+    hidden: list[list[torch.Tensor]]
+    padding: torch.Tensor
+    pooled: list[torch.Tensor] | None
     embeddings_used: tuple[str, ...]
 
 
-def encode_texts(pipeline: Any, texts: Sequence[ParsedPrompt], *, clip_skip: int = 1,
-                 embeddings: Mapping[str, TextualInversion] | None = None) -> EncodedTexts:
-    """Encode parsed texts with every text encoder of ``pipeline``, in one encoder call each."""
+def encode_schedules(pipeline: Any, schedules: Sequence[Sequence[ParsedPrompt]], *, clip_skip: int = 1,
+                     embeddings: Mapping[str, TextualInversion] | None = None) -> EncodedTexts:
+    """Encode each schedule's texts as A1111 encodes one prompt's schedule, every distinct chunk once."""
     recipes = encoder_recipes(pipeline, clip_skip)
     usable = _compatible(embeddings or {}, recipes)
-    hidden: list[list[torch.Tensor]] = []  # per encoder: one (tokens, width) tensor per text
+    per_encoder: list[list[torch.Tensor]] = []
     pads: list[torch.Tensor] = []
-    pooled: torch.Tensor | None = None
+    pooled: list[torch.Tensor] | None = None
     used: set[str] = set()
     for recipe in recipes:
         lookup = embedding_lookup(recipe.tokenizer, [(name, e.vector_count) for name, e in usable.items()])
-        per_text = [prompt_chunks(text, recipe.tokenizer, lookup) for text in texts]
-        used |= {name for chunks in per_text for chunk in chunks for _, name in chunk.embeddings}
-        counts = [len(chunks) for chunks in per_text]
-        padded = len(set(counts)) > 1
-        flat = [chunk for chunks in per_text for chunk in chunks] + [empty_chunk(recipe.tokenizer)] * padded
+        texts = {text: prompt_chunks(text, recipe.tokenizer, lookup) for schedule in schedules for text in schedule}
+        used |= {name for chunks in texts.values() for chunk in chunks for _, name in chunk.embeddings}
+        empty = empty_chunk(recipe.tokenizer)
+        distinct = list(dict.fromkeys([empty, *(chunk for chunks in texts.values() for chunk in chunks)]))
         vectors = {name: e.vectors[recipe.embedding_part] for name, e in usable.items()}
-        z, pooled_rows = _encode_chunks(recipe, flat, vectors)
-        hidden.append([rows.reshape(-1, z.shape[-1]) for rows in z[: sum(counts)].split(counts)])
-        pads.extend([z[-1]] * padded)
-        if recipe.pooled and pooled_rows is not None:  # A1111 pools the first chunk of each text
-            first_chunks = torch.tensor([0, *counts[:-1]]).cumsum(0)
-            pooled = pooled_rows[first_chunks.to(pooled_rows.device)]
-    joined = [torch.cat([rows[i] for rows in hidden], dim=-1) for i in range(len(texts))]
-    return EncodedTexts(joined, torch.cat(pads, dim=-1) if pads else None, pooled, tuple(sorted(used)))
+        raw, raw_pooled = _encode_chunks(recipe, distinct, vectors)
+        row = {chunk: index for index, chunk in enumerate(distinct)}
+        pads.append(raw[0])  # the empty chunk alone: masked padding between texts of different schedules
+        encoded, pooled_rows = [], []
+        for schedule in schedules:
+            chunk_lists = [texts[text] for text in schedule]
+            positions = []
+            for position in range(max(len(chunks) for chunks in chunk_lists)):
+                batch = [chunks[position] if position < len(chunks) else empty for chunks in chunk_lists]
+                weights = torch.tensor([chunk.weights for chunk in batch], dtype=torch.float32, device=raw.device)
+                positions.append(apply_emphasis(raw[[row[chunk] for chunk in batch]], weights))
+            encoded.append(torch.cat(positions, dim=1))  # (entries, chunks × 77, width)
+            if recipe.pooled and raw_pooled is not None:  # A1111 pools the first chunk of each text
+                pooled_rows.append(raw_pooled[[row[chunks[0]] for chunks in chunk_lists]])
+        per_encoder.append(encoded)
+        if recipe.pooled:
+            pooled = pooled_rows
+    hidden = [list(torch.cat([encoder[index] for encoder in per_encoder], dim=-1).unbind(0))
+              for index in range(len(schedules))]
+    return EncodedTexts(hidden, torch.cat(pads, dim=-1), pooled, tuple(sorted(used)))
 
 
 def _compatible(embeddings: Mapping[str, TextualInversion], recipes: list[EncoderRecipe]
@@ -136,17 +151,16 @@ def _encode_chunks(recipe: EncoderRecipe, chunks: list[TokenChunk], vectors: Map
             z = _final_layer_norm(encoder)(z)
     else:
         z = output.last_hidden_state
-    weights = torch.tensor([chunk.weights for chunk in chunks], dtype=torch.float32, device=device)
-    z = apply_emphasis(z, weights)
     return z, (output.text_embeds if recipe.pooled else None)
 
 
 def apply_emphasis(z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """A1111's emphasis on (chunks, tokens, width): scale tokens, then restore each chunk's mean."""
+    """A1111's emphasis on a batch of chunks (texts, tokens, width) at one chunk position: scale each token,
+    then restore the mean of the whole batch (``sd_emphasis.EmphasisOriginal``)."""
     z32 = z.float()
-    original_mean = z32.mean(dim=(1, 2), keepdim=True)
-    scaled = z32 * weights.unsqueeze(-1)
-    return (scaled * (original_mean / scaled.mean(dim=(1, 2), keepdim=True))).to(z.dtype)
+    original_mean = z32.mean()
+    scaled = z32 * weights.unsqueeze(-1).expand(z32.shape)
+    return (scaled * (original_mean / scaled.mean())).to(z.dtype)
 
 
 def _final_layer_norm(encoder: Any) -> torch.nn.Module:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from ckptbench.errors import SuiteError
+from ckptbench.errors import SpecError, SuiteError
 from ckptbench.spec import BenchmarkSpec, SuiteKind, SuiteSpec
 from ckptbench.suites import ghostreview
 from ckptbench.suites.case import Case
@@ -54,12 +54,16 @@ def checked_suites(spec: BenchmarkSpec) -> list[LoadedSuite]:
     prompt S/R's text occurs in some prompt: what every command checks before any work (a missing suite file
     or reference folder stops it then too)."""
     # Imported here: they bring torch and every scorer, which reading suites does not need.
-    from ckptbench.generate.samplers import sampler_recipe
+    from ckptbench.generate.samplers import resolve_sampler
     from ckptbench.metrics.registry import check_scorer_names
 
     check_scorer_names(spec)
     for sampler in sweep_values(spec.generation, "sampler"):
-        sampler_recipe(sampler)
+        try:
+            resolve_sampler(str(sampler), spec.generation.scheduler)
+        except SpecError as error:
+            where = f"{spec.spec_path}: " if spec.spec_path else ""
+            raise SpecError(f"{where}generation.sampler / generation.scheduler: {error}") from None
     suites = load_suites(spec)
     check_prompt_search(spec.generation, [case for suite in suites for case in suite.cases])
     return suites
