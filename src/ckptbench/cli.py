@@ -19,8 +19,13 @@ from ckptbench.errors import CkptbenchError
 if TYPE_CHECKING:
     from ckptbench.stop import StopFlag
 
-app = typer.Typer(help="Benchmark Stable Diffusion checkpoints with pinned scorers and honest statistics.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+EXIT_CODES_HELP = ("Exit codes: 0 everything made and scored; 2 bad input (nothing ran); 3 partial (some images or "
+                   "scores missing); 4 failed (no checkpoint made an image); 5 a `check` threshold not met; "
+                   "130 interrupted (run again to resume).")
+# rich_markup_mode=None: help texts are plain text, so "[scorers]" or "<lora:name>" are printed as written.
+app = typer.Typer(help="Benchmark Stable Diffusion checkpoints with pinned scorers and honest statistics. "
+                  + EXIT_CODES_HELP, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  rich_markup_mode=None)
 console = Console(stderr=True)
 out = Console()
 
@@ -47,8 +52,12 @@ def _quiet_libraries() -> None:
 
 
 def _fail(error: CkptbenchError) -> NoReturn:
-    console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
+    from rich.markup import escape
+
+    from ckptbench.outcome import EXIT_BAD_INPUT
+
+    console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=EXIT_BAD_INPUT)
 
 
 @app.command()
@@ -84,11 +93,17 @@ def run(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print what would be generated and scored (cached vs new) and a time estimate from "
         "earlier runs; load no model, record no run.")] = False,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed/--skip-failed", help="Images that failed in an earlier run are not in the store, so a run "
+        "tries them again (the default, and it says how many); --skip-failed leaves them out and records them "
+        "as failures of this run.")] = True,
 ) -> None:
     """Generate, score and report; resumes from whatever the store already holds.
 
     Ctrl-C finishes the batch in progress, saves it, writes the outputs for what exists and exits with
     code 130; a second Ctrl-C stops at once (the store stays consistent). Run the same command to resume.
+    Exit codes: 0 everything planned was made and scored; 2 bad input, nothing ran; 3 partial (some
+    images or scores missing: see the failures); 4 failed (no checkpoint made an image); 130 interrupted.
     """
     _quiet_libraries()
     from ckptbench.spec_load import load_spec
@@ -104,18 +119,19 @@ def run(
             from ckptbench.dry_run import dry_run as plan_run
             from ckptbench.dry_run import render
 
-            render(plan_run(loaded, store, console, executor=executor, ray_address=address), out)  # type: ignore[arg-type]
+            render(plan_run(loaded, store, console, executor=executor, ray_address=address,  # type: ignore[arg-type]
+                            retry_failed=retry_failed), out)
             return None
         from ckptbench.runner import run_benchmark
 
         return run_benchmark(loaded, store, console, executor=executor, ray_address=address,  # type: ignore[arg-type]
-                             stop=stop)
+                             stop=stop, retry_failed=retry_failed)
 
     outcome = _interruptible(work, resume)
     if outcome is None:  # a dry run
         return
     _summarize(outcome)
-    _exit_if_interrupted(outcome, resume)
+    _exit_with_status(outcome, resume)
 
 
 def _interruptible(work: Callable[[StopFlag], object], resume: str) -> object:
@@ -134,17 +150,27 @@ def _interruptible(work: Callable[[StopFlag], object], resume: str) -> object:
         raise typer.Exit(code=INTERRUPTED_EXIT_CODE) from None
 
 
-def _exit_if_interrupted(outcome: object, resume: str) -> None:
+def _exit_with_status(outcome: object, resume: str) -> None:
+    """Exit with the code of the run's status (``ckptbench.outcome``), saying how to resume an interrupted run."""
+    from rich.markup import escape
+
+    from ckptbench.outcome import exit_code
     from ckptbench.runner import RunOutcome
-    from ckptbench.stop import INTERRUPTED_EXIT_CODE
 
     assert isinstance(outcome, RunOutcome)
     if outcome.interrupted:
+        cancelled = "; Ray tasks still running were cancelled" if outcome.executor == "ray" else ""
         console.print(f"[yellow]interrupted[/]: everything finished before the stop is saved (the batch in "
-                      f"progress was completed; Ray tasks still running were cancelled) and the outputs show what "
-                      f"exists so far. Resume with `{resume}` (work already done is not redone).",
-                      highlight=False, soft_wrap=True)
-        raise typer.Exit(code=INTERRUPTED_EXIT_CODE)
+                      f"progress was completed{cancelled}) and the outputs show what exists so far. Resume with "
+                      f"`{escape(resume)}` (work already done is not redone).", highlight=False, soft_wrap=True)
+    elif outcome.status != "ok":
+        console.print(f"[red]{outcome.status}[/]: " + (
+            "no checkpoint made an image" if outcome.status == "failed" else
+            "some images or scores are missing") + f"; exit code {exit_code(outcome.status)} (the failures are "
+            "listed above, in results.json and in the report).", highlight=False, soft_wrap=True)
+    code = exit_code(outcome.status)
+    if code:
+        raise typer.Exit(code=code)
 
 
 @app.command()
@@ -167,8 +193,46 @@ def demo(out_dir: Annotated[Path, typer.Option("--out", help="Folder for the dem
     resume = f"ckptbench run {spec_path}"
     outcome = _interruptible(lambda stop: run_benchmark(load_spec(spec_path), None, console, stop=stop), resume)
     _summarize(outcome)
-    _exit_if_interrupted(outcome, resume)
-    out.print(f"spec: {spec_path}  (run it again with `{resume}`)")
+    out.print(f"spec: {spec_path}  (run it again with `{resume}`)", highlight=False)
+    _exit_with_status(outcome, resume)
+
+
+@app.command()
+def check(
+    results: Annotated[Path, typer.Argument(help="A run's results.json, or the store folder holding it.")],
+    at_least: Annotated[list[str] | None, typer.Option(
+        "--min", help="SCORER=VALUE: every checkpoint's mean must be at least VALUE (repeat for more scorers).")
+    ] = None,
+    at_most: Annotated[list[str] | None, typer.Option(
+        "--max", help="SCORER=VALUE: every checkpoint's mean must be at most VALUE (losses, distances).")] = None,
+    checkpoint: Annotated[list[str] | None, typer.Option(
+        help="Check only this checkpoint (repeat for more); default: every checkpoint of the run.")] = None,
+    suite: Annotated[str | None, typer.Option(
+        help="Read the means of this suite; default: over all images of the run.")] = None,
+    allow_partial: Annotated[bool, typer.Option(
+        "--allow-partial", help="Pass a run with some images or scores missing (a failed run still fails).")
+    ] = False,
+) -> None:
+    """Gate CI on a finished run: its status (failed, partial) and score thresholds.
+
+    Prints one line per gate. Exit codes: 0 every gate passed; 4 the run (or a checked checkpoint) failed;
+    3 the run is partial (unless --allow-partial); 5 a threshold is not met; 2 the file or an option is wrong.
+    """
+    from rich.markup import escape
+
+    from ckptbench.check import check_results, load_results, parse_threshold
+
+    try:
+        thresholds = ([parse_threshold(text, True) for text in at_least or []]
+                      + [parse_threshold(text, False) for text in at_most or []])
+        outcome = check_results(load_results(results), thresholds, checkpoint or [], allow_partial, suite)
+    except CkptbenchError as error:
+        _fail(error)
+        return
+    for passed, text in outcome.lines:
+        out.print(f"{'[green]pass[/]' if passed else '[red]FAIL[/]'}  {escape(text)}", highlight=False, soft_wrap=True)
+    if outcome.code:
+        raise typer.Exit(code=outcome.code)
 
 
 @app.command()
@@ -390,6 +454,8 @@ def import_infotext(
 
 
 def _summarize(outcome: object) -> None:
+    from rich.markup import escape
+
     from ckptbench.runner import RunOutcome
 
     assert isinstance(outcome, RunOutcome)
@@ -400,11 +466,12 @@ def _summarize(outcome: object) -> None:
     out.print(f"generated {outcome.generated} images, computed {outcome.scored} scores "
               f"(reused {outcome.cached_images} images and {outcome.cached_scores} scores from the store)")
     if outcome.failed_checkpoints:
-        out.print(f"[red]failed checkpoints[/]: {', '.join(outcome.failed_checkpoints)} (see the report)")
+        out.print(f"[red]failed checkpoints[/]: {escape(', '.join(outcome.failed_checkpoints))} (see the report)")
     if outcome.failures:
         counts = ", ".join(f"{count} {scope}" for scope, count in sorted(outcome.failures.items()))
         out.print(f"recorded failures and warnings: {counts} (listed under failures in results.json and the report)")
-    out.print(f"results: {outcome.results_path}\nreport: {outcome.report_path}")
+    out.print(f"status: {outcome.status}", highlight=False)
+    out.print(f"results: {outcome.results_path}\nreport: {outcome.report_path}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ckptbench.executors import Executor, open_executor
@@ -53,6 +54,8 @@ class DryRun:
     scorers: list[ScorerWork] = field(default_factory=list)
     forward_images: dict[str, int] = field(default_factory=dict)  # backbone → images to put through it
     skipped_cases: list[str] = field(default_factory=list)
+    retries: int = 0  # images to generate that failed in an earlier run
+    not_retried: int = 0  # earlier failures left out (--skip-failed)
     needs: list[Need] = field(default_factory=list)
     estimates: list[Estimate] = field(default_factory=list)
 
@@ -66,25 +69,36 @@ class DryRun:
 
 
 def dry_run(spec: BenchmarkSpec, store_root: Path | None = None, console: Console | None = None, *,
-            executor: ExecutorName | None = None, ray_address: str | None = None) -> DryRun:
+            executor: ExecutorName | None = None, ray_address: str | None = None, retry_failed: bool = True
+            ) -> DryRun:
     console = console or Console(stderr=True)
     suites = checked_suites(spec)
     store = Store(store_root or spec.store_path)
     work = open_executor(spec, executor, ray_address)
     try:
-        return _plan(spec, suites, store, work, console)
+        return _plan(spec, suites, store, work, console, retry_failed)
     finally:
         work.close()
         store.close()
 
 
-def _plan(spec: BenchmarkSpec, suites: list, store: Store, work: Executor, console: Console) -> DryRun:
+def _plan(spec: BenchmarkSpec, suites: list, store: Store, work: Executor, console: Console, retry_failed: bool
+          ) -> DryRun:
     setup = prepare_run(spec, suites, store, work)
     device, dtype, prepared, embeddings = setup.device, setup.dtype, setup.prepared, setup.embeddings
     plan = plan_images(spec, suites, store, dtype, embeddings, console)
     references = plan.references
-    result = DryRun(work.name, work.workers(), str(device), dtype, skipped_cases=plan.skipped_cases)
-    existing, todo = images_todo(store, plan.jobs, spec.generation.batch_size)
+    result = DryRun(work.name, work.workers(), str(device), dtype,
+                    skipped_cases=[skipped.message for skipped in plan.skipped_cases])
+    planned = {job.key for jobs in plan.jobs.values() for job in jobs}
+    latest = store.latest_run()
+    next_run = int(latest["run_id"]) + 1 if latest else 1
+    failed_before = set(store.earlier_image_failures(next_run, planned - store.existing_images(planned)))
+    existing, todo = images_todo(store, plan.jobs, spec.generation.batch_size,
+                                 set() if retry_failed else failed_before)
+    new_keys = {job.key for jobs in todo.values() for job in jobs} - existing
+    result.retries = len(new_keys & failed_before)
+    result.not_retried = len(failed_before - new_keys)
     for checkpoint, message in plan.unresolved:
         result.checkpoints.append(CheckpointWork(checkpoint.name, 0, 0, message))
     for name, jobs in plan.jobs.items():
@@ -158,10 +172,13 @@ def render(result: DryRun, out: Console) -> None:
     for backbone, count in result.forward_images.items():
         out.print(f"backbone {backbone}: {count} images to embed", highlight=False)
     for message in result.skipped_cases:
-        out.print(f"[yellow]skipped[/]: {message}", highlight=False)
+        out.print(f"[yellow]skipped[/]: {escape(message)}", highlight=False)
     out.print(f"executor {result.executor} ({result.workers} worker{'s' if result.workers > 1 else ''}), "
-              f"device {result.device}, dtype {result.dtype}: {result.images_new} images to generate, "
-              f"{result.scores_new} scores to compute", highlight=False)
+              f"device {result.device}, dtype {result.dtype}: {result.images_new} images to generate"
+              + (f" ({result.retries} of them failed in an earlier run and are tried again; --skip-failed leaves "
+                 "them out)" if result.retries else "")
+              + (f", {result.not_retried} earlier failures left out (--skip-failed)" if result.not_retried else "")
+              + f", {result.scores_new} scores to compute", highlight=False)
     if not result.images_new and not result.scores_new:
         out.print("nothing to do: everything is already in the store")
     elif not result.estimates:

@@ -44,13 +44,22 @@ from ckptbench.suites.loras import resolve_case_loras
 RunnableCase = tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]  # seeds, case, its LoRAs
 
 
+@dataclass(frozen=True)
+class SkippedCase:
+    """A case left out of the run for every checkpoint (its LoRA or reference images cannot be used)."""
+
+    suite: str
+    case_id: str
+    message: str
+
+
 @dataclass
 class ImagePlan:
     resolved: dict[str, ResolvedCheckpoint] = field(default_factory=dict)
     jobs: dict[str, list[ImageJob]] = field(default_factory=dict)  # checkpoint name → its jobs
     items: list[RunItem] = field(default_factory=list)  # the run's cells, in order
     unresolved: list[tuple[CheckpointSpec, str]] = field(default_factory=list)  # checkpoints that cannot be used
-    skipped_cases: list[str] = field(default_factory=list)  # why a case was left out
+    skipped_cases: list[SkippedCase] = field(default_factory=list)  # cases left out, and why
     # (suite, case id) → the case's reference images, checked and hashed before any image is made
     references: dict[tuple[str, str], ReferenceSet] = field(default_factory=dict)
 
@@ -115,11 +124,12 @@ def plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, dt
     return plan
 
 
-def images_todo(store: Store, jobs: dict[str, list[ImageJob]], batch_size: BatchSize
-                ) -> tuple[set[str], dict[str, list[ImageJob]]]:
-    """The planned images already in the store, and the jobs to run (``unique_todo``)."""
+def images_todo(store: Store, jobs: dict[str, list[ImageJob]], batch_size: BatchSize,
+                left_out: set[str] | None = None) -> tuple[set[str], dict[str, list[ImageJob]]]:
+    """The planned images already in the store, and the jobs to run (``unique_todo``); a batch that lacks only
+    images in ``left_out`` (earlier failures not to be retried) is not run."""
     existing = store.existing_images(job.key for jobs_of in jobs.values() for job in jobs_of)
-    return existing, unique_todo(jobs, existing, batch_size)
+    return existing, unique_todo(jobs, existing | (left_out or set()), batch_size)
 
 
 def unique_todo(jobs: dict[str, list[ImageJob]], existing: set[str], batch_size: BatchSize
@@ -194,7 +204,7 @@ def _runnable_cases(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store
                 plan.references[(case.suite, case.case_id)] = reference_set(case.references, store, where)
         except (CkptbenchError, ValueError) as error:
             message = str(error) if str(error).startswith(where) else f"{where}: {error}"
-            plan.skipped_cases.append(message)
+            plan.skipped_cases.append(SkippedCase(case.suite, case.case_id, message))
             console.print(f"[red]skipped[/]: {escape(message)}", highlight=False)
             continue
         cases.append((suite.seeds, case, loras))

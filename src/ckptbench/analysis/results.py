@@ -10,7 +10,9 @@ from ckptbench.analysis.analyze import analyze
 from ckptbench.analysis.suite import AnalysisSettings
 from ckptbench.analysis.summary import summarize
 from ckptbench.errors import StoreError
+from ckptbench.failure_records import traced_failures
 from ckptbench.hashing import autov2
+from ckptbench.outcome import checkpoint_status, run_status, tallies
 from ckptbench.store import Store
 from ckptbench.suites.notm import CheckpointIdentity
 
@@ -46,7 +48,8 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
     summaries = summarize(frame, settings.resamples, settings.seed)
     scorer_keys = store.run_scorer_keys(run_id)
     infos = store.scorer_infos(scorer_keys.values())
-    failures = store.run_failures(run_id)
+    cases = store.run_cases(run_id)
+    failures = traced_failures(store.run_failures(run_id), items, cases)
     provenance: dict[str, Any] = run["provenance"]
     detected = provenance.get("checkpoints", {})
     run_checkpoints = store.run_checkpoints(run_id)
@@ -58,8 +61,9 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
     if settings.baseline is not None and settings.baseline not in {c.name for c in identities}:
         raise StoreError(f"{store.root}: run {run_id}: analysis.baseline '{settings.baseline}' is not a checkpoint "
                          "of this run; name one of: " + ", ".join(c.name for c in identities) + ".")
-    analysis = analyze(frame, settings, checkpoints=identities, cases=store.run_cases(run_id),
+    analysis = analyze(frame, settings, checkpoints=identities, cases=cases,
                        directions=directions)
+    statuses, status = _statuses(run, items, run_checkpoints, failures)
     checkpoints = []
     for entry in run_checkpoints:
         name = str(entry["name"])
@@ -71,7 +75,7 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
             "source": entry["source"],
             "sha256": sha,
             "autov2": autov2(str(sha)) if sha else None,
-            "status": entry["status"],
+            "status": statuses[name],
             "error": entry["error"],
             "model": detected.get(name),  # family, prediction type, VAE and config used, and why
             "images": {"planned": len(mine), "ok": int(mine["image"].notna().sum()),
@@ -83,7 +87,8 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
     results = {
         "schema": RESULTS_SCHEMA,
         "benchmark": {"name": benchmark.get("name"), "preset": benchmark.get("preset"), "store": str(store.root)},
-        "run": {"id": run_id, "status": run["status"], "started_at": started, "finished_at": finished,
+        "run": {"id": run_id, "status": status, "imported": bool(provenance.get("imported")), "started_at": started,
+                "finished_at": finished,
                 "duration_s": (finished - started) if finished else None},
         "checkpoints": checkpoints,
         "scorers": {name: _scorer_entry(infos.get(key, {})) for name, key in sorted(scorer_keys.items())},
@@ -94,6 +99,30 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
         "spec": spec,
     }
     return results, frame
+
+
+def run_statuses(store: Store, run_id: int, interrupted: bool = False) -> tuple[dict[str, str], str]:
+    """Each checkpoint's status and the run's (``ckptbench.outcome``), from the store's record of the run."""
+    run = store.run(run_id) or {}
+    if interrupted:
+        run = {**run, "status": "interrupted"}
+    items = store.run_items(run_id)
+    return _statuses(run, items, store.run_checkpoints(run_id), store.run_failures(run_id), fresh=True)
+
+
+def _statuses(run: dict[str, Any], items: pd.DataFrame, checkpoints: list[dict[str, object]],
+              failures: list[dict[str, Any]], fresh: bool = False) -> tuple[dict[str, str], str]:
+    """Statuses as ``ckptbench.outcome`` defines them. The run's recorded status stands when it says the run
+    did not finish (running, interrupted); ``fresh``: the run is finishing now, so its record is not final."""
+    imported = bool((run.get("provenance") or {}).get("imported"))
+    owners = dict(zip(items["image_key"].astype(str), items["checkpoint"].astype(str), strict=True))
+    cells = zip(items["checkpoint"].astype(str), items["image"].notna(), strict=True)
+    counted, run_wide = tallies(cells, checkpoints, failures, owners)
+    statuses = {tally.name: checkpoint_status(tally, imported) for tally in counted}
+    recorded = str(run.get("status") or "ok")
+    if recorded in ("running", "interrupted") and not (fresh and recorded == "running"):
+        return statuses, recorded
+    return statuses, run_status(statuses, run_wide)
 
 
 def _set_scores(rows: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:

@@ -27,6 +27,7 @@ class GridCell:
     image_url: str | None  # the full PNG, relative to the report folder
     thumbnail_url: str | None
     values: list[tuple[float | None, float | None]]  # per scorer of the grid: (value, heat 0..1)
+    reason: str = ""  # why the image (or a score of it) is missing, shown on hover
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,13 @@ def image_url(store_root: Path, image: str, report_dir: Path) -> str:
 
 def build_grids(frame: pd.DataFrame, checkpoints: Sequence[str], scorers: Sequence[str],
                 directions: Mapping[str, bool | None], labels: Mapping[tuple[str, str], str],
-                image_urls: Mapping[str, str], thumbnails: Mapping[str, str]) -> list[SeedGrid]:
+                image_urls: Mapping[str, str], thumbnails: Mapping[str, str],
+                reasons: Mapping[str, str] | None = None, row_reasons: Mapping[str, str] | None = None
+                ) -> list[SeedGrid]:
     """One grid per (suite, case) of ``frame``, rows in ``checkpoints`` order (every checkpoint gets a
-    row, empty where it made nothing), columns the case's seeds in ascending order."""
+    row, empty where it made nothing), columns the case's seeds in ascending order. ``reasons``: image key →
+    why that image or one of its scores is missing; ``row_reasons``: checkpoint → why it made nothing."""
+    reasons, row_reasons = reasons or {}, row_reasons or {}
     # One pass over plain tuples: pandas' per-cell lookups cost ~0.2 ms each, minutes for 10,000 images.
     cases: dict[tuple[str, str], dict[tuple[str, int], _Cell]] = {}
     prompts: dict[tuple[str, str], str] = {}
@@ -91,7 +96,8 @@ def build_grids(frame: pd.DataFrame, checkpoints: Sequence[str], scorers: Sequen
             for seed in seeds:
                 cell = cells.get((checkpoint, seed))
                 if cell is None:
-                    row.append(GridCell(None, None, None, [(None, None)] * len(grid_scorers)))
+                    row.append(GridCell(None, None, None, [(None, None)] * len(grid_scorers),
+                                        row_reasons.get(checkpoint, "")))
                     continue
                 has_image = cell.image is not None
                 row.append(GridCell(
@@ -99,6 +105,7 @@ def build_grids(frame: pd.DataFrame, checkpoints: Sequence[str], scorers: Sequen
                     image_url=image_urls.get(cell.image_key) if has_image else None,
                     thumbnail_url=thumbnails.get(cell.image_key) if has_image else None,
                     values=[(cell.values.get(s), heats[s][(checkpoint, seed)]) for s in grid_scorers],
+                    reason=reasons.get(cell.image_key) or ("" if has_image else row_reasons.get(checkpoint, "")),
                 ))
             rows.append((checkpoint, row))
         grids.append(SeedGrid(anchor=grid_anchor(suite, case_id), suite=suite, case_id=case_id,

@@ -129,12 +129,36 @@ def _grids(results: Mapping[str, Any], frame: pd.DataFrame, store: Store, report
     for suite, block in analysis_suites(results).items():
         for case_id, label in (block.get("case_labels") or {}).items():
             labels[(str(suite), str(case_id))] = str(label)
-    grids = build_grids(frame, order, list(all_scorers(results, frame)), scorer_directions(results), labels,
-                        urls, {key: path.as_posix() for key, path in thumbnails.items()})
+    reasons: dict[str, str] = {}
+    for failure in results.get("failures") or []:
+        if failure.get("image_key") and failure.get("scope") in ("image", "score"):
+            scorer = f"{failure['scorer']}: " if failure.get("scorer") else ""
+            reasons.setdefault(str(failure["image_key"]), f"failed: {scorer}{failure.get('message')}")
+    row_reasons = {str(c["name"]): f"failed: {c['error']}" for c in results.get("checkpoints") or [] if c.get("error")}
+    scorers = list(all_scorers(results, frame))
+    grids = build_grids(_with_unscored_cells(frame, store, results, scorers), order, scorers,
+                        scorer_directions(results), labels,
+                        urls, {key: path.as_posix() for key, path in thumbnails.items()}, reasons, row_reasons)
     # The leaderboard's suite first, then the others in the analysis' order.
     suites = [s for s in [primary_suite(results), *suite_names(results)] if s]
     rank = {suite: i for i, suite in enumerate(dict.fromkeys(suites))}
     return sorted(grids, key=lambda g: rank.get(g.suite, len(rank)))
+
+
+def _with_unscored_cells(frame: pd.DataFrame, store: Store, results: Mapping[str, Any], scorers: list[str]
+                         ) -> pd.DataFrame:
+    """The score table plus a row for each planned cell that has no score at all (its image failed), so the
+    seed grids show that cell, with the reason on hover, instead of leaving the prompt or seed out."""
+    run_id = (results.get("run") or {}).get("id")
+    if run_id is None or not scorers:
+        return frame
+    items = store.run_items(int(run_id))
+    absent = items[~items["image_key"].isin(set(frame["image_key"].astype(str)))]
+    if absent.empty:
+        return frame
+    extra = absent.assign(scorer=scorers[0], value=float("nan"))[[c for c in frame.columns if c in absent.columns
+                                                                   or c in ("scorer", "value")]]
+    return pd.concat([frame, extra], ignore_index=True)
 
 
 def _write_infotexts(grids: list[SeedGrid], store: Store, report_dir: Path) -> None:
