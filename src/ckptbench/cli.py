@@ -176,15 +176,16 @@ def _exit_with_status(outcome: object, resume: str) -> None:
 @app.command()
 def demo(out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo.")] = Path("demo")) -> None:
     """Build two tiny random checkpoints, benchmark them and write the report (about a minute on a CPU)."""
-    _quiet_libraries()
-    from ckptbench.demo.command import build_demo_models, write_demo_spec
-    from ckptbench.runner import run_benchmark
-    from ckptbench.spec_load import load_spec
-
+    # Said before the heavy imports: loading torch, diffusers and transformers takes seconds on its own.
     console.print("[bold]ckptbench demo[/]: the checkpoints and scorer models are tiny and RANDOM — the "
                   "numbers only show that every stage works, not which model is better.")
+    with console.status("loading torch, diffusers and transformers …"):
+        _quiet_libraries()
+        from ckptbench.demo.command import build_demo_models, write_demo_spec
+        from ckptbench.runner import run_benchmark
+        from ckptbench.spec_load import load_spec
     try:
-        with console.status("building tiny random models (real classes, real file formats)…"):
+        with console.status("building tiny random models (real classes, real file formats) …"):
             build_demo_models(out_dir / "models")
         spec_path = write_demo_spec(out_dir)
     except CkptbenchError as error:
