@@ -15,7 +15,6 @@ from ckptbench.presets import PresetName
 from ckptbench.spec_errors import did_you_mean
 
 Dtype = Literal["auto", "fp32", "fp16", "bf16"]
-Arch = Literal["sd15", "sd2", "sd2-v", "sdxl"]
 PredictionType = Literal["epsilon", "v"]
 SuiteKind = Literal["quality", "style", "lora"]
 SuiteFormat = Literal["ghostreview-prompts", "ghostreview-styles", "ghostreview-loras", "partiprompts", "infotext"]
@@ -62,10 +61,11 @@ class CheckpointSpec(_Strict):
         description="Diffusers config folder used to build a single-file checkpoint; default: the bundled "
         "config of its family.",
     )
-    arch: Arch | None = Field(
+    arch: str | None = Field(
         default=None,
-        description="Declare the family: 'sd15', 'sd2', 'sd2-v' (SD2 with v-prediction) or 'sdxl'; checked "
-        "against the tensors (a mismatch is an error); 'sd2-v' also sets the prediction type.",
+        description="Declare the family (a registered one: 'sd15', 'sd2', 'sdxl', …, or 'sd2-v' for SD2 with "
+        "v-prediction); checked against the tensors (a mismatch is an error); 'sd2-v' also sets the prediction "
+        "type.",
     )
     prediction: PredictionType | None = Field(
         default=None, description="Override the detected prediction type: 'epsilon' or 'v'."
@@ -81,6 +81,16 @@ class CheckpointSpec(_Strict):
         description="Allow this checkpoint (and its vae) to be a pickle file (.ckpt/.pt/.pth/.bin); it is read "
         "with torch.load(weights_only=True) only.",
     )
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str | None) -> str | None:
+        from ckptbench.models.families import family_names
+
+        known = (*family_names(), "sd2-v")
+        if value is not None and value not in known:
+            raise ValueError(f"unknown arch '{value}'{did_you_mean(value, known)}; known: {', '.join(known)}")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> CheckpointSpec:

@@ -80,12 +80,10 @@ def to_pil(pixels: torch.Tensor) -> Image.Image:
 
 
 def _upcasts_first(pipeline: object) -> bool:
-    """SDXL pipelines decode in fp32 from the start when the VAE asks for it (``force_upcast``); so do we."""
-    from diffusers import StableDiffusionXLPipeline
+    """Pipelines whose family decodes in fp32 from the start (SDXL when its VAE asks for it, ``force_upcast``)."""
+    from ckptbench.models.families import all_families
 
-    vae = pipeline.vae  # type: ignore[attr-defined]
-    return (isinstance(pipeline, StableDiffusionXLPipeline) and vae.dtype == torch.float16
-            and bool(getattr(vae.config, "force_upcast", False)))
+    return any(family.decodes_in_fp32(pipeline) for family in all_families() if family.owns_pipeline(pipeline))
 
 
 def _decode(vae: torch.nn.Module, latents: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

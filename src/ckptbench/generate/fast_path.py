@@ -24,10 +24,6 @@ import torch
 CPU_AUTO_BATCH = 4
 MAX_AUTO_BATCH = 16
 FREE_MEMORY_SHARE = 0.8
-# Peak activation memory of one image at 512×512 in half precision, with classifier-free guidance (two UNet
-# rows per image) and the VAE decode, measured with SDPA; it scales with the pixel count and the dtype's
-# width. SDXL's UNet carries more channels and attention layers per latent pixel.
-BYTES_PER_IMAGE_512 = {"sd15": 0.9e9, "sd2": 1.0e9, "sdxl": 1.4e9}
 
 BatchSize = int | Literal["auto"]
 
@@ -58,9 +54,12 @@ def vae_decode_dtype(pipeline: Any) -> str:
 
 
 def estimated_bytes_per_image(family: str, width: int, height: int, dtype: torch.dtype) -> float:
+    """The family's peak activation memory of one 512×512 half-precision image (with guidance and the VAE
+    decode, measured with SDPA), scaled by the pixel count and the dtype's width."""
+    from ckptbench.models.families import get_family
+
     bytes_per_value = torch.finfo(dtype).bits / 8
-    return BYTES_PER_IMAGE_512.get(family, BYTES_PER_IMAGE_512["sdxl"]) * (width * height) / 512**2 \
-        * bytes_per_value / 2
+    return get_family(family).bytes_per_image_512 * (width * height) / 512**2 * bytes_per_value / 2
 
 
 def choose_batch_size(requested: BatchSize, device: torch.device, family: str, width: int, height: int,

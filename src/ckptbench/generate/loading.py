@@ -1,8 +1,8 @@
 """Loading a resolved checkpoint into a diffusers pipeline, offline for local files.
 
 Single files are built module by module from the tensors we read (after the safety checks) and the
-family's config folder (bundled or the spec's), so nothing reaches for the hub. SDXL checkpoints give
-a ``StableDiffusionXLPipeline``; every other family a ``StableDiffusionPipeline``. The scheduler always
+family's config folder (bundled or the spec's), so nothing reaches for the hub; the family
+(``ckptbench.models.families``) says which modules and which pipeline class. The scheduler always
 carries the resolved prediction type, which every sampler built from it keeps.
 """
 
@@ -13,24 +13,17 @@ from typing import Any
 
 import diffusers
 import torch
-from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers import AutoencoderKL, DiffusionPipeline
 
 from ckptbench.errors import CkptbenchError, ModelFileError
 from ckptbench.models.checkpoint import BUNDLED_CONFIGS, ResolvedCheckpoint, ResolvedVae
-from ckptbench.models.components import (
-    build_text_encoders,
-    build_unet,
-    build_vae,
-    normalise_text_keys,
-    read_original_state,
-)
-from ckptbench.models.detect import VAE
+from ckptbench.models.components import build_vae, normalise_text_keys, read_original_state
+from ckptbench.models.families import get_family
 from ckptbench.models.state_dict import load_tensors
-from ckptbench.models.tokenizer import OPEN_CLIP_PAD, clip_tokenizer
 
 __all__ = ["BUNDLED_CONFIGS", "Pipeline", "load_pipeline"]
 
-Pipeline = StableDiffusionPipeline | StableDiffusionXLPipeline
+Pipeline = DiffusionPipeline
 _PREDICTION_TYPES = {"epsilon": "epsilon", "v": "v_prediction"}
 
 
@@ -73,36 +66,23 @@ def _own_aligned_memory(pipeline: Pipeline) -> None:
 
 
 def _from_single_file(checkpoint: ResolvedCheckpoint, dtype: torch.dtype) -> Pipeline:
+    family = get_family(checkpoint.family)
     config = checkpoint.config_dir
     state = read_original_state(checkpoint.path, checkpoint.allow_pickle, skip_vae=checkpoint.vae is not None)
     state = normalise_text_keys(state, checkpoint.family, config)
-    modules: dict[str, Any] = build_text_encoders(state, checkpoint.family, config, dtype)
-    modules["unet"] = build_unet(state, config, dtype)
-    vae_state = {name: tensor for name, tensor in state.items() if name.startswith(VAE)}
+    modules: dict[str, Any] = family.build_modules(state, config, dtype)
+    vae_state = family.vae_state(state)
     del state
     modules["vae"] = load_vae(checkpoint.vae, config, dtype) if checkpoint.vae else build_vae(vae_state, config, dtype)
     modules["scheduler"] = _scheduler(config, checkpoint.prediction)
-    if checkpoint.family == "sdxl":
-        # A1111 encodes an empty negative prompt like any other text and never watermarks.
-        return StableDiffusionXLPipeline(**modules, tokenizer=clip_tokenizer(),
-                                         tokenizer_2=clip_tokenizer(OPEN_CLIP_PAD),
-                                         force_zeros_for_empty_prompt=False, add_watermarker=False)
-    tokenizer = clip_tokenizer(OPEN_CLIP_PAD) if checkpoint.family == "sd2" else clip_tokenizer()
-    return StableDiffusionPipeline(**modules, tokenizer=tokenizer, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    return family.assemble(modules)
 
 
 def _from_folder(checkpoint: ResolvedCheckpoint, dtype: torch.dtype) -> Pipeline:
     options: dict[str, Any] = {"local_files_only": True, "torch_dtype": dtype, "use_safetensors": True}
     if checkpoint.vae is not None:
         options["vae"] = load_vae(checkpoint.vae, checkpoint.path, dtype)
-    pipeline: Pipeline
-    if checkpoint.family == "sdxl":
-        pipeline = StableDiffusionXLPipeline.from_pretrained(str(checkpoint.path), add_watermarker=False, **options)
-    else:
-        pipeline = StableDiffusionPipeline.from_pretrained(
-            str(checkpoint.path), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-            **options)
+    pipeline = get_family(checkpoint.family).load_folder(checkpoint.path, options)
     wanted = _PREDICTION_TYPES[checkpoint.prediction]
     if pipeline.scheduler.config.get("prediction_type") != wanted:
         pipeline.scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config, prediction_type=wanted)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from ckptbench.errors import ModelFileError, WeightsUnavailableError
 from ckptbench.hashing import DigestCache, autov2, content_key, relative_files, sha256_file, tree_sha256
 from ckptbench.models.detect import Detection, Family, Prediction, detect, detect_kind
+from ckptbench.models.families import get_family
 from ckptbench.models.safety import PICKLE_SUFFIXES, read_safetensors_header
 from ckptbench.models.state_dict import ModelFile, open_model_file
 from ckptbench.spec import CheckpointSpec
@@ -25,8 +26,7 @@ __all__ = ["PICKLE_SUFFIXES", "ResolvedCheckpoint", "ResolvedVae", "resolve_chec
 
 def bundled_config(family: Family, prediction: Prediction) -> Path:
     """The bundled diffusers config folder of a family (SD2 has one per prediction type: 512 ε, 768 v)."""
-    name = "sd2-v" if family == "sd2" and prediction == "v" else family
-    return BUNDLED_CONFIGS / name
+    return get_family(family).config_dir(prediction)
 
 
 def folder_digest(root: Path, files: Iterable[Path], cache: DigestCache | None = None) -> str:
@@ -160,11 +160,9 @@ def decide_prediction(model: ModelFile, found: Detection, family: Family, spec: 
         stated = _config_prediction(spec.config)
         if stated is not None:
             return stated, f"scheduler prediction_type of the spec's config folder {spec.config.name}"
-    if family != "sd2":
-        return "epsilon", f"no v-prediction marker; {family} defaults to epsilon"
-    config = spec.config if spec is not None and spec.config is not None else bundled_config("sd2", "epsilon")
+    config = spec.config if spec is not None and spec.config is not None else bundled_config(family, "epsilon")
     allow_pickle = spec.allow_pickle if spec is not None else model.format == "pickle"
-    return _a1111_test(model.path, config, allow_pickle)
+    return get_family(family).undecided_prediction(model, config, allow_pickle)
 
 
 def _spec_prediction(spec: CheckpointSpec) -> tuple[Prediction, str] | None:
@@ -176,7 +174,8 @@ def _spec_prediction(spec: CheckpointSpec) -> tuple[Prediction, str] | None:
     return None
 
 
-def _a1111_test(path: Path, config: Path, allow_pickle: bool) -> tuple[Prediction, str]:
+def a1111_prediction_test(path: Path, config: Path, allow_pickle: bool) -> tuple[Prediction, str]:
+    """A1111's v-prediction test for SD2 files without a marker (``a1111_v_prediction_test``), once per file."""
     stat = path.stat()
     return _a1111_test_cached(path.resolve(), stat.st_size, stat.st_mtime_ns, config, allow_pickle)
 
@@ -309,21 +308,20 @@ def _resolve_folder(spec: CheckpointSpec, path: Path, vae: ResolvedVae | None, c
 
 
 def folder_family(path: Path, owner: str) -> tuple[Family, Prediction, list[str]]:
+    from ckptbench.models.families import all_families
+
     index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
     class_name = index.get("_class_name", "")
     scheduler = path / "scheduler" / "scheduler_config.json"
     stated = json.loads(scheduler.read_text(encoding="utf-8")).get("prediction_type") if scheduler.is_file() else None
-    prediction: Prediction = "v" if stated == "v_prediction" else "epsilon"
-    if class_name == "StableDiffusionXLPipeline":
-        return "sdxl", prediction, [f"model_index.json _class_name {class_name} → sdxl"]
-    if class_name != "StableDiffusionPipeline":
-        raise ModelFileError(f"{owner}: {path} holds a {class_name or 'unknown'} pipeline; ckptbench loads "
-                             "StableDiffusionPipeline and StableDiffusionXLPipeline folders.")
-    text_config = path / "text_encoder" / "config.json"
-    act = json.loads(text_config.read_text(encoding="utf-8")).get("hidden_act") if text_config.is_file() else None
-    family: Family = "sd2" if act == "gelu" else "sd15"
-    return family, prediction, [f"StableDiffusionPipeline with a {act} text encoder "
-                                f"({'OpenCLIP' if family == 'sd2' else 'OpenAI CLIP'}) → {family}"]
+    for family in all_families():
+        evidence = family.folder_family_evidence(path, class_name)
+        if evidence is not None:
+            prediction: Prediction = "v" if stated == "v_prediction" else family.default_prediction
+            return family.name, prediction, [evidence]
+    known = sorted({family.pipeline_class for family in all_families()})
+    raise ModelFileError(f"{owner}: {path} holds a {class_name or 'unknown'} pipeline; ckptbench loads "
+                         f"{', '.join(known)} folders.")
 
 
 def _hub_snapshot(repo_id: str | None) -> Path:

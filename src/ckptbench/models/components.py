@@ -15,26 +15,22 @@ leaving random or uninitialised weights behind.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+import transformers
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from ckptbench.errors import ModelFileError
-from ckptbench.models.detect import (
-    CLIP_SD1,
-    OPENCLIP_SD2,
-    SDXL_CLIP_L,
-    SDXL_OPENCLIP_G,
-    UNET,
-    VAE,
-    Family,
-)
+from ckptbench.models.detect import CLIP_SD1, UNET, VAE, Family
+from ckptbench.models.families import get_family
 from ckptbench.models.state_dict import load_tensors
+
+if TYPE_CHECKING:
+    from ckptbench.models.families.unet import TextEncoderPart
 
 State = dict[str, torch.Tensor]
 
@@ -50,18 +46,17 @@ def read_original_state(path: Path, allow_pickle: bool, skip_vae: bool = False) 
 
 def normalise_text_keys(state: State, family: Family, config: Path) -> State:
     """Rename and drop text-encoder tensors so that diffusers' converters see the layout they expect."""
+    return get_family(family).normalise_state(normalise_clip_keys(state), config)
+
+
+def normalise_clip_keys(state: State) -> State:
+    """Old SD1 text-encoder names gain ``text_model.``; stale ``position_ids`` buffers are dropped."""
     out: State = {}
-    keep_layers = None
-    if family == "sd2":
-        keep_layers = CLIPTextConfig.from_pretrained(str(config), subfolder="text_encoder").num_hidden_layers
-    resblock = re.compile(re.escape(OPENCLIP_SD2) + r"transformer\.resblocks\.(\d+)\.")
     for name, tensor in state.items():
         if name.endswith("position_ids"):
             continue  # a buffer, not a weight; some files carry corrupted (float) copies
         if name.startswith(CLIP_SD1) and not name.startswith(CLIP_SD1 + "text_model."):
             name = CLIP_SD1 + "text_model." + name[len(CLIP_SD1):]
-        if keep_layers is not None and (match := resblock.match(name)) and int(match.group(1)) >= keep_layers:
-            continue  # OpenCLIP's last layer(s): SD2 takes the penultimate layer's output
         out[name] = tensor
     return out
 
@@ -82,23 +77,20 @@ def build_vae(state: State, config: Path, dtype: torch.dtype) -> AutoencoderKL:
     return _complete(vae, "VAE")
 
 
-def build_text_encoders(state: State, family: Family, config: Path, dtype: torch.dtype) -> dict[str, Any]:
-    """``text_encoder`` (and SDXL's ``text_encoder_2``) from the file's CLIP / OpenCLIP tensors."""
-    if family == "sdxl":
-        parts = {"text_encoder": (CLIPTextModel, SDXL_CLIP_L),
-                 "text_encoder_2": (CLIPTextModelWithProjection, SDXL_OPENCLIP_G)}
-    else:
-        parts = {"text_encoder": (CLIPTextModel, OPENCLIP_SD2 if family == "sd2" else CLIP_SD1)}
+def build_text_encoders(state: State, parts: Sequence[TextEncoderPart], config: Path, dtype: torch.dtype
+                        ) -> dict[str, Any]:
+    """The family's CLIP / OpenCLIP text encoders (``text_encoder``, SDXL's ``text_encoder_2``) from the file."""
     encoders: dict[str, Any] = {}
-    for name, (model_class, prefix) in parts.items():
+    for part in parts:
         # Only this encoder's tensors: diffusers tells encoders apart by key and width, which tiny or unusual
         # files could confuse.
-        sub_state = {key: tensor for key, tensor in state.items() if key.startswith(prefix)}
+        sub_state = {key: tensor for key, tensor in state.items() if key.startswith(part.prefix)}
         if not sub_state:
-            raise ModelFileError(f"the file has no {name} tensors ({prefix}*)")
-        model = create_diffusers_clip_model_from_ldm(model_class, checkpoint=sub_state, subfolder=name,
+            raise ModelFileError(f"the file has no {part.component} tensors ({part.prefix}*)")
+        model_class = getattr(transformers, part.model_class)
+        model = create_diffusers_clip_model_from_ldm(model_class, checkpoint=sub_state, subfolder=part.component,
                                                      config=str(config), torch_dtype=dtype, local_files_only=True)
-        encoders[name] = _complete(model, name)
+        encoders[part.component] = _complete(model, part.component)
     return encoders
 
 

@@ -11,10 +11,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ckptbench.models.families.base import Prediction
 from ckptbench.models.state_dict import ModelFile, TensorInfo
 
-Family = Literal["sd15", "sd2", "sdxl"]
-Prediction = Literal["epsilon", "v"]
+__all__ = ["Detection", "Family", "Kind", "Prediction", "detect", "detect_kind"]
+
+Family = str  # a registered family's name (``ckptbench.models.families``)
 Kind = Literal["checkpoint", "lora", "vae", "embedding", "unknown"]
 
 UNET = "model.diffusion_model."
@@ -104,53 +106,23 @@ def detect_kind(model: ModelFile) -> Kind:
 
 
 def detect_checkpoint(model: ModelFile) -> Detection:
+    from ckptbench.models.families import all_families
+
     t = model.tensors
-    evidence: list[str] = []
-    warnings: list[str] = []
-    notes: list[str] = []
-    problem: str | None = None
-    text_width: int | None = None
-    has_text = True
-    if model.has_prefix(SDXL_OPENCLIP_G) or model.has_prefix(SDXL_CLIP_L):
-        family: Family | None = "sdxl"
-        evidence.append("SGM conditioner with CLIP-L (conditioner.embedders.0.transformer.*) and OpenCLIP-bigG "
-                        "(conditioner.embedders.1.model.*) text encoders → sdxl")
-        widths = [_width(t, SDXL_CLIP_L + "text_model.embeddings.token_embedding.weight"),
-                  _width(t, SDXL_OPENCLIP_G + "token_embedding.weight")]
-        text_width = sum(widths) if all(widths) else None
-    elif model.has_prefix(REFINER_OPENCLIP_G):
-        family, problem = "sdxl", "an SDXL refiner (OpenCLIP-bigG alone as conditioner.embedders.0); ckptbench " \
-                                  "benchmarks text-to-image base checkpoints"
-        evidence.append("conditioner.embedders.0.model.* only → SDXL refiner")
-    elif model.has_prefix(OPENCLIP_SD2):
-        family = "sd2"
-        evidence.append("OpenCLIP-H text encoder (cond_stage_model.model.*) → sd2")
-        text_width = _width(t, OPENCLIP_SD2 + "token_embedding.weight")
-    elif model.has_prefix(CLIP_SD1):
-        family = "sd15"
-        evidence.append("OpenAI CLIP-L text encoder (cond_stage_model.transformer.*) → sd15")
-        text_width = (_width(t, CLIP_SD1 + "text_model.embeddings.token_embedding.weight")
-                      or _width(t, CLIP_SD1 + "embeddings.token_embedding.weight"))
-        if any(n.startswith(CLIP_SD1) and not n.startswith(CLIP_SD1 + "text_model.") for n in t):
-            notes.append("old text-encoder key layout (cond_stage_model.transformer.* without text_model.): "
-                         "renamed when loading")
-    else:
-        has_text = False
-        family = _family_from_unet(t, evidence)
-        if family is None:
-            problem = "the file has no text encoder and its UNet matches no known family"
-    context = _cross_attention_width(t)
-    if context is not None and text_width is not None and context != text_width:
-        warnings.append(f"the UNet cross-attention width ({context}) differs from the text encoder width "
-                        f"({text_width}); loading will likely fail")
-    proj_in = next((info for name, info in t.items() if name.startswith(UNET) and name.endswith(".proj_in.weight")),
-                   None)
-    if proj_in is not None and family is not None:
-        linear = len(proj_in.shape) == 2
-        evidence.append(f"transformer proj_in is {'linear' if linear else 'a 1×1 convolution'}")
-        if linear != (family != "sd15"):
-            warnings.append(f"proj_in is {'linear' if linear else 'convolutional'}, unusual for {family}")
-    problem = problem or _unet_problem(t, family)
+    families = all_families()
+    match = next((m for family in families if (m := family.match_text_encoders(model)) is not None), None)
+    if match is None:
+        match = next((m for family in families if (m := family.match_denoiser(model)) is not None), None)
+    if match is None:
+        width = cross_attention_width(t)
+        evidence = (f"no text encoder; UNet cross-attention width {width} → unknown",) if width else \
+            ("no text encoder and no known denoiser layout",)
+        return Detection("checkpoint", None, *_prediction_markers(model), has_vae=model.has_prefix(VAE),
+                         has_text_encoder=False, evidence=evidence,
+                         problem="the file has no text encoder and its denoiser matches no known family")
+    family = next(f for f in families if f.name == match.family)
+    match = family.check(model, match)
+    warnings, notes = list(match.warnings), list(match.notes)
     prediction, source = _prediction_markers(model)  # None: decided by the caller (defaults, A1111's SD2 test)
     if "ztsnr" in t:
         warnings.append("a zero-terminal-SNR marker (ztsnr) is present; ckptbench samples with the standard noise "
@@ -166,30 +138,8 @@ def detect_checkpoint(model: ModelFile) -> Detection:
     has_vae = model.has_prefix(VAE)
     if not has_vae:
         notes.append("no baked VAE (first_stage_model.*): a `vae` must be given in the spec")
-    return Detection("checkpoint", family, prediction, source, has_vae, has_text, problem, tuple(evidence),
-                     tuple(warnings), tuple(notes))
-
-
-def _family_from_unet(t: dict[str, TensorInfo], evidence: list[str]) -> Family | None:
-    if UNET + "label_emb.0.0.weight" in t:
-        evidence.append("no text encoder; the UNet has an ADM vector embedding (label_emb) → sdxl")
-        return "sdxl"
-    width = _cross_attention_width(t)
-    family: Family | None = {768: "sd15", 1024: "sd2", 2048: "sdxl"}.get(width or 0)  # type: ignore[assignment]
-    evidence.append(f"no text encoder; UNet cross-attention width {width} → {family or 'unknown'}")
-    return family
-
-
-def _unet_problem(t: dict[str, TensorInfo], family: Family | None) -> str | None:
-    conv_in = t.get(UNET + "input_blocks.0.0.weight")
-    if conv_in is not None and len(conv_in.shape) == 4 and conv_in.shape[1] != 4:
-        channels = conv_in.shape[1]
-        what = {9: "an inpainting model", 8: "an instruct-pix2pix model"}.get(channels, "not a text-to-image UNet")
-        return f"the UNet takes {channels} input channels: {what}; ckptbench benchmarks text-to-image checkpoints"
-    if family in ("sd15", "sd2") and UNET + "label_emb.0.0.weight" in t:
-        return "the UNet has a class/image embedding (label_emb) with an SD1/SD2 text encoder: an unCLIP variant, " \
-               "which ckptbench does not support"
-    return None
+    return Detection("checkpoint", match.family, prediction, source, has_vae, match.has_text_encoder, match.problem,
+                     match.evidence, tuple(warnings), tuple(notes))
 
 
 def _prediction_markers(model: ModelFile) -> tuple[Prediction | None, str | None]:
@@ -210,7 +160,7 @@ def _prediction_markers(model: ModelFile) -> tuple[Prediction | None, str | None
     return None, None
 
 
-def _cross_attention_width(t: dict[str, TensorInfo]) -> int | None:
+def cross_attention_width(t: dict[str, TensorInfo]) -> int | None:
     pattern = re.compile(re.escape(UNET) + r".*\.attn2\.to_k\.weight$")
     for name, info in t.items():
         if pattern.match(name) and len(info.shape) == 2:
@@ -218,7 +168,7 @@ def _cross_attention_width(t: dict[str, TensorInfo]) -> int | None:
     return None
 
 
-def _width(t: dict[str, TensorInfo], name: str) -> int | None:
+def tensor_width(t: dict[str, TensorInfo], name: str) -> int | None:
     info = t.get(name)
     return info.shape[-1] if info is not None and info.shape else None
 

@@ -10,21 +10,16 @@ from typing import Any
 from ckptbench.errors import ModelFileError
 from ckptbench.hashing import autov2, relative_files, sha256_file
 from ckptbench.models.checkpoint import FOLDER_FILES, bundled_config, decide_prediction, folder_digest, folder_family
-from ckptbench.models.detect import (
-    CLIP_SD1,
-    NON_WEIGHT_KEYS,
-    OPENCLIP_SD2,
-    SDXL_CLIP_L,
-    SDXL_OPENCLIP_G,
-    UNET,
-    VAE,
-    detect,
-)
+from ckptbench.models.detect import NON_WEIGHT_KEYS, detect
+from ckptbench.models.families import all_families
 from ckptbench.models.safety import UnsafeModelFileError, read_safetensors_header
 from ckptbench.models.state_dict import ModelFile, open_model_file
 
-_COMPONENTS = {UNET: "unet", VAE: "vae", CLIP_SD1: "text_encoder", OPENCLIP_SD2: "text_encoder",
-               SDXL_CLIP_L: "text_encoder", SDXL_OPENCLIP_G: "text_encoder_2"}
+
+def _component_prefixes() -> dict[str, str]:
+    """Original-layout key prefix → diffusers component, over every family (longest prefix first)."""
+    prefixes = {prefix: name for family in all_families() for prefix, name in family.components.items()}
+    return dict(sorted(prefixes.items(), key=lambda item: -len(item[0])))
 
 
 def inspect_path(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
@@ -79,13 +74,14 @@ def _describe_tensors(model: ModelFile, report: dict[str, Any]) -> None:
                if not name.startswith("model_ema.") and name not in NON_WEIGHT_KEYS}
     by_bytes: Counter[str] = Counter()
     components: Counter[str] = Counter()
+    prefixes = _component_prefixes()
     for name, info in weights.items():
         count = 1
         for size in info.shape:
             count *= size
         by_bytes[info.dtype] += count
-        prefix = next((p for p in _COMPONENTS if name.startswith(p)), None)
-        components[_COMPONENTS[prefix] if prefix else "other"] += count
+        prefix = next((p for p in prefixes if name.startswith(p)), None)
+        components[prefixes[prefix] if prefix else "other"] += count
     report["dtype"] = by_bytes.most_common(1)[0][0] if by_bytes else None
     report["dtypes"] = dict(by_bytes)
     report["parameters"] = sum(by_bytes.values())
