@@ -62,16 +62,37 @@ def _fail(error: CkptbenchError) -> NoReturn:
 
 @app.command()
 def validate(spec: Annotated[Path, typer.Argument(help="Benchmark spec (TOML).")]) -> None:
-    """Check a spec: keys, types, files, sampler and scorer names."""
-    from ckptbench.spec_load import load_spec
-    from ckptbench.suites.load import checked_suites
+    """Check a spec as a run would before loading any weights: keys and types, suites and reference folders,
+    scorer weights and folder layouts, checkpoint headers and sizes against their family or `config`,
+    LoRA and embedding names. Prints the run's own message for each problem; exit code 2 when a run would
+    fail or leave something out, 0 when it is valid."""
+    _quiet_libraries()
+    from rich.markup import escape
+
+    from ckptbench.outcome import EXIT_BAD_INPUT
+    from ckptbench.validate import validate_spec
 
     try:
-        loaded = load_spec(spec)
-        suites = checked_suites(loaded)
+        checked = validate_spec(spec, console)
     except CkptbenchError as error:
         _fail(error)
         return
+    for note in checked.notes:
+        console.print(f"[yellow]note[/]: {escape(note)}", highlight=False)
+    for problem in checked.plan.checkpoints:
+        if problem.error:
+            console.print(f"[red]error:[/] {escape(problem.error)}", highlight=False, soft_wrap=True)
+    if checked.problems:
+        failed = sum(1 for work in checked.plan.checkpoints if work.error)
+        left_out = len(checked.plan.skipped_cases)
+        parts = [f"{failed} checkpoint(s) would fail" if failed else "",
+                 f"{left_out} case(s) would be left out" if left_out else ""]
+        console.print(f"{escape(str(spec))}: not valid — {' and '.join(p for p in parts if p)} (the messages above "
+                      "are the run's own; a run would go on without them: exit code 3, or 4 when no checkpoint is "
+                      "left).",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(code=EXIT_BAD_INPUT)
+    loaded, suites = checked.spec, checked.suites
     per_checkpoint = sum(len(s.cases) * len(s.seeds) for s in suites)
     seed_counts = {len(s.seeds) for s in suites}
     cases = sum(len(s.cases) for s in suites)
@@ -79,7 +100,8 @@ def validate(spec: Annotated[Path, typer.Argument(help="Benchmark spec (TOML).")
              f"{per_checkpoint} images ({', '.join(f'{s.name}: {len(s.cases)}×{len(s.seeds)}' for s in suites)})")
     out.print(f"{spec}: valid — {len(loaded.checkpoints)} checkpoints × {shape} = "
               f"{per_checkpoint * len(loaded.checkpoints)} images; suites: "
-              f"{', '.join(f'{s.name} ({s.kind})' for s in suites)}; scorers: {', '.join(loaded.scorers.use)}")
+              f"{', '.join(f'{s.name} ({s.kind})' for s in suites)}; scorers: {', '.join(loaded.scorers.use)}",
+              highlight=False)
 
 
 @app.command()

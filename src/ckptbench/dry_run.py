@@ -20,7 +20,7 @@ from ckptbench.executors import Executor, open_executor
 from ckptbench.metrics.base import SetScorer
 from ckptbench.metrics.engine import PreparedScorer, ScoreCell, rows_for
 from ckptbench.metrics.set_engine import group_cells, set_key
-from ckptbench.plan import generation_plan, images_todo, plan_images, prepare_run, work_units
+from ckptbench.plan import embedding_near_misses, generation_plan, images_todo, plan_images, prepare_run, work_units
 from ckptbench.spec import BenchmarkSpec, ExecutorName
 from ckptbench.store import Store
 from ckptbench.suites.load import checked_suites
@@ -42,6 +42,7 @@ class ScorerWork:
     cached: int
     new: int
     skipped: int = 0  # cells it cannot score (no prompt, no reference images)
+    skip_reasons: dict[str, int] = field(default_factory=dict)  # reason → cells
 
 
 @dataclass
@@ -54,6 +55,7 @@ class DryRun:
     scorers: list[ScorerWork] = field(default_factory=list)
     forward_images: dict[str, int] = field(default_factory=dict)  # backbone → images to put through it
     skipped_cases: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # warnings a run would record (embedding near misses)
     retries: int = 0  # images to generate that failed in an earlier run
     not_retried: int = 0  # earlier failures left out (--skip-failed)
     needs: list[Need] = field(default_factory=list)
@@ -94,6 +96,7 @@ def _plan(spec: BenchmarkSpec, suites: list, store: Store, work: Executor, conso
     latest = store.latest_run()
     next_run = int(latest["run_id"]) + 1 if latest else 1
     failed_before = set(store.earlier_image_failures(next_run, planned - store.existing_images(planned)))
+    result.notes = [message for _, _, message in embedding_near_misses(embeddings, plan.jobs)]
     existing, todo = images_todo(store, plan.jobs, spec.generation.batch_size,
                                  set() if retry_failed else failed_before)
     new_keys = {job.key for jobs in todo.values() for job in jobs} - existing
@@ -140,7 +143,7 @@ def _count_scores(spec: BenchmarkSpec, store: Store, prepared: list[PreparedScor
             have = store.existing_scores(entry.info.key, pairs)
             new_pairs = set(pairs) - have
             result.scorers.append(ScorerWork(entry.name, "image", sum(p in have for p in pairs), len(new_pairs),
-                                             sum(skipped.values())))
+                                             sum(skipped.values()), dict(skipped)))
             new_keys = {image for image, _ in new_pairs}
         backbone = entry.backbone
         if backbone.cache_features:
@@ -173,6 +176,8 @@ def render(result: DryRun, out: Console) -> None:
         out.print(f"backbone {backbone}: {count} images to embed", highlight=False)
     for message in result.skipped_cases:
         out.print(f"[yellow]skipped[/]: {escape(message)}", highlight=False)
+    for message in result.notes:
+        out.print(f"[yellow]note[/]: {escape(message)}", highlight=False)
     out.print(f"executor {result.executor} ({result.workers} worker{'s' if result.workers > 1 else ''}), "
               f"device {result.device}, dtype {result.dtype}: {result.images_new} images to generate"
               + (f" ({result.retries} of them failed in an earlier run and are tried again; --skip-failed leaves "

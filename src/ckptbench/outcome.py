@@ -3,7 +3,8 @@
 A checkpoint is ``ok`` when every image planned for it was made and scored, ``partial`` when some are
 missing (an image or a score failed), ``failed`` when it made no image at all (it could not be loaded,
 or every image failed). A run is ``ok`` when every checkpoint is ``ok`` and no case was left out,
-``failed`` when no checkpoint made an image, ``partial`` otherwise, and ``interrupted`` when it was
+``failed`` when no checkpoint made an image (every checkpoint failed, or every case was left
+out), ``partial`` otherwise, and ``interrupted`` when it was
 stopped. An imported run (scores made elsewhere, no images) is judged by its scores alone.
 
 Exit codes (documented in the README and in ``ckptbench --help``):
@@ -66,11 +67,14 @@ def checkpoint_status(tally: CheckpointTally, imported: bool = False) -> Status:
     return "ok"
 
 
-def run_status(statuses: Mapping[str, Status], run_wide_failures: int, interrupted: bool = False) -> Status:
-    """``run_wide_failures``: failures not owned by one checkpoint (cases left out for every checkpoint)."""
+def run_status(statuses: Mapping[str, Status], run_wide_failures: int, interrupted: bool = False,
+               made_any: bool = True) -> Status:
+    """``run_wide_failures``: failures not owned by one checkpoint (cases left out for every checkpoint);
+    ``made_any``: whether the run has any image (or, imported, any score) at all."""
     if interrupted:
         return "interrupted"
-    if statuses and all(status == "failed" for status in statuses.values()):
+    if (statuses and all(status == "failed" for status in statuses.values())) or (
+            not made_any and run_wide_failures):
         return "failed"
     if run_wide_failures or any(status != "ok" for status in statuses.values()):
         return "partial"

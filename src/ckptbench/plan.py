@@ -216,3 +216,17 @@ def _embeddings_used(library: EmbeddingLibrary, prompt: str, negative_prompt: st
     """(name, sha256) of each embedding the prompts name: the files change the pixels, so they key the image."""
     names = set(library.used_in(prompt, steps=steps)) | set(library.used_in(negative_prompt, True, steps))
     return tuple((name, library.sha256(name)) for name in sorted(names))
+
+
+def embedding_near_misses(library: EmbeddingLibrary, jobs: dict[str, list[ImageJob]]) -> list[tuple[str, str, str]]:
+    """(word, embedding, message) for each prompt word that looks like an embedding's name but names none.
+
+    A word that names no embedding is a plain word, as in A1111 (it cannot be told from any other word), so
+    a near miss is not an error; a run records it as a warning and says it before generating."""
+    if not library.files:
+        return []
+    prompts = {pair for jobs_of in jobs.values() for job in jobs_of
+               for pair in ((job.prompt, False), (job.negative_prompt, True))}
+    return [(word, name, f"prompt word '{word}' looks like embedding '{name}' ({library.files[name]}) but does not "
+                         f"name it, so it is read as plain words; write '{name}' in the prompt to use the embedding.")
+            for word, name in library.near_miss_pairs(prompts)]

@@ -24,7 +24,14 @@ from ckptbench.metrics.engine import ScoreCell, plan_scoring
 from ckptbench.metrics.references import ReferenceSet
 from ckptbench.metrics.set_engine import plan_sets
 from ckptbench.models.checkpoint import ResolvedCheckpoint
-from ckptbench.plan import ImagePlan, generation_plan, images_todo, plan_images, prepare_run
+from ckptbench.plan import (
+    ImagePlan,
+    embedding_near_misses,
+    generation_plan,
+    images_todo,
+    plan_images,
+    prepare_run,
+)
 from ckptbench.progress import progress_bars
 from ckptbench.provenance import collect_provenance
 from ckptbench.report.outputs import write_outputs
@@ -96,6 +103,10 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Exe
     image_plan = plan_images(spec, suites, store, dtype, embeddings, console)
     _record_plan(store, run_id, image_plan, outcome, console)
     jobs, references = image_plan.jobs, image_plan.references
+    near_misses = embedding_near_misses(embeddings, jobs)
+    for _, _, message in near_misses:
+        store.put_failure(run_id, "warning", message)
+        console.print(f"[yellow]note[/]: {escape(message)}", highlight=False)
     planned = {job.key: job for jobs_of in jobs.values() for job in jobs_of}
     failed_before = store.earlier_image_failures(run_id, set(planned) - store.existing_images(planned))
     left_out = set() if retry_failed else set(failed_before)
@@ -152,7 +163,7 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Exe
                               scorer=scorer)
     store.put_throughput(run_id, measured)
 
-    embedding_record = _embedding_record(embeddings, jobs, store, run_id, console)
+    embedding_record = _embedding_record(embeddings, jobs, near_misses)
     provenance = {**provenance, "text_truncated": plan.truncated, "skipped": plan.skipped,
                   "checkpoints": outcome.models, "embeddings": embedding_record,
                   "scorer_dtypes": {p.name: p.backbone.dtype for p in prepared},
@@ -223,25 +234,14 @@ def _record_plan(store: Store, run_id: int, plan: ImagePlan, outcome: RunOutcome
     store.put_run_items(run_id, plan.items)
 
 
-def _embedding_record(library: EmbeddingLibrary, jobs: dict[str, list[ImageJob]], store: Store, run_id: int,
-                      console: Console) -> dict[str, object]:
-    """Which embeddings the run used, and prompt words that look like an embedding but name none.
-
-    A word that names no embedding is a plain word, as in A1111 (it cannot be told from any other word), so
-    a near miss is not an error; it is recorded as a warning with the run, where the report lists it."""
+def _embedding_record(library: EmbeddingLibrary, jobs: dict[str, list[ImageJob]],
+                      near_misses: list[tuple[str, str, str]]) -> dict[str, object]:
+    """Which embeddings the run used and which prompt words nearly named one (provenance)."""
     if not library.files:
         return {}
-    all_jobs = [job for jobs_of in jobs.values() for job in jobs_of]
-    used = {name: sha256 for job in all_jobs for name, sha256 in job.embeddings}
-    prompts = {pair for job in all_jobs for pair in ((job.prompt, False), (job.negative_prompt, True))}
-    pairs = library.near_miss_pairs(prompts)
-    for word, name in pairs:
-        message = (f"prompt word '{word}' looks like embedding '{name}' ({library.files[name]}) but does not name "
-                   f"it, so it is read as plain words; write '{name}' in the prompt to use the embedding.")
-        store.put_failure(run_id, "warning", message)
-        console.print(f"[yellow]note[/]: {escape(message)}", highlight=False)
+    used = {name: sha256 for jobs_of in jobs.values() for job in jobs_of for name, sha256 in job.embeddings}
     return {"used": used, "unused": sorted(set(library.files) - set(used)),
-            "near_misses": [near_miss_note(word, name) for word, name in pairs]}
+            "near_misses": [near_miss_note(word, name) for word, name, _ in near_misses]}
 
 
 def _generate(spec: BenchmarkSpec, store: Store, run_id: int, work: Executor,

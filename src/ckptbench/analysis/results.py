@@ -122,7 +122,8 @@ def _statuses(run: dict[str, Any], items: pd.DataFrame, checkpoints: list[dict[s
     recorded = str(run.get("status") or "ok")
     if recorded in ("running", "interrupted") and not (fresh and recorded == "running"):
         return statuses, recorded
-    return statuses, run_status(statuses, run_wide)
+    made_any = imported or any(tally.made for tally in counted)
+    return statuses, run_status(statuses, run_wide, made_any=made_any)
 
 
 def _set_scores(rows: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
