@@ -323,7 +323,8 @@ def _print_inspection(report: dict[str, object]) -> None:
     from rich.table import Table
 
     table = Table(show_header=False, box=None)
-    fields = ("path", "kind", "format", "arch", "prediction", "prediction_source", "dtype", "parameters",
+    fields = ("path", "kind", "format", "arch", "prediction", "prediction_source", "zero_terminal_snr", "dtype",
+              "parameters",
               "components", "sha256", "autov2", "safe", "safety", "problem")
     for field in fields:
         value = report.get(field)

@@ -181,8 +181,9 @@ def log_detection(ckpt: ResolvedCheckpoint, console: Console) -> None:
     found = ckpt.detection
     vae = found.get("vae")
     vae_text = Path(vae["path"]).name if isinstance(vae, dict) else (vae or "none")
-    console.print(f"{ckpt.name}: {ckpt.family}, {ckpt.prediction}-prediction ({found.get('prediction_source')}); "
-                  f"VAE: {vae_text}; config: {found.get('config')}", highlight=False)
+    schedule = f", zero terminal SNR ({found.get('zero_terminal_snr_source')})" if ckpt.zero_terminal_snr else ""
+    console.print(f"{ckpt.name}: {ckpt.family}, {ckpt.prediction}-prediction ({found.get('prediction_source')})"
+                  f"{schedule}; VAE: {vae_text}; config: {found.get('config')}", highlight=False)
     for warning in found.get("warnings", []):
         console.print(f"[yellow]warning[/]: {ckpt.name}: {warning}", highlight=False)
 

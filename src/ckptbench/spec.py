@@ -70,6 +70,12 @@ class CheckpointSpec(_Strict):
     prediction: PredictionType | None = Field(
         default=None, description="Override the detected prediction type: 'epsilon' or 'v'."
     )
+    zero_terminal_snr: bool | None = Field(
+        default=None, strict=True,
+        description="Override the detected noise schedule: true samples with the zero-terminal-SNR rescaled "
+        "schedule (NoobAI-style v-prediction files say so with a `ztsnr` marker), false with the standard one; "
+        "overriding what the file says is logged and recorded in provenance.",
+    )
     vae: Path | None = Field(
         default=None,
         description="External VAE for this checkpoint: a single-file VAE .safetensors (original layout) or a "

@@ -220,6 +220,8 @@ def infotext_for(job: ImageJob, checkpoint: ResolvedCheckpoint) -> str:
         "Model hash": checkpoint.sha256[:10],
         "Model": job.checkpoint,
         "Clip skip": settings.clip_skip if settings.clip_skip > 1 else None,
+        # As A1111 writes it when it samples with the rescaled schedule.
+        "Noise Schedule": "Zero Terminal SNR" if checkpoint.zero_terminal_snr else None,
         **(hires_fix.infotext_fields(settings.steps, settings.hires) if settings.hires else {}),
         # A1111's short LoRA hash is the first 12 hex digits of the file's sha256.
         "Lora hashes": format_hashes({lora.name: lora.sha256[:12] for lora in job.loras}) or None,

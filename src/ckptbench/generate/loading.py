@@ -19,6 +19,7 @@ from ckptbench.errors import CkptbenchError, ModelFileError
 from ckptbench.models.checkpoint import BUNDLED_CONFIGS, ResolvedCheckpoint, ResolvedVae
 from ckptbench.models.components import build_vae, normalise_text_keys, read_original_state
 from ckptbench.models.families import get_family
+from ckptbench.models.noise_schedule import zero_terminal_snr_config
 from ckptbench.models.sizes import describe_load_error
 from ckptbench.models.state_dict import load_tensors
 
@@ -74,7 +75,7 @@ def _from_single_file(checkpoint: ResolvedCheckpoint, dtype: torch.dtype) -> Pip
     vae_state = family.vae_state(state)
     del state
     modules["vae"] = load_vae(checkpoint.vae, config, dtype) if checkpoint.vae else build_vae(vae_state, config, dtype)
-    modules["scheduler"] = _scheduler(config, checkpoint.prediction)
+    modules["scheduler"] = _scheduler(config, checkpoint.prediction, checkpoint.zero_terminal_snr)
     return family.assemble(modules)
 
 
@@ -83,9 +84,10 @@ def _from_folder(checkpoint: ResolvedCheckpoint, dtype: torch.dtype) -> Pipeline
     if checkpoint.vae is not None:
         options["vae"] = load_vae(checkpoint.vae, checkpoint.path, dtype)
     pipeline = get_family(checkpoint.family).load_folder(checkpoint.path, options)
-    wanted = _PREDICTION_TYPES[checkpoint.prediction]
-    if pipeline.scheduler.config.get("prediction_type") != wanted:
-        pipeline.scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config, prediction_type=wanted)
+    settings = _schedule_settings(dict(pipeline.scheduler.config), checkpoint.prediction,
+                                  checkpoint.zero_terminal_snr)
+    if settings != dict(pipeline.scheduler.config):
+        pipeline.scheduler = type(pipeline.scheduler).from_config(settings)
     return pipeline
 
 
@@ -98,7 +100,14 @@ def load_vae(vae: ResolvedVae, config: Any, dtype: torch.dtype) -> AutoencoderKL
     return build_vae(state, config, dtype)
 
 
-def _scheduler(config: Any, prediction: str) -> Any:
+def _scheduler(config: Any, prediction: str, zero_terminal_snr: bool) -> Any:
     settings = json.loads((config / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
     scheduler_class = getattr(diffusers, settings.get("_class_name", "PNDMScheduler"))
-    return scheduler_class.from_config(settings, prediction_type=_PREDICTION_TYPES[prediction])
+    return scheduler_class.from_config(_schedule_settings(settings, prediction, zero_terminal_snr))
+
+
+def _schedule_settings(settings: dict[str, Any], prediction: str, zero_terminal_snr: bool) -> dict[str, Any]:
+    """The scheduler config with the resolved prediction type and, when on, the zero-terminal-SNR schedule
+    (as ``trained_betas``, which every sampler made from this config keeps)."""
+    settings = {**settings, "prediction_type": _PREDICTION_TYPES[prediction]}
+    return zero_terminal_snr_config(settings) if zero_terminal_snr else settings

@@ -62,6 +62,7 @@ class ResolvedCheckpoint:
     allow_pickle: bool = False
     file_format: str = "safetensors"
     detection: Mapping[str, Any] = field(default_factory=dict, compare=False)  # what was detected and why
+    zero_terminal_snr: bool = False  # sampled with the zero-terminal-SNR rescaled noise schedule
 
     @property
     def autov2(self) -> str:
@@ -74,11 +75,14 @@ class ResolvedCheckpoint:
     @property
     def identity(self) -> str:
         """Everything about the model that changes pixels: weights, external VAE, family, prediction, config."""
-        return content_key({
+        fields: dict[str, Any] = {
             "checkpoint": self.sha256, "vae": self.vae.sha256 if self.vae else None, "family": self.family,
             "prediction": self.prediction,
             "config": config_digest(self.config_dir) if self.kind == "single-file" else None,
-        })
+        }
+        if self.zero_terminal_snr:  # absent rather than false, so identities of other models stay as they were
+            fields["zero_terminal_snr"] = True
+        return content_key(fields)
 
 
 def resolve_checkpoint(spec: CheckpointSpec, cache: DigestCache | None = None, default_vae: Path | None = None
@@ -129,11 +133,15 @@ def _resolve_single_file(spec: CheckpointSpec, path: Path, vae: ResolvedVae | No
                              "a diffusers config folder with the model's sizes (model_index.json, unet/, vae/, "
                              "text_encoder/ config files, e.g. from the model's diffusers release).")
     warnings = list(found.warnings)
-    if "alphas_cumprod" in model.tensors and (mismatch := _schedule_mismatch(model, config, spec.allow_pickle)):
+    ztsnr, ztsnr_source = decide_zero_terminal_snr(found.zero_terminal_snr, found.zero_terminal_snr_source, family,
+                                                   spec, warnings)
+    if "alphas_cumprod" in model.tensors and (
+            mismatch := _schedule_mismatch(model, config, spec.allow_pickle, ztsnr)):
         warnings.append(mismatch)
     detection = _record(model.format, found, family, prediction, prediction_source, spec, config, vae, warnings)
+    detection.update(zero_terminal_snr=ztsnr, zero_terminal_snr_source=ztsnr_source)
     return ResolvedCheckpoint(spec.name, spec.source, "single-file", path, sha256_file(path, cache), spec.config,
-                              family, prediction, vae, spec.allow_pickle, model.format, detection)
+                              family, prediction, vae, spec.allow_pickle, model.format, detection, ztsnr)
 
 
 def _spec_family(spec: CheckpointSpec) -> Family | None:
@@ -169,6 +177,28 @@ def decide_prediction(model: ModelFile, found: Detection, family: Family, spec: 
     config = spec.config if spec is not None and spec.config is not None else bundled_config(family, "epsilon")
     allow_pickle = spec.allow_pickle if spec is not None else model.format == "pickle"
     return get_family(family).undecided_prediction(model, config, allow_pickle)
+
+
+def decide_zero_terminal_snr(stated: bool | None, stated_source: str | None, family: Family,
+                             spec: CheckpointSpec | None, warnings: list[str]) -> tuple[bool, str]:
+    """Whether to sample with the zero-terminal-SNR schedule, in order: the spec, the file, the standard schedule.
+
+    A spec that contradicts the file is obeyed, and the contradiction is added to ``warnings`` (logged
+    and recorded in provenance), so an image made with another schedule than the model's is never silent.
+    """
+    declared = spec.zero_terminal_snr if spec is not None else None
+    if declared is not None and get_family(family).default_prediction == "flow":
+        raise ModelFileError(f"checkpoint '{spec.name}': zero_terminal_snr is set, but {family} is a flow-matching "
+                             "model without a discrete noise schedule; remove `zero_terminal_snr`.")
+    if declared is not None:
+        if stated is not None and stated != declared:
+            warnings.append(f"the file says zero terminal SNR is {'on' if stated else 'off'} ({stated_source}), but "
+                            f"the spec sets zero_terminal_snr = {str(declared).lower()}: sampled with the "
+                            f"{'rescaled zero-terminal-SNR' if declared else 'standard'} schedule, against the file")
+        return declared, f"spec: zero_terminal_snr = {str(declared).lower()}"
+    if stated is not None:
+        return stated, stated_source or "marker"
+    return False, "no zero-terminal-SNR marker: the standard noise schedule"
 
 
 def _spec_prediction(spec: CheckpointSpec) -> tuple[Prediction, str] | None:
@@ -215,10 +245,10 @@ def _config_prediction(config: Path) -> Prediction | None:
     return {"v_prediction": "v", "epsilon": "epsilon"}.get(stated or "")  # type: ignore[return-value]
 
 
-def _schedule_mismatch(model: ModelFile, config: Path, allow_pickle: bool) -> str | None:
-    """A file's own ``alphas_cumprod`` that differ from the config's schedule: sampled with the config's."""
-    import torch
-
+def _schedule_mismatch(model: ModelFile, config: Path, allow_pickle: bool, ztsnr: bool) -> str | None:
+    """A file's own ``alphas_cumprod`` that differ from the schedule it is sampled with (the config's, rescaled
+    to zero terminal SNR when that is on)."""
+    from ckptbench.models.noise_schedule import alphas_cumprod_of, rescale_zero_terminal_snr
     from ckptbench.models.state_dict import load_tensors
 
     scheduler_file = config / "scheduler" / "scheduler_config.json"
@@ -228,15 +258,17 @@ def _schedule_mismatch(model: ModelFile, config: Path, allow_pickle: bool) -> st
     if settings.get("beta_schedule", "scaled_linear") != "scaled_linear" or settings.get("trained_betas"):
         return None
     steps = int(settings.get("num_train_timesteps", 1000))
-    betas = torch.linspace(settings.get("beta_start", 0.00085) ** 0.5, settings.get("beta_end", 0.012) ** 0.5, steps,
-                           dtype=torch.float64) ** 2
-    expected = torch.cumprod(1 - betas, dim=0)
+    expected = alphas_cumprod_of(settings)
+    assert expected is not None
+    if ztsnr:
+        expected = rescale_zero_terminal_snr(expected)
     found = load_tensors(model.path, allow_pickle, lambda name: name == "alphas_cumprod")["alphas_cumprod"]
     if found.shape != expected.shape:
         return f"the file's alphas_cumprod has {found.numel()} steps, the config {steps}; sampled with the config's"
     gap = float((found.double() - expected).abs().max())
     if gap > 1e-3:
-        return (f"the file's alphas_cumprod differ from the config's scaled-linear schedule by up to {gap:.4f}; "
+        schedule = "zero-terminal-SNR rescaled scaled-linear" if ztsnr else "scaled-linear"
+        return (f"the file's alphas_cumprod differ from the config's {schedule} schedule by up to {gap:.4f}; "
                 "ckptbench samples with the config's schedule")
     return None
 
@@ -302,15 +334,28 @@ def _resolve_folder(spec: CheckpointSpec, path: Path, vae: ResolvedVae | None, c
     prediction, source = _spec_prediction(spec) or (
         found_prediction, "the folder's scheduler_config.json prediction_type")
     digest = folder_digest(path, files, cache)
+    warnings: list[str] = []
+    stated = folder_zero_terminal_snr(path)
+    ztsnr, ztsnr_source = decide_zero_terminal_snr(
+        stated, "the folder's scheduler_config.json rescale_betas_zero_snr" if stated is not None else None, family,
+        spec, warnings)
     detection = {
         "format": "diffusers-folder", "family": family,
         "family_source": f"detected, as the spec's arch = '{spec.arch}' declares" if spec.arch else "detected",
         "prediction": prediction, "prediction_source": source, "config": "the folder's own",
         "vae": {"path": str(vae.path), "sha256": vae.sha256} if vae else "the folder's", "evidence": evidence,
-        "warnings": [], "notes": [],
+        "warnings": warnings, "notes": [], "zero_terminal_snr": ztsnr, "zero_terminal_snr_source": ztsnr_source,
     }
     return ResolvedCheckpoint(spec.name, spec.source, "diffusers-folder", path, digest, spec.config, family,
-                              prediction, vae, spec.allow_pickle, "diffusers-folder", detection)
+                              prediction, vae, spec.allow_pickle, "diffusers-folder", detection, ztsnr)
+
+
+def folder_zero_terminal_snr(path: Path) -> bool | None:
+    scheduler = path / "scheduler" / "scheduler_config.json"
+    if not scheduler.is_file():
+        return None
+    stated = json.loads(scheduler.read_text(encoding="utf-8")).get("rescale_betas_zero_snr")
+    return bool(stated) if stated else None
 
 
 def folder_family(path: Path, owner: str) -> tuple[Family, Prediction, list[str]]:

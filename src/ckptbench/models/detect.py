@@ -42,6 +42,8 @@ RULES = (
     "`label_emb` → sdxl, else the UNet cross-attention width 768/1024/2048 → sd15/sd2/sdxl",
     "refused: 9 or 8 UNet input channels (inpainting, instruct-pix2pix), SDXL refiner "
     "(`conditioner.embedders.0.model.*` alone), unCLIP (`label_emb` with an SD1/SD2 text encoder)",
+    "zero terminal SNR: a `ztsnr` marker tensor or kohya ss_zero_terminal_snr=True → sampled with the rescaled "
+    "schedule (Lin et al. 2023, as A1111/Forge/ComfyUI do); otherwise the standard schedule",
     "prediction: a `v_pred`/`v` marker tensor → v; `__metadata__` modelspec.prediction_type (v/v_prediction or "
     "epsilon), a modelspec.architecture ending in '-v', or kohya ss_v_parameterization=True → as stated; "
     "otherwise sd15 and sdxl → epsilon, and sd2 → A1111's test: the UNet at t=999 on a constant input, "
@@ -63,6 +65,8 @@ class Detection:
     evidence: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    zero_terminal_snr: bool | None = None  # from markers in the file only; None: no marker
+    zero_terminal_snr_source: str | None = None
 
 
 def detect(model: ModelFile) -> Detection:
@@ -124,9 +128,7 @@ def detect_checkpoint(model: ModelFile) -> Detection:
     match = family.check(model, match)
     warnings, notes = list(match.warnings), list(match.notes)
     prediction, source = _prediction_markers(model)  # None: decided by the caller (defaults, A1111's SD2 test)
-    if "ztsnr" in t:
-        warnings.append("a zero-terminal-SNR marker (ztsnr) is present; ckptbench samples with the standard noise "
-                        "schedule, as A1111 does")
+    ztsnr, ztsnr_source = zero_terminal_snr_markers(model)
     ema = sum(1 for n in t if n.startswith("model_ema."))
     if ema:
         notes.append(f"{ema} model_ema.* tensors: ignored, the model.diffusion_model.* weights are used (as A1111 "
@@ -139,7 +141,7 @@ def detect_checkpoint(model: ModelFile) -> Detection:
     if not has_vae:
         notes.append("no baked VAE (first_stage_model.*): a `vae` must be given in the spec")
     return Detection("checkpoint", match.family, prediction, source, has_vae, match.has_text_encoder, match.problem,
-                     match.evidence, tuple(warnings), tuple(notes))
+                     match.evidence, tuple(warnings), tuple(notes), ztsnr, ztsnr_source)
 
 
 def _prediction_markers(model: ModelFile) -> tuple[Prediction | None, str | None]:
@@ -157,6 +159,17 @@ def _prediction_markers(model: ModelFile) -> tuple[Prediction | None, str | None
         return "v", f"__metadata__ modelspec.architecture = {architecture!r} → v"
     if meta.get("ss_v_parameterization", "").lower() == "true":
         return "v", "__metadata__ ss_v_parameterization = True → v"
+    return None, None
+
+
+def zero_terminal_snr_markers(model: ModelFile) -> tuple[bool | None, str | None]:
+    """Whether the file says it was trained with zero terminal SNR: the ``ztsnr`` marker tensor (NoobAI,
+    reForge, Forge and A1111 read it) or kohya's ``ss_zero_terminal_snr`` training metadata."""
+    if "ztsnr" in model.tensors:
+        return True, "marker tensor 'ztsnr' → zero terminal SNR"
+    stated = model.metadata.get("ss_zero_terminal_snr", "").strip().lower()
+    if stated in ("true", "false"):
+        return stated == "true", f"__metadata__ ss_zero_terminal_snr = {stated.capitalize()}"
     return None, None
 
 

@@ -9,7 +9,15 @@ from typing import Any
 
 from ckptbench.errors import ModelFileError
 from ckptbench.hashing import autov2, relative_files, sha256_file
-from ckptbench.models.checkpoint import FOLDER_FILES, bundled_config, decide_prediction, folder_digest, folder_family
+from ckptbench.models.checkpoint import (
+    FOLDER_FILES,
+    bundled_config,
+    decide_prediction,
+    decide_zero_terminal_snr,
+    folder_digest,
+    folder_family,
+    folder_zero_terminal_snr,
+)
 from ckptbench.models.detect import NON_WEIGHT_KEYS, detect
 from ckptbench.models.families import all_families
 from ckptbench.models.safety import UnsafeModelFileError, read_safetensors_header
@@ -27,7 +35,8 @@ def inspect_path(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
     path = Path(path)
     report: dict[str, Any] = {
         "path": str(path), "format": None, "kind": None, "arch": None, "prediction": None,
-        "prediction_source": None, "dtype": None, "parameters": None, "components": {}, "sha256": None,
+        "prediction_source": None, "zero_terminal_snr": None, "zero_terminal_snr_source": None, "dtype": None,
+        "parameters": None, "components": {}, "sha256": None,
         "autov2": None, "size_bytes": None, "metadata": {}, "safe": False, "safety": None, "error": None,
         "evidence": [], "warnings": [], "notes": [], "problem": None,
     }
@@ -58,6 +67,10 @@ def inspect_path(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
     report.update(kind=found.kind, arch=found.family, evidence=list(found.evidence), warnings=list(found.warnings),
                   notes=list(found.notes), problem=found.problem, prediction=found.prediction,
                   prediction_source=found.prediction_source)
+    if found.kind == "checkpoint" and found.family is not None:
+        ztsnr, ztsnr_source = decide_zero_terminal_snr(found.zero_terminal_snr, found.zero_terminal_snr_source,
+                                                       found.family, None, [])
+        report.update(zero_terminal_snr=ztsnr, zero_terminal_snr_source=ztsnr_source)
     if found.kind == "checkpoint" and found.family is not None and found.problem is None:
         try:
             prediction, source = decide_prediction(model, found, found.family)
@@ -119,6 +132,8 @@ def _inspect_folder(path: Path, report: dict[str, Any]) -> dict[str, Any]:
     except ModelFileError as error:
         report.update(safety="refused: invalid file", error=str(error))
         return report
+    ztsnr = folder_zero_terminal_snr(path)
+    report.update(zero_terminal_snr=bool(ztsnr), zero_terminal_snr_source="the folder's scheduler_config.json")
     report.update(arch=family, prediction=prediction, prediction_source="the folder's scheduler_config.json",
                   evidence=evidence, safe=True, safety=f"{len(headers)} safetensors headers checked; only .safetensors "
                   "weights are loaded")
