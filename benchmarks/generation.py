@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from ckptbench.generate.base import ImageJob, SamplingSettings
-from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id
+from ckptbench.generate.batching import backend_id
+from ckptbench.generate.diffusers_backend import DiffusersGenerator
 from ckptbench.generate.loading import load_pipeline
 from ckptbench.generate.samplers import make_scheduler
 from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint

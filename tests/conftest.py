@@ -241,7 +241,7 @@ def tiny_checkpoint(tiny_models: dict[str, Path]):
 def make_job(tiny_checkpoint) -> Callable[..., object]:
     """Build an ``ImageJob`` on ``tiny_checkpoint`` (64×64 px, 3 steps, fp32) from keyword overrides."""
     from ckptbench.generate.base import ImageJob, SamplingSettings
-    from ckptbench.generate.diffusers_backend import backend_id
+    from ckptbench.generate.batching import backend_id
     from ckptbench.suites import Case
 
     def make(prompt: str = "a red cube", negative_prompt: str = "", seed: int = 1, embeddings: tuple = (),

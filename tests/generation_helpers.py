@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from ckptbench.generate.base import FailedImage, GeneratedImage, HiresSettings, ImageJob, LoraUse, SamplingSettings
-from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id
+from ckptbench.generate.batching import backend_id
+from ckptbench.generate.diffusers_backend import DiffusersGenerator
 from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
 from ckptbench.spec import CheckpointSpec
 from ckptbench.suites import Case

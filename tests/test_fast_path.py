@@ -10,7 +10,7 @@ from rich.console import Console
 
 from ckptbench.errors import SpecError
 from ckptbench.executors.base import GeneratorOptions, auto_shard_images, generation_tasks
-from ckptbench.generate.diffusers_backend import plan_batches
+from ckptbench.generate.batching import plan_batches
 from ckptbench.generate.fast_path import (
     CPU_AUTO_BATCH,
     apply_fast_path,

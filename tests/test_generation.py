@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from ckptbench.generate.base import FailedImage, GeneratedImage, ImageJob, SamplingSettings
-from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id
+from ckptbench.generate.batching import backend_id
+from ckptbench.generate.diffusers_backend import DiffusersGenerator
 from ckptbench.infotext import parse_infotext
 from ckptbench.models.checkpoint import resolve_checkpoint
 from ckptbench.spec import CheckpointSpec

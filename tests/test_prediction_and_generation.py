@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from ckptbench.demo.tiny import save_config_folder, save_single_file, tiny_sd2_pipeline
 from ckptbench.generate.base import FailedImage, ImageJob, SamplingSettings
-from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id
+from ckptbench.generate.batching import backend_id
+from ckptbench.generate.diffusers_backend import DiffusersGenerator
 from ckptbench.generate.loading import load_pipeline
 from ckptbench.generate.samplers import make_scheduler
 from ckptbench.models.checkpoint import resolve_checkpoint

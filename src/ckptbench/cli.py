@@ -31,24 +31,21 @@ out = Console()
 
 
 def _quiet_libraries() -> None:
-    """diffusers/transformers chatter (progress bars, config notes) would bury ckptbench's own output."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    """diffusers/transformers chatter (progress bars, config notes) would bury ckptbench's own output.
+
+    Only environment variables, warning filters and logger levels: importing diffusers or transformers
+    here would cost seconds in commands that never use them. The libraries read these variables when
+    (and if) they are imported; ``TQDM_DISABLE`` silences the tqdm bars diffusers shows while loading.
+    """
+    for variable, value in (("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TOKENIZERS_PARALLELISM", "false"),
+                            ("DIFFUSERS_VERBOSITY", "error"), ("TRANSFORMERS_VERBOSITY", "error"),
+                            ("HF_HUB_VERBOSITY", "error"), ("TQDM_DISABLE", "1")):
+        os.environ.setdefault(variable, value)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*upcast_vae.*")
     for name in ("diffusers", "transformers", "huggingface_hub", "accelerate", "torch"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        import diffusers
-        import transformers
-
-        diffusers.utils.logging.set_verbosity_error()
-        diffusers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    except Exception:  # pragma: no cover - quieting is best effort
-        pass
 
 
 def _fail(error: CkptbenchError) -> NoReturn:
@@ -370,9 +367,9 @@ def scorers() -> None:
     table = Table(show_lines=False)
     for column in ("id", "version", "level", "backbone", "default weights", "better", "scale"):
         table.add_column(column, overflow="fold")
-    for name, cls in SCORERS.items():
-        table.add_row(name, cls.version, cls.level, cls.backbone_kind, cls.default_weights(),
-                      "higher" if cls.higher_is_better else "lower", cls.scale)
+    for name, entry in SCORERS.items():
+        table.add_row(name, entry.version, entry.level, entry.backbone_kind, entry.default_weights,
+                      "higher" if entry.higher_is_better else "lower", entry.scale)
     out.print(table)
 
 
@@ -392,7 +389,7 @@ def score(
 
     from ckptbench.atomic import atomic_write_text
     from ckptbench.device import resolve_device
-    from ckptbench.runner import print_notes
+    from ckptbench.report.terminal import print_notes
     from ckptbench.score_folder import score_folder
     from ckptbench.spec_load import load_scorers_spec
     from ckptbench.store import Store
@@ -411,9 +408,8 @@ def score(
     print_notes(result.truncated, result.skipped, console)
     for failure in result.failures:
         console.print(f"[red]failed[/]: {failure}", highlight=False)
-    atomic_write_text(out_path, result.frame.to_csv(index=False))
-    scored = int(result.frame["value"].notna().sum())
-    out.print(f"{scored} scores of {result.frame['image'].nunique()} images written to {out_path}")
+    atomic_write_text(out_path, result.csv_text())
+    out.print(f"{result.scored} scores of {result.images} images written to {out_path}")
 
 
 import_app = typer.Typer(help="Bring results or prompts made elsewhere into ckptbench.", no_args_is_help=True)

@@ -25,9 +25,8 @@ from ckptbench.executors.base import (
     planning_batch_size,
 )
 from ckptbench.generate.base import ImageJob, LoraUse, SamplingSettings
-from ckptbench.generate.diffusers_backend import backend_id, batches_with_missing
+from ckptbench.generate.batching import BatchSize, backend_id, batches_with_missing
 from ckptbench.generate.embeddings import EmbeddingLibrary
-from ckptbench.generate.fast_path import BatchSize
 from ckptbench.generate.hires import hires_settings, second_pass_schedule, target_size
 from ckptbench.generate.lora import LoraLibrary
 from ckptbench.generate.samplers import schedule_steps

@@ -35,6 +35,7 @@ from ckptbench.plan import (
 from ckptbench.progress import progress_bars
 from ckptbench.provenance import collect_provenance
 from ckptbench.report.outputs import write_outputs
+from ckptbench.report.terminal import print_notes
 from ckptbench.spec import BenchmarkSpec, ExecutorName
 from ckptbench.stop import StopFlag, stop_requested
 from ckptbench.store import Store, Throughput
@@ -357,18 +358,6 @@ def _fail_checkpoint(store: Store, run_id: int, name: str, source: str, sha256: 
     outcome.failed_checkpoints.append(name)
     if not quiet:
         console.print(f"[red]failed[/]: {escape(message)}", highlight=False)
-
-
-def print_notes(truncated: dict[str, dict[str, int]], skipped: dict[str, dict[str, int]], console: Console) -> None:
-    for scorer, suites in truncated.items():
-        for suite, count in suites.items():
-            console.print(f"[yellow]note[/]: {count} prompt(s) of suite '{suite}' are longer than the text "
-                          f"encoder's context and are truncated for {scorer}")
-    for scorer, reasons in skipped.items():
-        for reason, count in reasons.items():
-            hint = f" (set [scorers.{scorer}] references to give a default)" if "reference" in reason else ""
-            console.print(f"[yellow]note[/]: {escape(f'{scorer} skips {count} image(s): {reason}{hint}')}",
-                          highlight=False)
 
 
 def _score_cells(store: Store, run_id: int, references: dict[tuple[str, str], ReferenceSet]

@@ -8,11 +8,13 @@ score the whole folder as one set.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 from PIL import Image
 
@@ -32,15 +34,40 @@ from ckptbench.metrics.set_engine import execute_sets, plan_sets, set_key
 from ckptbench.spec import ScorersSpec
 from ckptbench.store import Store
 
+if TYPE_CHECKING:  # the command writes its CSV without pandas; ``frame`` imports it for callers that want one
+    import pandas as pd
+
 CSV_COLUMNS = ["image", "prompt", "prompt_source", "scorer", "value"]
 
 
 @dataclass
 class FolderScores:
-    frame: pd.DataFrame  # one row per image × scorer (and one per set scorer for the whole folder)
+    rows: list[dict[str, Any]]  # one per image × scorer (and one per set scorer for the whole folder)
     failures: list[str] = field(default_factory=list)
     truncated: dict[str, dict[str, int]] = field(default_factory=dict)
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=CSV_COLUMNS)
+
+    def csv_text(self) -> str:
+        """The rows as CSV (a missing value is an empty field, as pandas writes NaN)."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**row, "value": "" if row["value"] is None else row["value"]} for row in self.rows)
+        return buffer.getvalue()
+
+    @property
+    def scored(self) -> int:
+        return sum(row["value"] is not None for row in self.rows)
+
+    @property
+    def images(self) -> int:
+        return len({row["image"] for row in self.rows})
 
 
 def find_images(folder: Path) -> list[Path]:
@@ -98,8 +125,7 @@ def score_folder(folder: Path, scorers: ScorersSpec, store: Store, device: torch
             path = by_key[cell.image_key].image_path
             rows.append({"image": str(cell.image_path), "prompt": cell.prompt, "prompt_source": prompts[path][1],
                          "scorer": entry.name, "value": answered[cell.image_key]})
-    frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
-    return FolderScores(frame, failures, plan.truncated, plan.skipped)
+    return FolderScores(rows, failures, plan.truncated, plan.skipped)
 
 
 def _answered_rows(store: Store, entry: PreparedScorer, cells: list[ScoreCell]) -> dict[str, float | None]:

@@ -16,10 +16,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
@@ -28,6 +27,9 @@ from ckptbench.errors import StoreError
 from ckptbench.store_access import check_writable, read_only_error, unwritable_message
 from ckptbench.store_lock import lock_holder, run_lock
 from ckptbench.store_recovery import Recovery, recover_store
+
+if TYPE_CHECKING:  # pandas is imported by the queries that answer with a table, not by opening a store
+    import pandas as pd
 
 SCHEMA_VERSION = 1
 DATABASE_NAME = "ckptbench.sqlite"
@@ -435,6 +437,8 @@ class Store:
 
     def set_frame(self, run_id: int) -> pd.DataFrame:
         """A run's set-level scores: one row per (checkpoint, suite, scorer); ``value`` NaN where missing."""
+        import pandas as pd
+
         query = """
             SELECT rs.checkpoint, rs.suite, rs.scorer, s.value, s.images, s.references_count AS "references"
             FROM run_sets rs
@@ -446,6 +450,8 @@ class Store:
 
     def frame(self, run_id: int) -> pd.DataFrame:
         """The tidy score table of a run: one row per (cell, scorer); ``value`` is NaN where missing."""
+        import pandas as pd
+
         query = """
             SELECT ri.checkpoint, ri.suite, ri.case_id, ri.prompt, ri.seed, rs.scorer, s.value,
                    ri.image_key, i.path AS image
@@ -461,6 +467,8 @@ class Store:
         return frame
 
     def run_items(self, run_id: int) -> pd.DataFrame:
+        import pandas as pd
+
         query = """SELECT ri.item, ri.checkpoint, ri.suite, ri.case_id, ri.prompt, ri.seed, ri.image_key,
                           i.path AS image
                    FROM run_items ri LEFT JOIN images i ON i.key = ri.image_key WHERE ri.run_id = ?

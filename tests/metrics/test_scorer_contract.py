@@ -41,7 +41,7 @@ def test_every_scorer_honours_the_contract(name: str, prompted_images: Path, tin
     spec = ScorersSpec(use=(name,), options={name: ScorerOptions(**options)})
     store = Store(tmp_path / "store")
     result = score_folder(prompted_images, spec, store, torch.device("cpu"))
-    cls = SCORERS[name]
+    cls = SCORERS[name].load()
     assert isinstance(cls.higher_is_better, bool) and cls.scale and cls.description and cls.version
 
     from ckptbench.metrics.engine import prepare_scorers

@@ -17,8 +17,7 @@ from typing import Any, Protocol
 import torch
 
 from ckptbench.generate.base import ImageJob
-from ckptbench.generate.diffusers_backend import plan_batches
-from ckptbench.generate.fast_path import BatchSize
+from ckptbench.generate.batching import BatchSize, plan_batches
 from ckptbench.metrics.engine import PreparedScorer, ScoringPlan, ScoringReport
 from ckptbench.metrics.set_engine import SetPlan, SetReport
 from ckptbench.models.checkpoint import ResolvedCheckpoint

@@ -28,8 +28,6 @@ from ckptbench.executors.base import (
     TaskEnd,
 )
 from ckptbench.generate.base import FailedImage
-from ckptbench.generate.diffusers_backend import DiffusersGenerator
-from ckptbench.generate.embeddings import EmbeddingLibrary
 from ckptbench.metrics.engine import PreparedScorer, ScoringPlan, execute_scoring
 from ckptbench.metrics.features import ScoreStore
 from ckptbench.metrics.set_engine import SetPlan, execute_sets
@@ -69,6 +67,11 @@ def generation_events(task: GenerationTask, device: torch.device, stop: StopFlag
                       ) -> Iterator[GenerationEvent]:
     """Make a task's images; input errors (a bad checkpoint file) end the task with its message, any other
     exception propagates (an executor may retry the task)."""
+    # Imported here: diffusers and the text encoders are for generation only (scoring, dry runs and
+    # planning import this module too).
+    from ckptbench.generate.diffusers_backend import DiffusersGenerator
+    from ckptbench.generate.embeddings import EmbeddingLibrary
+
     options = task.options
     library = EmbeddingLibrary.of_files(dict(options.embedding_files), options.allow_pickle_embeddings)
     generator = DiffusersGenerator(device, options.batch_size, allow_pickle_loras=options.allow_pickle_loras,

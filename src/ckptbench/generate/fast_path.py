@@ -17,15 +17,15 @@ same model (last-bit differences), not what is computed. What was chosen goes in
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
+
+from ckptbench.generate.batching import BatchSize
 
 CPU_AUTO_BATCH = 4
 MAX_AUTO_BATCH = 16
 FREE_MEMORY_SHARE = 0.8
-
-BatchSize = int | Literal["auto"]
 
 
 def attention_processors(pipeline: Any) -> list[str]:

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ckptbench.errors import SpecError
 from ckptbench.textfiles import closest
+
+if TYPE_CHECKING:  # torch is imported where sigmas are computed: checking sampler names must not load it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ def kdiffusion_uniform_sigmas(alphas_cumprod: torch.Tensor, steps: int) -> tuple
     Timesteps evenly spaced from the last training step to 0; sigma interpolated in log space between
     the training steps around each one, as ``CompVisDenoiser.t_to_sigma`` does.
     """
+    import torch
+
     alphas = alphas_cumprod.to(torch.float64)
     log_sigmas = (((1 - alphas) / alphas) ** 0.5).log()
     t = torch.linspace(len(alphas) - 1, 0, steps, dtype=torch.float64)
@@ -118,6 +121,8 @@ def _with_kdiffusion_uniform_sigmas(base: type) -> type:
         base.set_timesteps(self, num_inference_steps, device, **kwargs)
         if num_inference_steps is None or any(value is not None for value in kwargs.values()):
             return  # custom timesteps or sigmas were asked for: leave them
+        import torch
+
         sigmas, t = kdiffusion_uniform_sigmas(self.alphas_cumprod, num_inference_steps)
         self.sigmas = torch.cat([sigmas.to(self.sigmas.dtype), self.sigmas[-1:]])
         # The UNet gets the rounded timestep, as diffusers does for its Karras sigmas.

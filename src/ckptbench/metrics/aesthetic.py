@@ -70,16 +70,7 @@ class LaionAestheticV2(ImageScorer):
     """LAION improved aesthetic predictor on L2-normalised CLIP ViT-L/14 image embeddings (1–10)."""
 
     name = "laion-aesthetic-v2"
-    version = "1"
-    backbone_kind = "hf-clip"
     default_model = "openai/clip-vit-large-patch14"
-    higher_is_better = True
-    scale = "AVA rating scale, ≈1–10 (typical SD images 4–7)"
-    description = "LAION improved-aesthetic-predictor MLP on the L2-normalised CLIP ViT-L/14 image embedding"
-
-    @classmethod
-    def default_weights(cls) -> str:
-        return f"{cls.default_model} + head {DEFAULT_HEAD}"
 
     @property
     def head_source(self) -> str:

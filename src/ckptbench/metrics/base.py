@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ckptbench.hashing import content_key
+from ckptbench.metrics.registry import IDENTITY_FIELDS, SCORERS, ScorerEntry
 from ckptbench.spec import ScorerOptions
 
 
@@ -104,7 +105,11 @@ class FeatureBatch:
 
 
 class ScorerBase(ABC):
-    """Identity and backbone of a scorer. Subclasses document their reference definition in the docstring."""
+    """Identity and backbone of a scorer. Subclasses document their reference definition in the docstring.
+
+    A concrete scorer class sets ``name``; its identity (version, backbone kind, direction, scale,
+    description) is declared once, in ``ckptbench.metrics.registry``, and copied onto the class here.
+    """
 
     name: ClassVar[str]
     version: ClassVar[str]
@@ -118,6 +123,27 @@ class ScorerBase(ABC):
     description: ClassVar[str]
     features: ClassVar[tuple[str, ...]] = ("image",)  # the backbone features the scorer reads
     uses_meta: ClassVar[bool] = False  # reads backbone constants (logit scale, layer layout) in ``score``
+    entry: ClassVar[ScorerEntry]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if name is None:  # a shared helper class (_HPS, _KenjiqqScorer): no identity of its own
+            return
+        entry = SCORERS.get(name)
+        if entry is None:
+            raise TypeError(f"scorer class {cls.__qualname__} names '{name}', which ckptbench.metrics.registry "
+                            "does not list; add a ScorerEntry for it there.")
+        declared = [attribute for attribute in IDENTITY_FIELDS if attribute in cls.__dict__]
+        if declared:
+            raise TypeError(f"scorer class {cls.__qualname__} declares {', '.join(declared)}; a scorer's identity "
+                            f"is declared once, in its ScorerEntry in ckptbench.metrics.registry.")
+        if cls.level != entry.level:
+            raise TypeError(f"scorer class {cls.__qualname__} is a {cls.level}-level scorer but its ScorerEntry in "
+                            f"ckptbench.metrics.registry says '{entry.level}'.")
+        cls.entry = entry
+        for attribute in IDENTITY_FIELDS:
+            setattr(cls, attribute, getattr(entry, attribute))
 
     def __init__(self, options: ScorerOptions) -> None:
         self.options = options
@@ -129,7 +155,7 @@ class ScorerBase(ABC):
     @classmethod
     def default_weights(cls) -> str:
         """The weights used when the spec names none (listed by ``ckptbench scorers``)."""
-        return cls.default_model
+        return cls.entry.default_weights
 
     def backbone_request(self) -> BackboneRequest:
         return BackboneRequest(kind=self.backbone_kind, model=self.model_source)

@@ -28,13 +28,8 @@ class ClipScore(ImageScorer):
     """100 · max(cos, 0) between CLIP image and prompt embeddings (torchmetrics definition)."""
 
     name = "clip-score"
-    version = "1"
-    backbone_kind = "hf-clip"
     default_model = "openai/clip-vit-large-patch14"
-    higher_is_better = True
-    scale = "0–100 (100 · cosine; typical SD images 20–35 with ViT-L/14)"
     needs_prompt = True
-    description = "CLIPScore: 100 · max(cos(image, text), 0), prompt stripped of A1111 syntax"
 
     def text_for(self, prompt: str) -> str:
         return strip_prompt_syntax(prompt)
@@ -48,9 +43,6 @@ class ClipCosine(ClipScore):
     """The raw cosine between CLIP image and prompt embeddings (GhostReview's "ClipScore")."""
 
     name = "clip-cosine"
-    version = "1"
-    scale = "cosine, −1–1 (typical SD images 0.2–0.35 with ViT-L/14); not comparable to clip-score"
-    description = "raw cosine of CLIP image and prompt embeddings (GhostReview's ClipScore), no scaling or clamp"
 
     def score(self, batch: FeatureBatch) -> np.ndarray:
         assert batch.text_embeds is not None

@@ -87,12 +87,7 @@ class KID(SetScorer):
     """Kernel Inception Distance (clean-fid definition, fixed-seed subsets) against a reference folder."""
 
     name = "kid"
-    version = "1"
-    backbone_kind = "fid-inception"
     default_model = HUB_SOURCE
-    higher_is_better = False
-    scale = "MMD² of Inception features (raw, not ×1000); ≈0 for the same distribution"
-    description = "Kernel Inception Distance (polynomial kernel, 100 subsets, clean-fid resizing)"
     features = ("pool3",)
 
     def extra_identity(self) -> dict[str, object]:
@@ -106,12 +101,7 @@ class FID(SetScorer):
     """Fréchet Inception Distance (float64 statistics, clean-fid resizing); refused below 2,048 images."""
 
     name = "fid"
-    version = "1"
-    backbone_kind = "fid-inception"
     default_model = HUB_SOURCE
-    higher_is_better = False
-    scale = "Fréchet distance of Inception feature Gaussians; 0 = same statistics"
-    description = "Fréchet Inception Distance (float64 mean/covariance, clean-fid resizing)"
     features = ("pool3",)
     min_images = FID_MIN_IMAGES
 
@@ -130,12 +120,7 @@ class CMMD(SetScorer):
     """CMMD: RBF-kernel MMD on normalised CLIP ViT-L/14@336 embeddings, ×1000."""
 
     name = "cmmd"
-    version = "1"
-    backbone_kind = "hf-clip"
     default_model = "openai/clip-vit-large-patch14-336"
-    higher_is_better = False
-    scale = "1000 · MMD² (Gaussian kernel σ = 10) of normalised CLIP embeddings; 0 = same distribution"
-    description = "CMMD: MMD of L2-normalised CLIP image embeddings, RBF σ = 10, ×1000"
     features = ("image",)
 
     def extra_identity(self) -> dict[str, object]:

@@ -100,15 +100,9 @@ def load_kenjiqq_head(path: Path, scorer: str) -> KenjiqqHead:
 
 
 class _KenjiqqScorer(ImageScorer):
-    backbone_kind = "hf-clip"
     default_model = BACKBONES_BY_TAG["openclip_vit_l_14"]
     features = ("pooled",)
     head_file: ClassVar[str]
-
-    @classmethod
-    def default_weights(cls) -> str:
-        return f"CLIP named by the head file ({cls.default_model} for ViT-L/14 heads) + head {cls.head_file}.pth " \
-               "(required, no hub copy)"
 
     def _head_path(self) -> Path:
         if self.options.head is None:
@@ -156,10 +150,6 @@ class KenjiqqRating(_KenjiqqScorer):
     """kenjiqq aesthetics-scorer rating head (≈1–10, higher is better)."""
 
     name = "kenjiqq-rating"
-    version = "1"
-    higher_is_better = True
-    scale = "AI Horde rating scale, ≈1–10"
-    description = "kenjiqq aesthetics-scorer rating head on the L2-normalised pooled CLIP vision output"
     head_file = "aesthetics_scorer_rating_openclip_vit_l_14"
 
 
@@ -167,8 +157,4 @@ class KenjiqqArtifacts(_KenjiqqScorer):
     """kenjiqq aesthetics-scorer artifacts head (≈1–5, lower is better: fewer visible artifacts)."""
 
     name = "kenjiqq-artifacts"
-    version = "1"
-    higher_is_better = False
-    scale = "AI Horde artifact scale, ≈1–5 (lower is better)"
-    description = "kenjiqq aesthetics-scorer artifacts head on the L2-normalised pooled CLIP vision output"
     head_file = "aesthetics_scorer_artifacts_openclip_vit_l_14"

@@ -30,16 +30,9 @@ HPS_REPO = "hf:xswu/HPSv2"
 
 
 class _HPS(ImageScorer):
-    backbone_kind = "open-clip"
     default_model = "ViT-H-14"
-    higher_is_better = True
     needs_prompt = True
-    scale = "cosine of HPS-tuned ViT-H-14 features, ≈0.2–0.35 (compare within a prompt)"
     default_head: ClassVar[str]
-
-    @classmethod
-    def default_weights(cls) -> str:
-        return f"open_clip {cls.default_model} + checkpoint {cls.default_head}"
 
     @property
     def head_source(self) -> str:
@@ -60,8 +53,6 @@ class HPSv2(_HPS):
     """Human Preference Score v2.0: cosine of HPS v2.0 open_clip ViT-H-14 image and prompt features."""
 
     name = "hps-v2"
-    version = "2.0"
-    description = "Human Preference Score v2.0 (open_clip ViT-H-14 + HPS_v2_compressed.pt), cosine"
     default_head = f"{HPS_REPO}/HPS_v2_compressed.pt"
 
 
@@ -69,8 +60,6 @@ class HPSv21(_HPS):
     """Human Preference Score v2.1: cosine of HPS v2.1 open_clip ViT-H-14 image and prompt features."""
 
     name = "hps-v2.1"
-    version = "2.1"
-    description = "Human Preference Score v2.1 (open_clip ViT-H-14 + HPS_v2.1_compressed.pt), cosine"
     default_head = f"{HPS_REPO}/HPS_v2.1_compressed.pt"
 
 
@@ -78,19 +67,10 @@ class PickScore(ImageScorer):
     """PickScore v1: logit_scale · cos of the PickScore CLIP-H image and prompt embeddings."""
 
     name = "pickscore"
-    version = "1"
-    backbone_kind = "hf-clip"
     default_model = "yuvalkirstain/PickScore_v1"
     processor_source = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
-    higher_is_better = True
     needs_prompt = True
-    scale = "logit_scale · cosine, ≈18–23 (compare within a prompt)"
-    description = "PickScore v1 (CLIP-H fine-tune): logit_scale · cos(image, prompt)"
     uses_meta = True
-
-    @classmethod
-    def default_weights(cls) -> str:
-        return f"{cls.default_model} (processor {cls.processor_source})"
 
     def backbone_request(self) -> BackboneRequest:
         return BackboneRequest(kind=self.backbone_kind, model=self.model_source, processor=self.processor_source)

@@ -54,13 +54,8 @@ class StyleGram(ImageScorer):
     """Gatys style loss (normalised Gram matrices of VGG19 ReLU responses), mean over the references."""
 
     name = "style-gram"
-    version = "1"
-    backbone_kind = "vgg19"
     default_model = TORCHVISION_SOURCE
-    higher_is_better = False
     needs_references = True
-    scale = "Σ over 5 layers of mean squared Gram difference (Grams / C·H·W); ≥ 0, 0 = identical style"
-    description = "VGG19 Gram-matrix style loss (relu1_1…relu5_1, Gram / C·H·W) against the case's references"
     features: ClassVar[tuple[str, ...]] = ("gram_relu",)
     uses_meta = True
 
@@ -79,8 +74,6 @@ class StyleGramGhostReview(StyleGram):
     """GhostReview's unnormalised style loss (pre-ReLU conv outputs, G = F·Fᵀ), mean over the references."""
 
     name = "style-gram:ghostreview"
-    scale = "GhostReview units: Σ over 5 layers of mean squared unnormalised Gram difference (≈1e9–1e10)"
-    description = "GhostReview's style loss: VGG19 conv1_1…conv5_1 before ReLU, unnormalised Gram F·Fᵀ"
     features: ClassVar[tuple[str, ...]] = ("gram_conv",)
 
 
@@ -88,13 +81,8 @@ class StyleClip(ImageScorer):
     """Cosine between the image's CLIP embedding and the mean normalised CLIP embedding of its references."""
 
     name = "style-clip"
-    version = "1"
-    backbone_kind = "hf-clip"
     default_model = "openai/clip-vit-large-patch14"
-    higher_is_better = True
     needs_references = True
-    scale = "cosine, −1–1 (higher = closer to the references)"
-    description = "cosine of the CLIP image embedding with the mean normalised embedding of the references"
 
     def summarize_references(self, features: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[str, np.ndarray]:
         embeddings = features["image"].astype(np.float64)

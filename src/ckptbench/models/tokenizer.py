@@ -17,8 +17,6 @@ import os
 import shutil
 from pathlib import Path
 
-import open_clip
-from open_clip.tokenizer import bytes_to_unicode
 from transformers import CLIPTokenizer
 
 CONTEXT_LENGTH = 77
@@ -28,11 +26,15 @@ _MERGE_COUNT = 49152 - 256 - 2  # as in the original CLIP tokenizer
 
 
 def _bpe_file() -> Path:
+    import open_clip  # only to find its vocabulary file, once per machine (the files are cached); it is slow to import
+
     return Path(os.path.dirname(open_clip.__file__)) / "bpe_simple_vocab_16e6.txt.gz"
 
 
 def write_clip_tokenizer_files(folder: Path) -> Path:
     """Write ``vocab.json``, ``merges.txt`` and the tokenizer configs into ``folder``; return it."""
+    from open_clip.tokenizer import bytes_to_unicode
+
     folder.mkdir(parents=True, exist_ok=True)
     with gzip.open(_bpe_file()) as stream:
         lines = stream.read().decode("utf-8").split("\n")

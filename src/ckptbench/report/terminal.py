@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -58,3 +59,15 @@ def leaderboard_table(results: dict[str, Any], max_scorers: int = 4) -> Table:
             label += f" [red]({escape(str(checkpoint['status']))})[/]"
         table.add_row(label, *cells, f"{images.get('ok', 0)}/{images.get('planned', 0)}")
     return table
+
+
+def print_notes(truncated: dict[str, dict[str, int]], skipped: dict[str, dict[str, int]], console: Console) -> None:
+    for scorer, suites in truncated.items():
+        for suite, count in suites.items():
+            console.print(f"[yellow]note[/]: {count} prompt(s) of suite '{suite}' are longer than the text "
+                          f"encoder's context and are truncated for {scorer}")
+    for scorer, reasons in skipped.items():
+        for reason, count in reasons.items():
+            hint = f" (set [scorers.{scorer}] references to give a default)" if "reference" in reason else ""
+            console.print(f"[yellow]note[/]: {escape(f'{scorer} skips {count} image(s): {reason}{hint}')}",
+                          highlight=False)
