@@ -74,6 +74,9 @@ def validate(spec: Annotated[Path, typer.Argument(help="Benchmark spec (TOML).")
     except CkptbenchError as error:
         _fail(error)
         return
+    from ckptbench.report.terminal import print_notes
+
+    print_notes({}, checked.skipped, console)
     for note in checked.notes:
         console.print(f"[yellow]note[/]: {escape(note)}", highlight=False)
     for problem in checked.plan.checkpoints:

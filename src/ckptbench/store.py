@@ -147,6 +147,10 @@ class Store:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(_SCHEMA)
                 self._add_columns()
+                # A write that changes nothing: SQLite opens a read-only file without complaint and would
+                # fail only at the first real write, deep inside a run.
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                self._db.execute(f"PRAGMA user_version = {int(version)}")
             self._check_schema(read_only)
         except OSError as error:
             raise StoreError(unwritable_message(self.root, DATABASE_NAME, error)) from None

@@ -32,7 +32,8 @@ class Validation:
     suites: list[LoadedSuite]
     plan: DryRun
     problems: list[str] = field(default_factory=list)  # what the run would fail or leave out
-    notes: list[str] = field(default_factory=list)  # what the run would skip, by design (no references…)
+    notes: list[str] = field(default_factory=list)  # warnings the run would record (embedding near misses)
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)  # scorer → reason → images it cannot score
 
 
 def validate_spec(path: Path, console: Console) -> Validation:
@@ -47,10 +48,7 @@ def validate_spec(path: Path, console: Console) -> Validation:
     result.problems += [work.error for work in plan.checkpoints if work.error]
     result.problems += plan.skipped_cases
     result.notes += plan.notes
-    for work in plan.scorers:
-        for reason, count in work.skip_reasons.items():
-            hint = f" (set [scorers.{work.name}] references to give a default)" if "reference" in reason else ""
-            result.notes.append(f"{work.name} skips {count} image(s): {reason}{hint}")
+    result.skipped = {work.name: work.skip_reasons for work in plan.scorers if work.skip_reasons}
     return result
 
 
