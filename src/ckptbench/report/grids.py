@@ -20,6 +20,9 @@ import pandas as pd
 
 from ckptbench.report.matrices import heat
 
+SEEDS_PER_BLOCK_WITH_IMAGES = 8  # 8 thumbnails of 120 px and the names fit in 1280 px
+SEEDS_PER_BLOCK = 16
+
 
 @dataclass(frozen=True)
 class GridCell:
@@ -48,6 +51,13 @@ class SeedGrid:
     @property
     def infotext_script(self) -> str:
         return f"infotext/{self.anchor}.js"
+
+    @property
+    def column_groups(self) -> list[list[int]]:
+        """Seed columns in blocks that fit a laptop screen side by side (8 thumbnails, or 16 cells of scores
+        alone), so a 32-seed grid is four rows of blocks instead of one table four screens wide."""
+        size = SEEDS_PER_BLOCK_WITH_IMAGES if self.has_images else SEEDS_PER_BLOCK
+        return [list(range(start, min(start + size, len(self.seeds)))) for start in range(0, len(self.seeds), size)]
 
 
 def grid_anchor(suite: str, case_id: str) -> str:

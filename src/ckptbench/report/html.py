@@ -23,6 +23,7 @@ from typing import Any
 
 import jinja2
 import pandas as pd
+from markupsafe import Markup, escape
 
 from ckptbench.atomic import atomic_write_text
 from ckptbench.report.grids import SeedGrid, build_grids, image_url
@@ -180,7 +181,8 @@ def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True,
                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     environment.filters.update(num=format_number, est=format_estimate, pct=format_percent, heat=heat_style,
-                               sortkey=sort_key, scorer_index=lambda name, names: names.index(name))
+                               sortkey=sort_key, scorer_index=lambda name, names: names.index(name),
+                               breakable=breakable, times_ten=times_ten)
     return environment
 
 
@@ -188,20 +190,42 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def format_number(value: Any, digits: int = 4) -> str:
-    """Four significant digits; "–" for a missing value."""
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def times_ten(exponent: int) -> str:
+    """" ×10⁹" for a column shown divided by 10⁹; "" for none."""
+    return f" ×10{str(exponent).translate(_SUPERSCRIPT)}" if exponent else ""
+
+
+def breakable(text: Any) -> Markup:
+    """A name that may wrap after its hyphens, dots and underscores (long names in narrow table headers)."""
+    escaped = str(escape(str(text)))
+    return Markup(escaped.replace("-", "-<wbr>").replace(".", ".<wbr>").replace("_", "_<wbr>"))
+
+
+def format_number(value: Any, digits: int = 4, exponent: int = 0) -> str:
+    """Four significant digits; "–" for a missing value; very large or small numbers as "7.138×10⁹", not
+    "7.138e+09"; ``exponent``: the value is shown divided by 10**exponent (its column says so)."""
     if not _finite(value):
         return "–"
-    return f"{value:.{digits}g}"
+    value = value / 10**exponent
+    text = f"{value:.{digits}g}"
+    if "e" in text:
+        mantissa, power = text.split("e")
+        return f"{mantissa}×10{str(int(power)).translate(_SUPERSCRIPT)}"
+    return text
 
 
-def format_estimate(value: Any, interval: Any = None) -> str:
+def format_estimate(value: Any, interval: Any = None, exponent: int = 0) -> str:
     """A mean shown with as many decimals as its 95% interval can tell apart (two more than the
     interval width's first digit), so a tight interval is not rounded into a single number."""
     if not _finite(value):
         return "–"
+    scale = 10**exponent
+    value = value / scale
     if interval and all(_finite(v) for v in interval) and interval[1] > interval[0] and abs(value) < 1e6:
-        decimals = min(8, max(0, 1 - math.floor(math.log10(interval[1] - interval[0]))))
+        decimals = min(8, max(0, 1 - math.floor(math.log10((interval[1] - interval[0]) / scale))))
         return f"{value:.{decimals}f}"
     return format_number(value)
 
