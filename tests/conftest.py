@@ -70,17 +70,21 @@ def tiny_scorer_models(tmp_path_factory: pytest.TempPathFactory, tiny_models: di
     Keys: ``open_clip`` (folder with open_clip_config.json + weights), ``hps`` (HPS-format checkpoint for
     it), ``vgg`` (narrow VGG19, torchvision layout), ``kenjiqq_rating`` / ``kenjiqq_artifacts`` (heads
     with .config for the tiny CLIP's 32-wide vision tower), ``clip`` (the tiny transformers CLIP),
-    ``images`` (folder of 6 PNGs), ``references`` (folder of 3 PNGs).
+    ``images`` (folder of 6 PNGs), ``references`` (folder of 3 PNGs), ``imagereward`` (tiny ImageReward
+    folder in the released layout, ``ImageReward.pt`` + ``med_config.json`` + tokenizer), ``qwen2_vl`` (tiny
+    Qwen2-VL model folder for VQAScore).
     """
     import numpy as np
     from PIL import Image
 
     from ckptbench.demo.tiny_scorers import (
         save_hps_style_checkpoint,
+        save_tiny_imagereward,
         save_tiny_kenjiqq_head,
         save_tiny_open_clip,
         save_vgg19,
     )
+    from ckptbench.demo.tiny_vlm import save_tiny_qwen_vl
 
     root = tmp_path_factory.mktemp("tiny-scorers")
     open_clip_folder = save_tiny_open_clip(root / "open-clip", seed=11)
@@ -103,6 +107,8 @@ def tiny_scorer_models(tmp_path_factory: pytest.TempPathFactory, tiny_models: di
                                                     relu=True, sigmoid=True),
         "clip": tiny_models["clip"],
         "head": tiny_models["head"],
+        "imagereward": save_tiny_imagereward(root / "ImageReward", seed=16),
+        "qwen2_vl": save_tiny_qwen_vl(root / "tiny-qwen2-vl", seed=17),
         **folders,
     }
 
@@ -188,22 +194,26 @@ def fid_inception_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # Which of the tiny models (keys of ``tiny_models`` / ``tiny_scorer_models``) each scorer is pointed at.
 _BACKBONE = {"laion-aesthetic-v2": "clip", "kenjiqq-rating": "clip", "kenjiqq-artifacts": "clip", "clip-score": "clip",
              "clip-cosine": "clip", "hps-v2": "open_clip", "hps-v2.1": "open_clip", "pickscore": "clip",
-             "style-gram": "vgg", "style-gram:ghostreview": "vgg", "style-clip": "clip", "cmmd": "clip"}
+             "style-gram": "vgg", "style-gram:ghostreview": "vgg", "style-clip": "clip", "cmmd": "clip",
+             "imagereward": "imagereward", "vqascore": "qwen2_vl"}
 _HEAD = {"laion-aesthetic-v2": "head", "kenjiqq-rating": "kenjiqq_rating", "kenjiqq-artifacts": "kenjiqq_artifacts",
          "hps-v2": "hps", "hps-v2.1": "hps"}
 _WITH_REFERENCES = {"style-gram", "style-gram:ghostreview", "style-clip", "kid", "fid", "cmmd"}
+_PICKLE_WEIGHTS = {"imagereward"}  # the tiny models keep the released .pt format, which needs the opt-in
 
 
-def scorer_options(models: dict[str, Path], name: str) -> dict[str, str]:
+def scorer_options(models: dict[str, Path], name: str) -> dict[str, str | bool]:
     """Spec options that point scorer ``name`` at the tiny models (KID/FID's model is added by tests that need
     it)."""
-    options = {}
+    options: dict[str, str | bool] = {}
     if name in _BACKBONE:
         options["model"] = str(models[_BACKBONE[name]])
     if name in _HEAD:
         options["head"] = str(models[_HEAD[name]])
     if name in _WITH_REFERENCES:
         options["references"] = str(models["references"])
+    if name in _PICKLE_WEIGHTS:
+        options["allow_pickle"] = True
     return options
 
 
@@ -223,7 +233,7 @@ def scorers_text(models: dict[str, Path], use: list[str], *, batch_size: int | N
 
 
 @pytest.fixture
-def tiny_scorer_options(tiny_scorer_models: dict[str, Path]) -> Callable[[str], dict[str, str]]:
+def tiny_scorer_options(tiny_scorer_models: dict[str, Path]) -> Callable[[str], dict[str, str | bool]]:
     """``scorer_options`` on the tiny scorer models."""
     return lambda name: scorer_options(tiny_scorer_models, name)
 

@@ -19,7 +19,7 @@ Dtype = Literal["auto", "fp32", "fp16", "bf16"]
 PredictionType = Literal["epsilon", "v"]
 SuiteKind = Literal["quality", "style", "lora"]
 SuiteFormat = Literal["ghostreview-prompts", "ghostreview-styles", "ghostreview-loras", "partiprompts", "infotext"]
-BuiltinSuite = Literal["quality", "styles"]
+BuiltinSuite = Literal["quality", "styles", "compositional"]
 ExecutorName = Literal["local", "ray"]
 
 
@@ -330,6 +330,9 @@ class ScorerOptions(_Strict):
         "(kid, fid, cmmd); for style scorers, used for cases that name no references of their own.")
     dtype: Dtype = "auto"
     batch_size: int = Field(default=16, ge=1, le=1024)
+    allow_pickle: bool = Field(
+        default=False, description="Read this scorer's pickle weight files (.pt/.bin, e.g. ImageReward.pt) with "
+        "torch.load(weights_only=True); without it they are refused. Only for files you trust.")
 
 
 class ScorersSpec(_Strict):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.hand_computed import parity
 
 from ckptbench.metrics.backbones import resolve_backbone
 from ckptbench.metrics.base import BackboneRequest
@@ -36,21 +37,79 @@ def test_backbone_grams_match_torchvision_features_by_hand(tiny_scorer_models: d
     spec = resolve_backbone(BackboneRequest("vgg19", str(tiny_scorer_models["vgg"])), "fp32", "style-gram", None)
     backbone = VGGGramBackbone(spec, torch.device("cpu"), size=64)
     image = Image.open(next(iter(sorted(tiny_scorer_models["images"].glob("*.png"))))).convert("RGB")
-    ours = backbone.embed_images([image], {"gram_relu", "gram_conv"})
+    ours = backbone.embed_images([image], {"gram_relu", "gram_ghostreview"})
     features = load_vgg19_features(Path(spec.location))
     x = backbone.transform(image).unsqueeze(0)
-    expected_relu, expected_conv = [], []
+    expected_relu, expected_ghostreview = [], []
     with torch.no_grad():
         for index, module in enumerate(features):
             x = torch.relu(x) if isinstance(module, torch.nn.ReLU) else module(x)
             _, c, h, w = x.shape
             f = x[0].reshape(c, h * w).double()
-            if index in STYLE_LAYERS:
-                expected_conv.append((f @ f.T).ravel())  # pre-ReLU, unnormalised
             if index - 1 in STYLE_LAYERS:
                 expected_relu.append((f @ f.T / (c * h * w)).ravel())  # rectified, / C·H·W
-    np.testing.assert_allclose(ours["gram_conv"][0], np.concatenate(expected_conv), rtol=1e-4, atol=1e-6)
+                if index - 1 != STYLE_LAYERS[-1]:
+                    expected_ghostreview.append((f @ f.T).ravel())  # rectified, unnormalised
+            if index == STYLE_LAYERS[-1]:
+                expected_ghostreview.append((f @ f.T).ravel())  # conv5_1 before its ReLU
     np.testing.assert_allclose(ours["gram_relu"][0], np.concatenate(expected_relu), rtol=1e-4, atol=1e-10)
+    np.testing.assert_allclose(ours["gram_ghostreview"][0], np.concatenate(expected_ghostreview), rtol=1e-4,
+                               atol=1e-6)
+
+
+def _ghostreview_notebook_loss(vgg_file: Path, image: Path, references: list[Path]) -> float:
+    """GhostReview's style loss restated from its notebook (drnighthan/GhostReview): images resized to
+    512×512, ToTensor, ImageNet mean/std; torchvision's ``vgg19().features`` (its ReLUs are in place) run
+    layer by layer up to index 28, keeping the output tensors of layers 0, 5, 10, 19, 28 — the in-place
+    ReLU after each of the first four overwrites the kept tensor; G = F·Fᵀ unnormalised; per layer
+    mean((G − A)²), summed; averaged over the references."""
+    from torchvision import transforms
+    from torchvision.models.vgg import make_layers
+
+    from ckptbench.demo.tiny_scorers import TINY_VGG19_WIDTHS, vgg19_layout
+
+    state = torch.load(vgg_file, map_location="cpu", weights_only=True)
+    features = make_layers(vgg19_layout(TINY_VGG19_WIDTHS))
+    features.load_state_dict({key.removeprefix("features."): value for key, value in state.items()})
+    features.eval()
+    transform = transforms.Compose([transforms.Resize((512, 512)), transforms.ToTensor(),
+                                    transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+
+    def grams(path: Path) -> list[torch.Tensor]:
+        x = transform(Image.open(path).convert("RGB")).unsqueeze(0)
+        kept = []
+        with torch.no_grad():
+            for index, layer in enumerate(features):
+                x = layer(x)
+                if index in (0, 5, 10, 19, 28):
+                    kept.append(x)
+                if index == 28:
+                    break
+        result = []
+        for f in kept:
+            _, c, h, w = f.shape
+            flat = f.reshape(c, h * w).double()
+            result.append(flat @ flat.T)
+        return result
+
+    generated = grams(image)
+    losses = [sum(float(torch.mean((g - a) ** 2)) for g, a in zip(generated, grams(ref), strict=True))
+              for ref in references]
+    return float(np.mean(losses))
+
+
+def test_ghostreview_variant_equals_the_notebook(tiny_scorer_models: dict[str, Path], tmp_path: Path) -> None:
+    """Reference: GhostReview's notebook style loss (restated in ``_ghostreview_notebook_loss``)."""
+    references = sorted(tiny_scorer_models["references"].glob("*.png"))
+    options = ScorerOptions(model=str(tiny_scorer_models["vgg"]), references=str(tiny_scorer_models["references"]))
+    result = score_folder(tiny_scorer_models["images"], ScorersSpec(use=("style-gram:ghostreview",), options={
+        "style-gram:ghostreview": options}), Store(tmp_path / "store"), torch.device("cpu"))
+    ours = result.frame["value"].to_numpy(dtype=float)
+    expected = [_ghostreview_notebook_loss(tiny_scorer_models["vgg"], Path(image), references)
+                for image in result.frame["image"]]
+    assert len(ours) == 6
+    _, relative = parity("style-gram:ghostreview", ours, expected)
+    assert relative < 1e-4
 
 
 @pytest.mark.parametrize("name", ["style-gram", "style-gram:ghostreview"])
@@ -89,13 +148,13 @@ def test_ghostreview_variant_scale_on_real_reference_images(shared_data: Path, t
     medians = {}
     for size in (512, 256):
         backbone = VGGGramBackbone(spec, torch.device("cpu"), size=size)
-        grams = backbone.embed_images(images, {"gram_conv", "gram_relu"})
+        grams = backbone.embed_images(images, {"gram_ghostreview", "gram_relu"})
         channels = backbone.meta["channels"]
         for name, values in grams.items():
             losses = [gram_loss(values[i], summarize_grams(values[j : j + 1], channels), channels)
                       for i in range(3) for j in range(3) if i != j]
             medians[(name, size)] = float(np.median(losses))
-    assert 1e7 < medians[("gram_conv", 512)] < 1e11
+    assert 1e7 < medians[("gram_ghostreview", 512)] < 1e11
     assert medians[("gram_relu", 512)] < 1e-3
-    assert 8 < medians[("gram_conv", 512)] / medians[("gram_conv", 256)] < 32
+    assert 8 < medians[("gram_ghostreview", 512)] / medians[("gram_ghostreview", 256)] < 32
     assert 0.5 < medians[("gram_relu", 512)] / medians[("gram_relu", 256)] < 2

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from ckptbench.analysis.analyze import analyze
+from ckptbench.analysis.skills import skill_breakdown
 from ckptbench.analysis.suite import AnalysisSettings
 from ckptbench.analysis.summary import summarize
 from ckptbench.errors import StoreError
@@ -61,8 +62,7 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
     if settings.baseline is not None and settings.baseline not in {c.name for c in identities}:
         raise StoreError(f"{store.root}: run {run_id}: analysis.baseline '{settings.baseline}' is not a checkpoint "
                          "of this run; name one of: " + ", ".join(c.name for c in identities) + ".")
-    analysis = analyze(frame, settings, checkpoints=identities, cases=cases,
-                       directions=directions)
+    analysis = analyze(frame, settings, checkpoints=identities, cases=cases, directions=directions)
     statuses, status = _statuses(run, items, run_checkpoints, failures)
     checkpoints = []
     for entry in run_checkpoints:
@@ -93,6 +93,7 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
         "checkpoints": checkpoints,
         "scorers": {name: _scorer_entry(infos.get(key, {})) for name, key in sorted(scorer_keys.items())},
         "analysis": analysis,
+        "skills": skill_breakdown(frame, cases),  # per tag (skill) of tagged suites; docs/results.md
         "failures": failures,
         "text_truncated": provenance.get("text_truncated", {}),
         "provenance": provenance,

@@ -33,6 +33,12 @@ class Backbone(Protocol):
         ...
 
 
+class JointBackbone(Backbone, Protocol):
+    def score_pairs(self, images: list[Image.Image], texts: list[str]) -> np.ndarray:
+        """One float per (image, text) pair, for models that read both together (ImageReward, VQAScore)."""
+        ...
+
+
 class TokenCounter(Protocol):
     context_length: int
 
@@ -44,9 +50,14 @@ Resolver = Callable[[BackboneRequest, str, str, DigestCache | None], BackboneSpe
 
 # Each kind's module, imported only when a scorer asks for that kind (open_clip, torchvision models and
 # clean-fid are slow to import).
-_KIND_MODULES = {"hf-clip": "hf_clip", "open-clip": "open_clip_backbone", "vgg19": "vgg", "fid-inception": "inception"}
+_KIND_MODULES = {"hf-clip": "hf_clip", "open-clip": "open_clip_backbone", "vgg19": "vgg", "fid-inception": "inception",
+                 "imagereward": "imagereward_model", "vqa": "vqa_backbone"}
 _BACKBONE_CLASSES = {"hf-clip": "HFClipBackbone", "open-clip": "OpenClipBackbone", "vgg19": "VGGGramBackbone",
-                     "fid-inception": "FIDInceptionBackbone"}
+                     "fid-inception": "FIDInceptionBackbone", "imagereward": "ImageRewardBackbone",
+                     "vqa": "VQABackbone"}
+# Kinds whose text side truncates prompts, with the class that counts a prompt's tokens as they do.
+_TOKEN_COUNTERS = {"hf-clip": "HFTokenCounter", "open-clip": "OpenClipTokenCounter",
+                   "imagereward": "BertTokenCounter"}
 
 
 def _kind_module(kind: str) -> Any:
@@ -66,12 +77,11 @@ def load_backbone(spec: BackboneSpec, device: torch.device) -> Backbone:
 
 
 def token_counter(spec: BackboneSpec) -> TokenCounter | None:
-    """Counts a text's tokens with the backbone's own tokenizer (None for backbones without text)."""
-    if spec.kind == "hf-clip":
-        return _kind_module(spec.kind).HFTokenCounter(spec)
-    if spec.kind == "open-clip":
-        return _kind_module(spec.kind).OpenClipTokenCounter(spec)
-    return None
+    """Counts a text's tokens with the backbone's own tokenizer (None for backbones that never truncate)."""
+    if spec.kind not in _TOKEN_COUNTERS:
+        return None
+    counter: TokenCounter = getattr(_kind_module(spec.kind), _TOKEN_COUNTERS[spec.kind])(spec)
+    return counter
 
 
 def autocast(device: torch.device, dtype: str) -> torch.autocast:

@@ -8,6 +8,9 @@ Two levels of scorer share one identity (``ScorerInfo``) and one backbone mechan
 
 A scorer never loads images or runs a network itself: it names a backbone (a shared feature extractor)
 and the features it needs from it; the engine computes each feature once per image per backbone.
+*Joint* scorers (``joint = True``: ImageReward, VQAScore) are models that read image and prompt together,
+so nothing per image can be computed apart from the prompt: the engine hands them the decoded images, the
+texts and their loaded backbone, whose ``score_pairs`` does the work.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ckptbench.hashing import content_key
 from ckptbench.metrics.registry import IDENTITY_FIELDS, SCORERS, ScorerEntry
@@ -32,6 +36,7 @@ class BackboneRequest:
     model: str  # hub id, local folder or file, or a built-in architecture name
     head: str | None = None  # a weights file some kinds load into the model (HPS checkpoints)
     processor: str | None = None  # where preprocessing/tokenizer files come from when the model lacks them
+    allow_pickle: bool = False  # the user's opt-in for pickle weight files (read with weights_only=True)
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,8 @@ class FeatureBatch:
     text_embeds: torch.Tensor | None = None  # (N, D) when a head needs the prompt
     references: list[dict[str, np.ndarray]] | None = None  # per row: the summary of its reference set
     meta: dict[str, Any] = field(default_factory=dict)  # backbone constants heads need (logit scale, layout)
+    images: list[Image.Image] | None = None  # joint scorers: the decoded RGB images, one per row
+    backbone: Any = None  # joint scorers: the loaded backbone (its ``score_pairs``)
 
     @property
     def image_embeds(self) -> torch.Tensor:
@@ -123,6 +130,7 @@ class ScorerBase(ABC):
     description: ClassVar[str]
     features: ClassVar[tuple[str, ...]] = ("image",)  # the backbone features the scorer reads
     uses_meta: ClassVar[bool] = False  # reads backbone constants (logit scale, layer layout) in ``score``
+    joint: ClassVar[bool] = False  # reads image and prompt together in its backbone (see the module docstring)
     entry: ClassVar[ScorerEntry]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

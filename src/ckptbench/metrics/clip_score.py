@@ -4,9 +4,15 @@ Reference definition of ``clip-score``: Hessel et al. 2021 as implemented by tor
 — cosine similarity of the CLIP image and text embeddings, scaled by 100 and clamped at 0 (torchmetrics
 clamps the batch mean; we clamp each image so every image has its own score, which equals torchmetrics
 on a batch of one). ``clip-cosine`` is the unscaled, unclamped cosine that GhostReview reports as
-"ClipScore" (≈0.2–0.35). The text is the prompt with A1111 syntax stripped, truncated to the text
-encoder's context (77 tokens); truncations are counted per suite and reported. The default model is
+"ClipScore" (≈0.2–0.35). The text is the prompt with A1111 syntax stripped. The default model is
 OpenAI CLIP ViT-L/14, as in torchmetrics and GhostReview.
+
+Prompts longer than the text encoder's context (77 tokens) are truncated as OpenAI CLIP's
+``clip.tokenize(truncate=True)`` does — start token, the first 75 tokens, end token — and counted per
+suite and reported. Here we depart from torchmetrics on purpose: it slices the token ids to 77, which
+drops the end token, and CLIP's pooled text embedding is read at the end token; without one it is read at
+position 0, the start token, whose (causal) embedding is the same for every prompt, so torchmetrics
+scores every over-long prompt against one and the same text embedding. Within 77 tokens the two agree.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ def cosine(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tenso
 
 
 class ClipScore(ImageScorer):
-    """100 · max(cos, 0) between CLIP image and prompt embeddings (torchmetrics definition)."""
+    """100 · max(cos, 0) between CLIP image and prompt embeddings (Hessel et al.; long prompts as OpenAI CLIP)."""
 
     name = "clip-score"
     default_model = "openai/clip-vit-large-patch14"

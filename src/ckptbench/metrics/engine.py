@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ckptbench.device import resolve_dtype_name
 from ckptbench.errors import SpecError
@@ -278,24 +279,46 @@ def _rows_with_references(store: ScoreStore, source: FeatureSource, entry: Prepa
     return kept, references
 
 
+def _rows_with_images(entry: PreparedScorer, rows: list[Row], report: ScoringReport
+                      ) -> tuple[list[Row], list[Image.Image]]:
+    """The rows whose image can be decoded, with the RGB images (joint scorers); the others fail alone."""
+    kept: list[Row] = []
+    images: list[Image.Image] = []
+    for row in rows:
+        try:
+            with Image.open(row.cell.image_path) as image:
+                images.append(image.convert("RGB"))
+        except Exception as error:
+            report.failures.append((entry.name, row.cell.image_key, f"cannot read image {row.cell.image_path}: "
+                                                                     f"{error}"))
+            continue
+        kept.append(row)
+    return kept, images
+
+
 def _score_rows(store: ScoreStore, source: FeatureSource, entry: PreparedScorer, rows: list[Row],
                 features: dict[str, dict[str, np.ndarray]], summaries: dict[tuple[str, str], dict[str, np.ndarray]],
                 report: ScoringReport) -> None:
     scorer = entry.scorer
     assert isinstance(scorer, ImageScorer)
     references = None
+    images = None
     if scorer.needs_references:
         rows, references = _rows_with_references(store, source, entry, rows, summaries, report)
-        if not rows:
-            return
+    if scorer.joint:
+        rows, images = _rows_with_images(entry, rows, report)
+        source.forward_images += len(images)  # the model runs on every image (with its prompt) in ``score``
+    if not rows:
+        return
     try:
         texts = [row.text for row in rows]
-        text_embeds = torch.from_numpy(source.texts(texts)) if scorer.needs_prompt else None
+        text_embeds = torch.from_numpy(source.texts(texts)) if scorer.needs_prompt and not scorer.joint else None
         batch = FeatureBatch(
             features={name: torch.from_numpy(np.stack([features[row.cell.image_key][name] for row in rows]))
                       for name in scorer.features},
             texts=texts, text_embeds=text_embeds, references=references,
-            meta=source.meta if scorer.uses_meta else {})
+            meta=source.meta if scorer.uses_meta else {}, images=images,
+            backbone=source.backbone if scorer.joint else None)
         values = np.asarray(scorer.score(batch), dtype=np.float64)
     except Exception as error:  # one scorer's failure must not sink the others
         message = f"scorer '{entry.name}' failed: {type(error).__name__}: {error}"

@@ -1,4 +1,5 @@
-"""The transformers CLIP backbone (``hf-clip``): OpenAI and LAION CLIP models saved in the transformers format.
+"""The transformers CLIP backbone (``hf-clip``): OpenAI and LAION CLIP models saved in the transformers format
+(every folder layout ``clip_folder`` lists).
 
 Features: ``image`` — the projected image embedding (``get_image_features``, not normalised);
 ``pooled`` — the vision tower's pooled output before the projection (what the kenjiqq heads read).
@@ -16,49 +17,61 @@ import torch
 from PIL import Image
 from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-from ckptbench.errors import WeightsUnavailableError
 from ckptbench.hashing import DigestCache, sha256_file
 from ckptbench.metrics.base import BackboneRequest, BackboneSpec
+from ckptbench.metrics.clip_folder import locate_clip_folder, processor_problem
 from ckptbench.metrics.weights import resolve_folder
 
 KIND = "hf-clip"
-_PROCESSOR_FILES = ("preprocessor_config.json",)
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
+_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 
 
 def resolve(request: BackboneRequest, dtype: str, scorer: str, cache: DigestCache | None) -> BackboneSpec:
-    """Locate a transformers CLIP folder and hash the weight files ``from_pretrained`` will read."""
+    """Locate a transformers CLIP folder (any layout in ``clip_folder``), hash the weight files
+    ``from_pretrained`` will read, and describe the preprocessing its image processor will apply."""
     folder = resolve_folder(request.model, scorer)
-    weight_files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-    if not weight_files:
-        raise WeightsUnavailableError(f"scorer '{scorer}': {folder} holds no model weights (*.safetensors or "
-                                      f"*.bin); fix [scorers.{scorer}] model.")
-    processor = folder
-    if not all((folder / name).is_file() for name in _PROCESSOR_FILES) or not any(
-            (folder / name).is_file() for name in _TOKENIZER_FILES):
-        if request.processor is None:
-            raise WeightsUnavailableError(f"scorer '{scorer}': {folder} has no preprocessor/tokenizer files; use "
-                                          "a complete transformers CLIP folder.")
+    processor = None
+    if processor_problem(folder) is not None and request.processor is not None:
         # Some models (PickScore) ship only weights; their reference code takes the processor elsewhere.
         processor = resolve_folder(request.processor, scorer)
-    weights = {f.name: sha256_file(f, cache) for f in weight_files}
+    found = locate_clip_folder(folder, processor, scorer)
+    weights = {f.name: sha256_file(f, cache) for f in found.weights}
+    image_processor = CLIPImageProcessor.from_pretrained(str(found.processor))
     return BackboneSpec(kind=KIND, source=request.model, location=str(folder), weights=weights, dtype=dtype,
-                        preprocessing=describe_preprocessing(processor), paths={"processor": str(processor)},
-                        config={"processor": request.processor if processor != folder else None})
+                        preprocessing=describe_preprocessing(image_processor),
+                        paths={"processor": str(found.processor)},
+                        config={"processor": request.processor if found.processor != folder else None})
 
 
-def describe_preprocessing(folder: Path) -> str:
-    config_file = folder / "preprocessor_config.json"
-    if not config_file.is_file():
-        return "CLIPImageProcessor defaults"
-    config = json.loads(config_file.read_text())
-    size = config.get("size", {})
-    size = size.get("shortest_edge", size) if isinstance(size, dict) else size
-    crop = config.get("crop_size", {})
-    crop = f"{crop.get('height')}×{crop.get('width')}" if isinstance(crop, dict) else crop
-    resample = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}.get(config.get("resample", 3), "?")
-    return (f"resize shortest side to {size} ({resample}), center crop {crop}, scale 1/255, normalise "
-            f"mean={config.get('image_mean')} std={config.get('image_std')}")
+def image_backend(processor: Any) -> str:
+    """Which library resizes: transformers' torchvision image processors ("fast" in transformers 4, the
+    default in 5) and its PIL ones give slightly different pixels (≈2e-5 in LAION scores)."""
+    names = {cls.__name__ for cls in type(processor).__mro__}
+    return "torchvision" if names & {"TorchvisionBackend", "BaseImageProcessorFast"} else "PIL"
+
+
+def describe_preprocessing(processor: Any) -> str:
+    """What the loaded image processor will do, from its own settings (so every file layout that configures
+    it, and every default it falls back to, is described as it runs)."""
+    config = processor.to_dict()
+    steps = [f"{type(processor).__name__} ({image_backend(processor)} backend)"]
+    if config.get("do_resize", True):
+        size = config.get("size") or {}
+        resample = _RESAMPLE.get(int(config.get("resample", 3)), "?")
+        if "shortest_edge" in size:
+            steps.append(f"resize shortest side to {size['shortest_edge']} ({resample})")
+        else:
+            steps.append(f"resize to {size.get('height')}×{size.get('width')} ({resample})")
+    if config.get("do_center_crop", True):
+        crop = config.get("crop_size") or {}
+        steps.append(f"center crop {crop.get('height')}×{crop.get('width')}")
+    if config.get("do_rescale", True):
+        steps.append(f"scale {config.get('rescale_factor', 1 / 255):.10g}")
+    if config.get("do_normalize", True):
+        # As plain lists: the same values must give the same description whether read from a file or a default.
+        mean, std = ([float(v) for v in config.get(name) or ()] for name in ("image_mean", "image_std"))
+        steps.append(f"normalise mean={mean} std={std}")
+    return ", ".join(steps)
 
 
 def _context_length(folder: str) -> int:

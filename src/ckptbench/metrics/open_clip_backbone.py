@@ -5,10 +5,15 @@ Used by HPS v2 / v2.1, which fine-tune the whole of open_clip ViT-H-14: ``model`
 ``head`` the checkpoint (HPS's ``{"state_dict": …}`` ``.pt`` format, or ``.safetensors``), read with
 ``weights_only=True``.
 
-Preprocessing follows the HPS reference evaluation transform: convert to RGB, ``ToTensor``, then a
-bicubic ``Resize`` of the shorter side and a ``CenterCrop`` on the tensor (torchvision antialiases
-tensor resizes since 0.17, so this equals what the reference code does on current torchvision), then
-the OpenAI CLIP mean/std. Features: ``image`` — ``encode_image`` (not normalised); text: ``encode_text``.
+Preprocessing is the transform HPS scores with: ``hpsv2/img_score.py`` and ``evaluation.py`` build their
+model with ``light_augmentation=True``, whose validation transform (``hpsv2/src/open_clip/transform.py``,
+``ResizeMaxSize``) converts to RGB, applies ``ToTensor``, resizes the tensor so that its *longer* side is
+the model's image size (bicubic; torchvision antialiases tensor resizes since 0.17), pads it to a square
+with black (0 before normalisation; the odd pixel goes right/bottom), then normalises with the OpenAI CLIP
+mean/std. Nothing of a non-square image is cropped away. One deviation: when the longer side already has
+the target size the reference neither resizes nor pads, so a non-square image of that size reaches the
+model non-square and cannot be scored there; we pad it like every other image (square images, the usual
+case, are identical). Features: ``image`` — ``encode_image`` (not normalised); text: ``encode_text``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 from torchvision import transforms
+from torchvision.transforms import functional
 
 from ckptbench.errors import ModelFileError, WeightsUnavailableError
 from ckptbench.hashing import DigestCache, sha256_file
@@ -58,8 +64,8 @@ def resolve(request: BackboneRequest, dtype: str, scorer: str, cache: DigestCach
         raise WeightsUnavailableError(f"scorer '{scorer}' needs a checkpoint; set [scorers.{scorer}] head.")
     checkpoint = resolve_file(request.head, scorer)
     size = config["vision_cfg"].get("image_size", 224)
-    preprocessing = (f"to tensor, resize shorter side to {size} (bicubic, antialiased), center crop {size}×{size}, "
-                     f"normalise mean={list(OPENAI_MEAN)} std={list(OPENAI_STD)}")
+    preprocessing = (f"to tensor, resize longer side to {size} (bicubic, antialiased), pad to {size}×{size} with "
+                     f"black (centred), normalise mean={list(OPENAI_MEAN)} std={list(OPENAI_STD)}")
     return BackboneSpec(kind=KIND, source=request.model, location=str(checkpoint),
                         weights={checkpoint.name: sha256_file(checkpoint, cache)}, dtype=dtype,
                         preprocessing=preprocessing, config={"model_cfg": config}, paths={"name": name})
@@ -92,11 +98,24 @@ def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
+def resize_longer_side_and_pad(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """A (C, H, W) tensor resized so that max(H, W) = ``size``, then padded with zeros to ``size``×``size``."""
+    height, width = pixels.shape[-2:]
+    scale = size / max(height, width)
+    if scale != 1.0:
+        # Python's round (half to even), as the reference computes the new size.
+        height, width = round(height * scale), round(width * scale)
+        pixels = functional.resize(pixels, [height, width], interpolation=transforms.InterpolationMode.BICUBIC,
+                                   antialias=True)
+    pad_h, pad_w = size - height, size - width
+    return functional.pad(pixels, [pad_w // 2, pad_h // 2, pad_w - pad_w // 2, pad_h - pad_h // 2], fill=0)
+
+
 def preprocess(size: int) -> transforms.Compose:
+    """HPS's evaluation transform (see the module docstring)."""
     return transforms.Compose([
         transforms.ToTensor(),
-        transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.CenterCrop(size),
+        transforms.Lambda(lambda pixels: resize_longer_side_and_pad(pixels, size)),
         transforms.Normalize(OPENAI_MEAN, OPENAI_STD),
     ])
 

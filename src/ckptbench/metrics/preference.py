@@ -4,10 +4,13 @@ Preference scores rank images *for one prompt*; their absolute level differs bet
 compare checkpoints on the same prompts (the analysis does, within prompt).
 
 HPS v2 / v2.1 — reference definition (tgxs002/HPSv2, ``hpsv2/img_score.py``): open_clip ViT-H-14 with
-the HPS checkpoint loaded as its full state dict; the model returns L2-normalised image and text
-features and the score is their dot product, ``diag(image_features @ text_features.T)``: the plain
-cosine, with no logit scale and no ×100 (values ≈0.2–0.35). v2.0 and v2.1 are different checkpoints and
-their numbers are not comparable; the version is part of the scorer id.
+the HPS checkpoint loaded as its full state dict; images go through HPS's evaluation transform (longer
+side resized to 224 and padded to a square with black, see ``open_clip_backbone``); the model returns
+L2-normalised image and text features and the score is their dot product,
+``diag(image_features @ text_features.T)``: the plain cosine, with no logit scale and no ×100 (values
+≈0.2–0.35). v2.0 and v2.1 are different checkpoints and their numbers are not comparable; the HPS version
+is part of the scorer id. Scorer version 2: the transform was a shorter-side resize and centre crop
+before, which differs from HPS on non-square images (up to 0.068 in cosine).
 
 PickScore — reference definition (yuvalkirstain/PickScore README): the transformers ``CLIPModel``
 ``yuvalkirstain/PickScore_v1`` (a CLIP-H fine-tune) with the processor of

@@ -89,11 +89,11 @@ ENTRIES: tuple[ScorerEntry, ...] = (
         "cosine, −1–1 (typical SD images 0.2–0.35 with ViT-L/14); not comparable to clip-score",
         "raw cosine of CLIP image and prompt embeddings (GhostReview's ClipScore), no scaling or clamp"),
     ScorerEntry(
-        "hps-v2", "preference:HPSv2", "2.0", "image", "open-clip",
+        "hps-v2", "preference:HPSv2", "2", "image", "open-clip",
         "open_clip ViT-H-14 + checkpoint hf:xswu/HPSv2/HPS_v2_compressed.pt", True, _HPS_SCALE,
         "Human Preference Score v2.0 (open_clip ViT-H-14 + HPS_v2_compressed.pt), cosine"),
     ScorerEntry(
-        "hps-v2.1", "preference:HPSv21", "2.1", "image", "open-clip",
+        "hps-v2.1", "preference:HPSv21", "2", "image", "open-clip",
         "open_clip ViT-H-14 + checkpoint hf:xswu/HPSv2/HPS_v2.1_compressed.pt", True, _HPS_SCALE,
         "Human Preference Score v2.1 (open_clip ViT-H-14 + HPS_v2.1_compressed.pt), cosine"),
     ScorerEntry(
@@ -106,25 +106,34 @@ ENTRIES: tuple[ScorerEntry, ...] = (
         "Σ over 5 layers of mean squared Gram difference (Grams / C·H·W); ≥ 0, 0 = identical style",
         "VGG19 Gram-matrix style loss (relu1_1…relu5_1, Gram / C·H·W) against the case's references"),
     ScorerEntry(
-        "style-gram:ghostreview", "style:StyleGramGhostReview", "1", "image", "vgg19", "torchvision:vgg19", False,
+        "style-gram:ghostreview", "style:StyleGramGhostReview", "2", "image", "vgg19", "torchvision:vgg19", False,
         "GhostReview units: Σ over 5 layers of mean squared unnormalised Gram difference (≈1e9–1e10)",
-        "GhostReview's style loss: VGG19 conv1_1…conv5_1 before ReLU, unnormalised Gram F·Fᵀ"),
+        "GhostReview's style loss: VGG19 relu1_1…relu4_1 and conv5_1 (before its ReLU), unnormalised Gram F·Fᵀ"),
     ScorerEntry(
         "style-clip", "style:StyleClip", "1", "image", "hf-clip", _CLIP_L, True,
         "cosine, −1–1 (higher = closer to the references)",
         "cosine of the CLIP image embedding with the mean normalised embedding of the references"),
     ScorerEntry(
-        "kid", "distribution:KID", "1", "set", "fid-inception", _INCEPTION, False,
+        "kid", "distribution:KID", "2", "set", "fid-inception", _INCEPTION, False,
         "MMD² of Inception features (raw, not ×1000); ≈0 for the same distribution",
         "Kernel Inception Distance (polynomial kernel, 100 subsets, clean-fid resizing)"),
     ScorerEntry(
-        "fid", "distribution:FID", "1", "set", "fid-inception", _INCEPTION, False,
+        "fid", "distribution:FID", "2", "set", "fid-inception", _INCEPTION, False,
         "Fréchet distance of Inception feature Gaussians; 0 = same statistics",
         "Fréchet Inception Distance (float64 mean/covariance, clean-fid resizing)"),
     ScorerEntry(
         "cmmd", "distribution:CMMD", "1", "set", "hf-clip", "openai/clip-vit-large-patch14-336", False,
         "1000 · MMD² (Gaussian kernel σ = 10) of normalised CLIP embeddings; 0 = same distribution",
         "CMMD: MMD of L2-normalised CLIP image embeddings, RBF σ = 10, ×1000"),
+    ScorerEntry(
+        "imagereward", "imagereward:ImageReward", "1", "image", "imagereward",
+        "THUDM/ImageReward (ImageReward.pt + med_config.json; tokenizer bert-base-uncased)", True,
+        "standardised reward, ≈ −2…2 (0 = ImageReward's average training image; compare within a prompt)",
+        "ImageReward v1.0 (BLIP ViT-L + BERT cross-attention + MLP), normalised reward"),
+    ScorerEntry(
+        "vqascore", "vqascore:VQAScore", "1", "image", "vqa", "Qwen/Qwen2.5-VL-7B-Instruct", True,
+        "probability 0–1 that the model answers 'Yes' to 'Does this figure show \"{prompt}\"?'",
+        "VQAScore: P(Yes | image, 'Does this figure show \"prompt\"? Please answer yes or no.')"),
 )
 
 SCORERS: dict[str, ScorerEntry] = {entry.name: entry for entry in ENTRIES}

@@ -5,9 +5,17 @@ conv3_1, conv4_1 and conv5_1 (rectified responses), each normalised by C·H·W; 
 one reference = Σ over layers of mean((G − A)²); an image's score is the mean of that loss over every
 reference image of its style (or LoRA). Lower is better.
 
-``style-gram:ghostreview`` — GhostReview's definition, for comparability: the same five layers but the
-conv outputs *before* their ReLU, G = F·Fᵀ with no normalisation. Its values (≈1e9–1e10 with ImageNet
-weights at 512×512) depend on image size and layer widths; prefer ``style-gram``.
+``style-gram:ghostreview`` — GhostReview's number, for comparability: the same five layers, G = F·Fᵀ with
+no normalisation, on the maps its notebook really used — rectified (post-ReLU) at conv1_1…conv4_1,
+because torchvision's in-place ReLU overwrites the layer outputs the notebook keeps, and the raw conv
+output only at conv5_1, where its loop stops before the ReLU (GhostReview's write-up says "conv outputs"
+at every layer; the code does this). Its values (≈1e9–1e10 with ImageNet weights at 512×512) depend on
+image size and layer widths; prefer ``style-gram``. Version 2: version 1 used pre-ReLU maps at all five
+layers, 2.3× off GhostReview's published losses.
+
+``style-gram`` follows its own documented definition above (Gatys et al.: rectified maps, Gram / C·H·W)
+and is not a rescaling of GhostReview's number: the two differ in normalisation and, at conv5_1, in the
+map used, so neither can be converted into the other.
 
 The mean over references is computed exactly from a summary of the reference set, computed once per set
 and cached: per layer, the mean Gram Ā and the spread s = mean_r mean((A_r − Ā)²), since
@@ -71,10 +79,10 @@ class StyleGram(ImageScorer):
 
 
 class StyleGramGhostReview(StyleGram):
-    """GhostReview's unnormalised style loss (pre-ReLU conv outputs, G = F·Fᵀ), mean over the references."""
+    """GhostReview's unnormalised style loss (G = F·Fᵀ of relu1_1…relu4_1 and conv5_1), mean over the references."""
 
     name = "style-gram:ghostreview"
-    features: ClassVar[tuple[str, ...]] = ("gram_conv",)
+    features: ClassVar[tuple[str, ...]] = ("gram_ghostreview",)
 
 
 class StyleClip(ImageScorer):

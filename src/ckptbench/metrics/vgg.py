@@ -7,7 +7,10 @@ backbone gives Gram matrices of the (C, H·W) feature map F:
 
 * ``gram_relu`` — of the rectified responses (Gatys et al.'s "conv1_1" is the ReLU output in the
   Caffe model), normalised: G = F·Fᵀ / (C·H·W);
-* ``gram_conv`` — of the conv outputs before their ReLU, unnormalised: G = F·Fᵀ (GhostReview's definition).
+* ``gram_ghostreview`` — unnormalised, G = F·Fᵀ, of the maps GhostReview's notebook actually used: it keeps
+  each style layer's output tensor and torchvision's ``ReLU(inplace=True)`` that follows then overwrites it,
+  so its conv1_1…conv4_1 maps are the rectified responses; its loop ends at conv5_1, whose map stays the
+  conv output before the ReLU.
 
 Each is a flat float32 vector: the layers' C×C matrices one after the other (``meta["channels"]``).
 Weights: torchvision's ImageNet file (``vgg19-dcbc8e5e.pth``) from the torch hub cache, or any file in
@@ -39,7 +42,7 @@ _LAYOUT = ("C", "C", "M", "C", "C", "M", "C", "C", "C", "C", "M", "C", "C", "C",
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SIZE = 512
-FEATURES = ("gram_relu", "gram_conv")
+FEATURES = ("gram_relu", "gram_ghostreview")
 
 
 def resolve_weights_file(source: str, scorer: str) -> Path:
@@ -105,12 +108,13 @@ def gram_matrices(features: torch.nn.Sequential, pixels: torch.Tensor, wanted: s
     for index, module in enumerate(features):
         if index > last + 1:
             break
-        # ReLU never in place: the pre-ReLU map may still be needed.
+        # ReLU never in place: the pre-ReLU map of conv5_1 may still be needed.
         x = torch.relu(x) if isinstance(module, torch.nn.ReLU) else module(x)
-        if index in STYLE_LAYERS and "gram_conv" in wanted:
-            grams["gram_conv"].append(_gram(x, normalise=False))
-        if index - 1 in STYLE_LAYERS and "gram_relu" in wanted:
+        rectified = index - 1 in STYLE_LAYERS
+        if rectified and "gram_relu" in wanted:
             grams["gram_relu"].append(_gram(x, normalise=True))
+        if "gram_ghostreview" in wanted and ((rectified and index - 1 != last) or index == last):
+            grams["gram_ghostreview"].append(_gram(x, normalise=False))
     return grams
 
 

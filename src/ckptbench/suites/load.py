@@ -14,7 +14,7 @@ from ckptbench.suites.infotext_suite import cases_from_images
 from ckptbench.suites.parti import load_parti
 from ckptbench.suites.toml_suite import load_suite_file
 
-BUILTIN_FILES = {"quality": "quality.toml", "styles": "styles.toml"}
+BUILTIN_FILES = {"quality": "quality.toml", "styles": "styles.toml", "compositional": "compositional.toml"}
 
 
 @dataclass(frozen=True)
