@@ -49,7 +49,7 @@ def _problems(tiny_models: dict[str, Path], folder: Path) -> dict[str, Problem]:
         "scorer-folder-layout-refused": Problem(
             {"checkpoints": one_good, "scorers": clip_options.format(folder / "weightless-clip")},
             (f"error: scorer 'clip-score': {folder / 'weightless-clip'} holds no model weights",
-             "fix [scorers.clip-score] model"), 2),
+             "[scorers.clip-score] model"), 2),  # the bracketed words survive the console's markup
         "single-file-needs-config": Problem(
             {"checkpoints": f'[[checkpoints]]\nname = "tiny"\npath = "{tiny_models["single_a"]}"'},
             ("checkpoint 'tiny': a.safetensors does not fit the bundled sd15 config: the text_encoder's width is 32 "
