@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape as escape_markup
 
 from ckptbench.errors import CkptbenchError
 
@@ -410,7 +411,7 @@ def score(
         return
     print_notes(result.truncated, result.skipped, console)
     for failure in result.failures:
-        console.print(f"[red]failed[/]: {failure}", highlight=False)
+        console.print(f"[red]failed[/]: {escape_markup(str(failure))}", highlight=False)
     atomic_write_text(out_path, result.csv_text())
     out.print(f"{result.scored} scores of {result.images} images written to {out_path}")
 
@@ -471,7 +472,7 @@ def import_infotext(
         _fail(error)
         return
     for path in skipped:
-        console.print(f"[yellow]skipped[/]: {path} (no A1111 infotext)")
+        console.print(f"[yellow]skipped[/]: {escape_markup(str(path))} (no A1111 infotext)", highlight=False)
     out.print(f"wrote {out_file}: {len(cases)} case(s), kind {suite_kind}"
               + (f"; {len(skipped)} image(s) without infotext skipped" if skipped else ""))
 
