@@ -98,7 +98,7 @@ def test_a_size_mismatch_is_one_whole_sentence(checked) -> None:
     """The loader's own size error used to be cut at 300 characters ("For more informatio)")."""
     output = checked["single-file-needs-config"]["run"].output
     assert "informatio)" not in output and "low_cpu_mem_usage" not in output
-    assert _one_line("more tensor(s) differ); set `config` for this checkpoint to a diffusers config folder") in \
+    assert _one_line("more size(s) differ); set `config` for this checkpoint to a diffusers config folder") in \
         _one_line(output)
 
 
@@ -119,3 +119,25 @@ def test_a_valid_spec_says_what_it_would_make(write_spec) -> None:
     result = _invoke("validate", str(write_spec()))
     assert result.exit_code == 0, result.output
     assert _one_line("valid — 2 checkpoints × 2 cases × 2 seeds = 8 images") in _one_line(result.output)
+
+
+def test_the_size_check_names_the_size_that_differs() -> None:
+    """A real-size SD1.5 layout (header only) against SDXL's config: same widths per level, but the
+    cross-attention width (768 vs 2048) cannot fit; against its own config it fits."""
+    from pathlib import Path as _Path
+
+    from ckptbench.models.checkpoint import BUNDLED_CONFIGS
+    from ckptbench.models.families import get_family
+    from ckptbench.models.ldm_layout import pipeline_to_ldm
+    from ckptbench.models.state_dict import ModelFile, TensorInfo
+    from tests.test_real_size_layouts import _modules
+
+    modules = _modules("sd15")
+    state = pipeline_to_ldm(modules["unet"], modules["vae"], modules["text_encoder"], open_clip=False)
+    model = ModelFile(_Path("sd15.safetensors"), "safetensors",
+                      {key: TensorInfo("F16", tuple(value.shape)) for key, value in state.items()}, {})
+    family = get_family("sd15")
+    assert family.size_problem(model, BUNDLED_CONFIGS / "sd15", baked_vae=True) is None
+    problem = family.size_problem(model, BUNDLED_CONFIGS / "sdxl", baked_vae=False)
+    assert problem == ("the UNet's cross-attention width is 768 in the file (model.diffusion_model.input_blocks.1.1."
+                       "transformer_blocks.0.attn2.to_k.weight) but 2048 in the config")
