@@ -1,6 +1,7 @@
 """Generation overhead: ckptbench's generator against a bare diffusers pipeline call, measured in the same run.
 
     python benchmarks/generation.py [--images 16] [--repeats 3]
+    python benchmarks/generation.py --real-size [--steps 4] [--repeats 2]     # several GiB: heavy-job lock
 
 1. The tiny random SD1.5-architecture model on the CPU (64×64, Euler, 8 steps, batch 4): ckptbench's
    time per image (the whole ``generate()``: grouping, batches, checked decode, PIL images, infotext)
@@ -10,15 +11,19 @@
    this process's CPU time are reported: on a shared machine wall time also measures the neighbours,
    while the CPU time of a single-threaded run (``--cpu-threads 1``, the default) measures the work.
    Runs alternate between the two sides; medians over ``--repeats``.
-2. With a CUDA GPU: a real-size SD1.5-architecture checkpoint with random weights (the cost of a forward
-   pass does not depend on the weights' values) at 512×512, 20 steps, fp16, batch 4: images per second of
-   ckptbench and of a bare diffusers loop. Skipped on a machine without CUDA.
+2. ``--real-size``: an SD1.5-architecture single file of the real size with random weights (fp16 on disk,
+   as Civitai files are; the cost of a forward pass does not depend on the weights' values) on the CPU at
+   512×512, fp32, Euler, ``--steps`` steps, batch 1 and batch 4, torch's default threads. Each side runs in
+   its own process (so its peak memory is its own), alternating: ckptbench (``DiffusersGenerator``, which
+   resolves, checks and loads the file itself) and bare diffusers (``from_single_file`` with the same
+   bundled config, then ``pipeline(...)``). Per batch size each side loads the file and makes the images;
+   printed are the load time, the generation time per image (targets: ≤ 1.05× bare) and the peak RSS
+   (target ≤ 1.2× bare). The GPU measurements are in ``gpu_check.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -131,30 +136,6 @@ def tiny_model(root: Path) -> ResolvedCheckpoint:
     return resolve_checkpoint(CheckpointSpec(name="tiny", path=folder))
 
 
-def real_size_sd15(root: Path) -> ResolvedCheckpoint:
-    """SD1.5's real architecture (bundled configs) with random weights, saved as an fp16 diffusers folder."""
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from ckptbench.models.tokenizer import clip_tokenizer
-
-    configs = Path(__file__).resolve().parents[1] / "src" / "ckptbench" / "models" / "configs" / "sd15"
-
-    def config(part: str) -> dict[str, object]:
-        return json.loads((configs / part / "config.json").read_text())
-
-    torch.manual_seed(0)
-    text_config = {k: v for k, v in config("text_encoder").items() if k != "architectures"}
-    pipeline = StableDiffusionPipeline(
-        unet=UNet2DConditionModel.from_config(config("unet")), vae=AutoencoderKL.from_config(config("vae")),
-        text_encoder=CLIPTextModel(CLIPTextConfig(**text_config)), tokenizer=clip_tokenizer(),
-        scheduler=PNDMScheduler.from_config(json.loads((configs / "scheduler" / "scheduler_config.json").read_text())),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    folder = root / "sd15-random"
-    pipeline.to(torch.float16).save_pretrained(folder, safe_serialization=True)
-    return resolve_checkpoint(CheckpointSpec(name="sd15-random", path=folder))
-
-
 def _print(title: str, numbers: dict[str, float]) -> None:
     print(f"\n{title}")
     for key, value in numbers.items():
@@ -165,26 +146,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=16, help="images per measurement (tiny model)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--gpu-images", type=int, default=16, help="images per measurement (real size, GPU)")
     parser.add_argument("--cpu-threads", type=int, default=1,
-                        help="torch threads on the CPU; 1 makes CPU time a measure of the work on a shared machine")
+                        help="torch threads on the CPU (tiny model); 1 makes CPU time a measure of the work")
+    parser.add_argument("--real-size", action="store_true", help="real-size SD1.5 on the CPU (several GiB)")
+    parser.add_argument("--steps", type=int, default=4, help="sampling steps (real size)")
+    parser.add_argument("--work", type=Path, help="keep the real-size file here between invocations")
     args = parser.parse_args(argv)
+    if args.real_size:
+        from real_size_generation import real_size_main
+
+        return real_size_main(args.steps, args.repeats, args.work)
     torch.set_num_threads(args.cpu_threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-          f"CUDA: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     with tempfile.TemporaryDirectory() as temporary:
-        root = Path(temporary)
         tiny_settings = SamplingSettings(sampler="Euler", steps=8, cfg=7.0, width=64, height=64, dtype="fp32")
-        tiny = compare(tiny_model(root), tiny_settings, args.images, 4, args.repeats, torch.device("cpu"))
+        tiny = compare(tiny_model(Path(temporary)), tiny_settings, args.images, 4, args.repeats, torch.device("cpu"))
         _print("tiny SD1.5-architecture model, CPU, fp32, 64x64, Euler, 8 steps, batch 4 (target ratio <= 1.10)",
                tiny)
-        if not torch.cuda.is_available():
-            print("\nreal-size SD1.5 on GPU: skipped (no CUDA device)")
-            return 0
-        real_settings = SamplingSettings(sampler="Euler", steps=20, cfg=7.0, width=512, height=512, dtype="fp16")
-        real = compare(real_size_sd15(root), real_settings, args.gpu_images, 4, args.repeats, torch.device("cuda"))
-        _print(f"real-size SD1.5 architecture, random weights, {torch.cuda.get_device_name(0)}, fp16, 512x512, "
-               "Euler, 20 steps, batch 4", real)
     return 0
 
 

@@ -118,3 +118,46 @@ def test_dry_run_imports_no_generator(write_spec) -> None:
     modules = imported_by("run", str(spec), "--dry-run", cwd=spec.parent)
     assert_not_imported(modules, ("diffusers", "open_clip", "ray", "ckptbench.generate.diffusers_backend"),
                         "run --dry-run")
+
+
+RUN_PROBE = """
+import json, sys
+
+WATCHED = ("pandas", "pyarrow")
+loaded = {}
+
+
+class Witness:
+    \"\"\"Notes which watched libraries are loaded when the generator, then the output writer, is first imported.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name in ("ckptbench.generate.diffusers_backend", "ckptbench.report.outputs") and name not in loaded:
+            loaded[name] = [library for library in WATCHED if library in sys.modules]
+            loaded[name + " after generation"] = "ckptbench.generate.diffusers_backend" in sys.modules
+        return None
+
+
+sys.meta_path.insert(0, Witness())
+from ckptbench.cli import app
+try:
+    app(sys.argv[1:], standalone_mode=False)
+except SystemExit:
+    pass
+print("\\nLOADED " + json.dumps(loaded))
+"""
+
+
+@pytest.mark.slow
+def test_a_run_imports_table_libraries_only_to_write_its_outputs(write_spec) -> None:
+    """About 20 s: a one-image run; pandas and pyarrow are first needed by its outputs (jinja2 and scipy come
+    with transformers, which generation needs)."""
+    spec = write_spec(generation='sampler = "Euler"\nsteps = 2\nwidth = 64\nheight = 64\nseeds = [1]\nbatch_size = 1',
+                      suites='[[suites]]\nname = "quality"\nprompts = ["a red cube"]')
+    done = subprocess.run([sys.executable, "-c", RUN_PROBE, "run", str(spec)], cwd=spec.parent, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines = [line for line in done.stdout.splitlines() if line.startswith("LOADED ")]
+    assert lines, f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    loaded = json.loads(lines[-1][len("LOADED "):])
+    assert loaded["ckptbench.generate.diffusers_backend"] == [], "table libraries loaded before generation"
+    assert loaded["ckptbench.report.outputs after generation"], "the output writer was imported before the work"
+    assert loaded["ckptbench.report.outputs"] == [], "table libraries loaded before the outputs were written"

@@ -55,14 +55,14 @@ def test_snapshot_scoring_writes_what_direct_scoring_writes(tmp_path: Path, scor
     # Nothing is cached yet: the CLIP group needs the 6 images, style-gram's VGG group also its 3 references.
     assert sorted(len(p.files) for p in payloads) == [6, 9]
     for payload in payloads:
-        part, writes = run_scoring(payload, "cpu")
+        part, writes = run_scoring(payload, "cpu", 1)
         assert not part.report.failures
         for method, arguments in writes:
             getattr(remote, method)(*arguments)
     (set_payload,) = [pack(remote, [e], None, set_plan) for e in prepared if set_plan.todo.get(e.name)]
     # The set scorer reuses the CLIP features the image pass stored: only its 3 reference images travel.
     assert sorted(Path(name).parent.name for name in set_payload.files) == ["references"] * 3
-    part, writes = run_scoring(set_payload, "cpu")
+    part, writes = run_scoring(set_payload, "cpu", 1)
     assert not part.set_report.failures and part.measures[0].images == 3
     for method, arguments in writes:
         getattr(remote, method)(*arguments)

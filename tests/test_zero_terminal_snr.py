@@ -21,7 +21,8 @@ from ckptbench.cli import app
 from ckptbench.demo.tiny import save_single_file, tiny_sdxl_pipeline
 from ckptbench.demo.tiny_families import save_sdxl_vpred_ztsnr
 from ckptbench.generate.base import FailedImage, ImageJob, SamplingSettings
-from ckptbench.generate.diffusers_backend import DiffusersGenerator, backend_id
+from ckptbench.generate.batching import backend_id
+from ckptbench.generate.diffusers_backend import DiffusersGenerator
 from ckptbench.generate.loading import load_pipeline
 from ckptbench.generate.samplers import make_scheduler
 from ckptbench.models.checkpoint import resolve_checkpoint

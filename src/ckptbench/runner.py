@@ -34,7 +34,6 @@ from ckptbench.plan import (
 )
 from ckptbench.progress import progress_bars
 from ckptbench.provenance import collect_provenance
-from ckptbench.report.outputs import write_outputs
 from ckptbench.report.terminal import print_notes
 from ckptbench.spec import BenchmarkSpec, ExecutorName
 from ckptbench.stop import StopFlag, stop_requested
@@ -174,6 +173,8 @@ def _run(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, work: Exe
     store.finish_run(run_id, outcome.status, provenance)
     outcome.failures = Counter(str(failure["scope"]) for failure in store.run_failures(run_id))
     # Also after a stop: the outputs then show what the run has so far.
+    from ckptbench.report.outputs import write_outputs  # tables, statistics, HTML: only now
+
     outcome.results_path, outcome.report_path = write_outputs(store, run_id, console=console)
     return outcome
 
@@ -362,9 +363,7 @@ def _fail_checkpoint(store: Store, run_id: int, name: str, source: str, sha256: 
 
 def _score_cells(store: Store, run_id: int, references: dict[tuple[str, str], ReferenceSet]
                  ) -> Sequence[ScoreCell]:
-    items = store.run_items(run_id)
-    present = items[items["image"].notna()]
-    return [ScoreCell(item=int(row.item), checkpoint=str(row.checkpoint), suite=str(row.suite),
-                      image_key=str(row.image_key), image_path=store.root / str(row.image), prompt=str(row.prompt),
-                      references=references.get((str(row.suite), str(row.case_id))))
-            for row in present.itertuples()]
+    return [ScoreCell(item=int(row["item"]), checkpoint=str(row["checkpoint"]), suite=str(row["suite"]),
+                      image_key=str(row["image_key"]), image_path=store.root / str(row["image"]),
+                      prompt=str(row["prompt"]), references=references.get((str(row["suite"]), str(row["case_id"]))))
+            for row in store.run_item_rows(run_id) if row["image"] is not None]

@@ -32,8 +32,9 @@ class BenchmarkInfo(_Strict):
     store: Path | None = Field(
         default=None, description="Folder where images, scores and results are kept; default: the spec's folder."
     )
-    bootstrap: int = Field(default=1000, ge=100, description="Bootstrap resamples for confidence intervals.")
-    analysis_seed: int = Field(default=0, description="Seed of the bootstrap, so intervals are reproducible.")
+    bootstrap: int = Field(default=1000, ge=100,
+                           description="Bootstrap resamples for the rank distributions (intervals are cluster-t).")
+    analysis_seed: int = Field(default=0, description="Seed of the bootstrap, so rank distributions are reproducible.")
     preset: PresetName | None = Field(
         default=None, description="Start from a preset ('ghostreview', 'quick'); every key set here overrides it."
     )
@@ -320,6 +321,12 @@ class AnalysisSpec(_Strict):
         default_factory=dict, description="Weights of the composite ranking, per scorer.")
     within_prompt: tuple[str, ...] = Field(
         default=(), description="More scorers whose values are compared only within a prompt (preference models).")
+    rank_by: str | None = Field(
+        default=None, description="What the leaderboard ranks by: a scorer of scorers.use or \"composite\"; default: "
+        "the composite when weights are given, else the first scorer of scorers.use.")
+    multiplicity: Literal["per-scorer", "run"] = Field(
+        default="per-scorer", description="Holm families: per suite × scorer (\"per-scorer\") or every paired test of "
+        "the run together (\"run\").")
 
 
 class ScorerOptions(_Strict):
@@ -383,6 +390,10 @@ class BenchmarkSpec(_Strict):
         if self.analysis.baseline is not None and self.analysis.baseline not in names:
             hint = did_you_mean(self.analysis.baseline, names)
             raise ValueError(f"analysis.baseline '{self.analysis.baseline}' is not a checkpoint name{hint}")
+        rank_by = self.analysis.rank_by
+        if rank_by is not None and rank_by != "composite" and rank_by not in self.scorers.use:
+            hint = did_you_mean(rank_by, [*self.scorers.use, "composite"])
+            raise ValueError(f"analysis.rank_by '{rank_by}' is neither a scorer of scorers.use nor 'composite'{hint}")
         for table in ("thresholds", "composite"):
             known = set(self.scorers.use) | {name.split(":", 1)[0] for name in self.scorers.use}
             for scorer in getattr(self.analysis, table):

@@ -31,6 +31,8 @@ from ckptbench.store_recovery import Recovery, recover_store
 if TYPE_CHECKING:  # pandas is imported by the queries that answer with a table, not by opening a store
     import pandas as pd
 
+_RUN_ITEM_COLUMNS = ("item", "checkpoint", "suite", "case_id", "prompt", "seed", "image_key", "image")
+
 SCHEMA_VERSION = 1
 DATABASE_NAME = "ckptbench.sqlite"
 
@@ -473,11 +475,16 @@ class Store:
     def run_items(self, run_id: int) -> pd.DataFrame:
         import pandas as pd
 
-        query = """SELECT ri.item, ri.checkpoint, ri.suite, ri.case_id, ri.prompt, ri.seed, ri.image_key,
-                          i.path AS image
-                   FROM run_items ri LEFT JOIN images i ON i.key = ri.image_key WHERE ri.run_id = ?
-                   ORDER BY ri.item"""
-        return pd.read_sql_query(query, self._db, params=(run_id,))
+        return pd.DataFrame(self.run_item_rows(run_id), columns=list(_RUN_ITEM_COLUMNS))
+
+    def run_item_rows(self, run_id: int) -> list[dict[str, Any]]:
+        """A run's items (``image`` is the image's path in the store, None where it was not made), as plain rows:
+        scoring reads them mid-run, where pandas is not needed."""
+        cursor = self._db.execute(
+            """SELECT ri.item, ri.checkpoint, ri.suite, ri.case_id, ri.prompt, ri.seed, ri.image_key, i.path AS image
+               FROM run_items ri LEFT JOIN images i ON i.key = ri.image_key WHERE ri.run_id = ? ORDER BY ri.item""",
+            (run_id,))
+        return [dict(zip(_RUN_ITEM_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
 
     # --- helpers -------------------------------------------------------------------------------------
 

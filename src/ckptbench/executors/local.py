@@ -10,6 +10,7 @@ import torch
 
 from ckptbench.device import resolve_device
 from ckptbench.executors.base import GenerationEvent, GenerationTask, Progress, ScoringOutcome, TaskEnd
+from ckptbench.executors.reproducibility import driver_threads, reproducibility, use_threads
 from ckptbench.executors.tasks import device_name, generation_events, score_images, score_sets, scoring_groups
 from ckptbench.metrics.engine import PreparedScorer, ScoringPlan
 from ckptbench.metrics.set_engine import SetPlan
@@ -22,6 +23,7 @@ class LocalExecutor:
 
     def __init__(self) -> None:
         self._device: torch.device | None = None
+        self.threads = driver_threads()  # every task runs with these, as a Ray worker would
 
     def device(self, requested: str) -> torch.device:
         self._device = resolve_device(requested)
@@ -32,9 +34,11 @@ class LocalExecutor:
 
     def describe(self) -> dict[str, Any]:
         device = self._device or torch.device("cpu")
-        return {"name": self.name, "host": platform.node(), "device_name": device_name(device)}
+        return {"name": self.name, "host": platform.node(), "device_name": device_name(device),
+                "reproducibility": reproducibility(device.type, self.threads)}
 
     def generate(self, tasks: Sequence[GenerationTask], stop: StopFlag | None = None) -> Iterator[GenerationEvent]:
+        use_threads(self.threads)
         for task in tasks:
             if stop_requested(stop):
                 return
@@ -47,6 +51,7 @@ class LocalExecutor:
 
     def score(self, store: Store, prepared: Sequence[PreparedScorer], plan: ScoringPlan, set_plan: SetPlan,
               device: torch.device, advance: Progress | None, stop: StopFlag | None = None) -> ScoringOutcome:
+        use_threads(self.threads)
         outcome = ScoringOutcome()
         for entries in scoring_groups(prepared, plan):
             if not stop_requested(stop):

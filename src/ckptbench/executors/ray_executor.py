@@ -21,6 +21,7 @@ import torch
 
 from ckptbench.errors import SpecError
 from ckptbench.executors.base import GenerationEvent, GenerationTask, Progress, ScoringOutcome, TaskEnd
+from ckptbench.executors.reproducibility import driver_threads, reproducibility, use_threads
 from ckptbench.executors.snapshot import ScoringPayload, Unpacked, pack, replay_writes
 from ckptbench.executors.tasks import (
     run_generation,
@@ -48,8 +49,10 @@ def _import_ray() -> Any:
     return ray
 
 
-def run_scoring(payload: ScoringPayload, requested_device: str) -> tuple[ScoringOutcome, list[tuple[str, tuple]]]:
+def run_scoring(payload: ScoringPayload, requested_device: str, threads: int
+                ) -> tuple[ScoringOutcome, list[tuple[str, tuple]]]:
     """A scoring task in a worker: score against the snapshot, return the outcome and the writes."""
+    use_threads(threads)
     device = worker_device(requested_device)
     unpacked = Unpacked(payload)
     try:
@@ -84,6 +87,11 @@ class RayExecutor:
         self.gpus = int(resources.get("GPU", 0))
         self.cpus = int(resources.get("CPU", 0))
         self._requested = "auto"
+        # Tasks run with the driver's intra-op threads (the local executor's), so the same image key gives the
+        # same bytes under both; a CPU task asks for that many CPUs, as many as the largest node has at most.
+        self.threads = driver_threads()
+        node_cpus = [int(node.get("Resources", {}).get("CPU", 0)) for node in self.ray.nodes() if node.get("Alive")]
+        self._task_cpus = max(1, min(self.threads, max(node_cpus, default=1)))
 
     def device(self, requested: str) -> torch.device:
         self._requested = requested
@@ -96,17 +104,21 @@ class RayExecutor:
 
     def _resources(self) -> dict[str, Any]:
         # One device per task: a GPU where the cluster has them and the spec does not ask for the CPU.
-        if self.gpus and self._requested != "cpu":
+        if self._on_gpus():
             return {"num_gpus": 1}
-        return {"num_cpus": 1}
+        return {"num_cpus": self._task_cpus}
+
+    def _on_gpus(self) -> bool:
+        return bool(self.gpus) and self._requested != "cpu"
 
     def workers(self) -> int:
-        return self.gpus if self.gpus and self._requested != "cpu" else max(1, self.cpus)
+        return self.gpus if self._on_gpus() else max(1, self.cpus // self._task_cpus)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address or "local instance", "driver_host": platform.node(),
                 "cluster": {"CPU": self.cpus, "GPU": self.gpus, "nodes": len(self.ray.nodes())},
-                "task_resources": self._resources(), "max_retries": self.max_retries}
+                "task_resources": self._resources(), "max_retries": self.max_retries,
+                "reproducibility": reproducibility("cuda" if self._on_gpus() else "cpu", self.threads)}
 
     def _remote(self, function: Callable[..., Any]) -> Any:
         return self.ray.remote(function).options(max_retries=self.max_retries, retry_exceptions=True,
@@ -133,7 +145,7 @@ class RayExecutor:
 
     def generate(self, tasks: Sequence[GenerationTask], stop: StopFlag | None = None) -> Iterator[GenerationEvent]:
         remote = self._remote(run_generation)
-        refs = {remote.remote(task): task for task in tasks}
+        refs = {remote.remote(task, self.threads): task for task in tasks}
         for task, events, error in self._completed(refs, stop):
             if error is None:
                 yield from events
@@ -150,7 +162,7 @@ class RayExecutor:
                        for part in split_plan(entries, plan, SCORE_SHARD_IMAGES)]
         set_tasks = [pack(store, [entry], None, set_plan) for entry in prepared if set_plan.todo.get(entry.name)]
         for payloads in (image_tasks, set_tasks):
-            refs = {remote.remote(payload, self._requested): payload for payload in payloads}
+            refs = {remote.remote(payload, self._requested, self.threads): payload for payload in payloads}
             for done, (payload, result, error) in enumerate(self._completed(refs, stop), start=1):
                 if error is None:
                     part, writes = result

@@ -27,6 +27,7 @@ from ckptbench.executors.base import (
     ScoringOutcome,
     TaskEnd,
 )
+from ckptbench.executors.reproducibility import use_threads
 from ckptbench.generate.base import FailedImage
 from ckptbench.metrics.engine import PreparedScorer, ScoringPlan, execute_scoring
 from ckptbench.metrics.features import ScoreStore
@@ -90,8 +91,10 @@ def generation_events(task: GenerationTask, device: torch.device, stop: StopFlag
     yield TaskEnd(task, device.type, name, generator.runtime)
 
 
-def run_generation(task: GenerationTask) -> list[GenerationEvent]:
-    """A generation task as a Ray worker runs it: every outcome at once (a shard is small)."""
+def run_generation(task: GenerationTask, threads: int) -> list[GenerationEvent]:
+    """A generation task as a Ray worker runs it, with the driver's intra-op threads: every outcome at once (a
+    shard is small)."""
+    use_threads(threads)
     return list(generation_events(task, worker_device(task.options.device)))
 
 

@@ -21,11 +21,27 @@ from ckptbench.metrics.base import BackboneRequest, BackboneSpec
 
 
 class Backbone(Protocol):
+    """A loaded feature extractor.
+
+    Image features come in two steps so that the engine can prepare the next batches (decode and
+    preprocess, on the CPU, in background threads) while the current batch runs through the network:
+    ``prepare_images`` must not touch the model (it runs in another thread), ``embed_pixels`` runs the
+    network. A backbone that has only ``embed_images`` still works; then only decoding overlaps.
+    """
+
     spec: BackboneSpec
     meta: dict[str, Any]  # constants heads need besides the features (logit scale, layer layout)
 
+    def prepare_images(self, images: list[Image.Image]) -> torch.Tensor:
+        """The network's input for a batch of RGB images (a CPU tensor): preprocessing only."""
+        ...
+
+    def embed_pixels(self, pixels: torch.Tensor, wanted: set[str]) -> dict[str, np.ndarray]:
+        """Features of prepared images: name → (N, ...) float32 array, for each wanted name."""
+        ...
+
     def embed_images(self, images: list[Image.Image], wanted: set[str]) -> dict[str, np.ndarray]:
-        """Features of a batch of RGB images: name → (N, ...) float32 array, for each wanted name."""
+        """``embed_pixels(prepare_images(images), wanted)``."""
         ...
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:

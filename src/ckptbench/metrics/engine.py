@@ -227,23 +227,27 @@ def _score_group(store: ScoreStore, entries: list[PreparedScorer], plan: Scoring
     def on_failure(key: str, message: str) -> None:
         report.failures.extend((entry.name, key, message) for entry in entries)
 
-    for start in range(0, len(image_keys), batch_size):
-        if stop_requested(stop):
-            return
-        chunk = image_keys[start : start + batch_size]
-        # A chunk's features and all its scores are stored together or not at all: after a kill, the next
-        # run redoes whole chunks, which come out exactly as in an uninterrupted run (batched kernels round
-        # differently for different batch contents).
-        with store.transaction():
-            features = source.images(chunk, paths, on_failure)
-            for entry in entries:
-                rows = [row for key in chunk if key in features for row in rows_by_key[entry.name].get(key, [])]
-                if rows:
-                    _score_rows(store, source, entry, rows, features, summaries, report)
-        if advance:
-            advance(label, min(start + batch_size, len(image_keys)), len(image_keys))
-    report.forward_images += source.forward_images
-    report.load_seconds += source.load_seconds
+    chunks = [image_keys[start : start + batch_size] for start in range(0, len(image_keys), batch_size)]
+    source.schedule(chunks, paths)  # images are read and preprocessed ahead while the backbone works
+    try:
+        for done, chunk in enumerate(chunks, start=1):
+            if stop_requested(stop):
+                return
+            # A chunk's features and all its scores are stored together or not at all: after a kill, the next
+            # run redoes whole chunks, which come out exactly as in an uninterrupted run (batched kernels round
+            # differently for different batch contents).
+            with store.transaction():
+                features = source.images(chunk, paths, on_failure)
+                for entry in entries:
+                    rows = [row for key in chunk if key in features for row in rows_by_key[entry.name].get(key, [])]
+                    if rows:
+                        _score_rows(store, source, entry, rows, features, summaries, report)
+            if advance:
+                advance(label, min(done * batch_size, len(image_keys)), len(image_keys))
+    finally:
+        source.close()
+        report.forward_images += source.forward_images
+        report.load_seconds += source.load_seconds
 
 
 def _reference_summary(store: ScoreStore, source: FeatureSource, entry: PreparedScorer, references: ReferenceSet,

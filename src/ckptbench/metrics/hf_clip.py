@@ -8,6 +8,7 @@ Text: the projected text embedding of the prompt, truncated to the text encoder'
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -79,11 +80,18 @@ def _context_length(folder: str) -> int:
     return int(config.get("text_config", {}).get("max_position_embeddings", 77))
 
 
+@functools.lru_cache(maxsize=4)
+def _tokenizer(folder: str) -> CLIPTokenizer:
+    """One tokenizer per folder and process: counting prompt tokens and embedding prompts share it (a CLIP
+    tokenizer takes a quarter of a second to build)."""
+    return CLIPTokenizer.from_pretrained(folder)
+
+
 class HFTokenCounter:
     """Counts tokens (with start and end tokens) as the CLIP tokenizer of the model produces them."""
 
     def __init__(self, spec: BackboneSpec) -> None:
-        self.tokenizer = CLIPTokenizer.from_pretrained(spec.paths["processor"])
+        self.tokenizer = _tokenizer(spec.paths["processor"])
         self.context_length = _context_length(spec.location)
 
     def __call__(self, text: str) -> int:
@@ -101,16 +109,21 @@ class HFClipBackbone:
         use_safetensors = any(name.endswith(".safetensors") for name in spec.weights)
         self.model = CLIPModel.from_pretrained(spec.location, use_safetensors=use_safetensors).eval().to(device)
         self.processor = CLIPImageProcessor.from_pretrained(spec.paths["processor"])
-        self.tokenizer = CLIPTokenizer.from_pretrained(spec.paths["processor"])
+        self.tokenizer = _tokenizer(spec.paths["processor"])
         self.context_length = int(self.model.config.text_config.max_position_embeddings)
         self.meta: dict[str, Any] = {"logit_scale": float(self.model.logit_scale.detach().exp())}
         self._autocast = lambda: autocast(device, spec.dtype)
 
-    @torch.inference_mode()
+    def prepare_images(self, images: list[Image.Image]) -> torch.Tensor:
+        return self.processor(images=[image.convert("RGB") for image in images], return_tensors="pt")["pixel_values"]
+
     def embed_images(self, images: list[Image.Image], wanted: set[str]) -> dict[str, np.ndarray]:
-        pixels = self.processor(images=[image.convert("RGB") for image in images], return_tensors="pt")
+        return self.embed_pixels(self.prepare_images(images), wanted)
+
+    @torch.inference_mode()
+    def embed_pixels(self, pixels: torch.Tensor, wanted: set[str]) -> dict[str, np.ndarray]:
         with self._autocast():
-            vision = self.model.vision_model(pixel_values=pixels["pixel_values"].to(self.device))
+            vision = self.model.vision_model(pixel_values=pixels.to(self.device))
             pooled = vision.pooler_output
             projected = self.model.visual_projection(pooled)
         found = {"image": projected, "pooled": pooled}

@@ -105,9 +105,15 @@ class FIDInceptionBackbone:
         self.meta: dict[str, Any] = {}
         self._autocast = lambda: autocast(device, spec.dtype)
 
-    @torch.inference_mode()
+    def prepare_images(self, images: list[Image.Image]) -> torch.Tensor:
+        return network_input(images, self.resize)
+
     def embed_images(self, images: list[Image.Image], wanted: set[str]) -> dict[str, np.ndarray]:
-        pixels = network_input(images, self.resize).to(self.device)
+        return self.embed_pixels(self.prepare_images(images), wanted)
+
+    @torch.inference_mode()
+    def embed_pixels(self, pixels: torch.Tensor, wanted: set[str]) -> dict[str, np.ndarray]:
+        pixels = pixels.to(self.device)
         with self._autocast():
             features = self.network(pixels)
         return {"pool3": features.float().cpu().numpy()}

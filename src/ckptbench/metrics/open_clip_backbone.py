@@ -148,11 +148,16 @@ class OpenClipBackbone:
         self.meta: dict[str, Any] = {"logit_scale": float(self.model.logit_scale.detach().exp())}
         self._autocast = lambda: autocast(device, spec.dtype)
 
-    @torch.inference_mode()
+    def prepare_images(self, images: list[Image.Image]) -> torch.Tensor:
+        return torch.stack([self.transform(image.convert("RGB")) for image in images])
+
     def embed_images(self, images: list[Image.Image], wanted: set[str]) -> dict[str, np.ndarray]:
-        pixels = torch.stack([self.transform(image.convert("RGB")) for image in images]).to(self.device)
+        return self.embed_pixels(self.prepare_images(images), wanted)
+
+    @torch.inference_mode()
+    def embed_pixels(self, pixels: torch.Tensor, wanted: set[str]) -> dict[str, np.ndarray]:
         with self._autocast():
-            features = self.model.encode_image(pixels)
+            features = self.model.encode_image(pixels.to(self.device))
         return {"image": features.float().cpu().numpy()}
 
     @torch.inference_mode()

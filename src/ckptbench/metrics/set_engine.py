@@ -109,20 +109,32 @@ def execute_sets(store: ScoreStore, prepared: Sequence[PreparedScorer], plan: Se
             continue
         source = FeatureSource(store, entry.backbone, device, {feature}, scorer.options.batch_size)
         try:
-            references = source.references(entry.references)[feature]
-        except Exception as error:
-            report.failures.extend((entry.name, job.checkpoint, job.suite, f"reference images: {error}")
-                                   for job in jobs)
-            continue
-        for done, job in enumerate(jobs, start=1):
-            if stop_requested(stop):  # between sets: a set once started is finished
+            if not _score_jobs(store, source, entry, scorer, jobs, feature, report, advance, stop):
                 return report
-            _score_job(store, source, entry, scorer, job, references, feature, report)
-            if advance:
-                advance(f"scoring sets: {entry.name}", done, len(jobs))
-        report.forward_images += source.forward_images
-        report.load_seconds += source.load_seconds
+        finally:
+            source.close()
+            report.forward_images += source.forward_images
+            report.load_seconds += source.load_seconds
     return report
+
+
+def _score_jobs(store: ScoreStore, source: FeatureSource, entry: PreparedScorer, scorer: SetScorer,
+                jobs: list[SetJob], feature: str, report: SetReport, advance: Progress | None,
+                stop: StopFlag | None) -> bool:
+    """One set scorer's sets; False when ``stop`` ended the work early."""
+    assert entry.references is not None
+    try:
+        references = source.references(entry.references)[feature]
+    except Exception as error:
+        report.failures.extend((entry.name, job.checkpoint, job.suite, f"reference images: {error}") for job in jobs)
+        return True
+    for done, job in enumerate(jobs, start=1):
+        if stop_requested(stop):  # between sets: a set once started is finished
+            return False
+        _score_job(store, source, entry, scorer, job, references, feature, report)
+        if advance:
+            advance(f"scoring sets: {entry.name}", done, len(jobs))
+    return True
 
 
 def _refuse_small_sets(entry: PreparedScorer, scorer: SetScorer, jobs: list[SetJob], report: SetReport

@@ -140,12 +140,17 @@ class VGGGramBackbone:
             transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
         self._autocast = lambda: autocast(device, spec.dtype)
 
-    @torch.inference_mode()
+    def prepare_images(self, images: list[Image.Image]) -> torch.Tensor:
+        return torch.stack([self.transform(image.convert("RGB")) for image in images])
+
     def embed_images(self, images: list[Image.Image], wanted: set[str]) -> dict[str, np.ndarray]:
-        pixels = torch.stack([self.transform(image.convert("RGB")) for image in images]).to(self.device)
+        return self.embed_pixels(self.prepare_images(images), wanted)
+
+    @torch.inference_mode()
+    def embed_pixels(self, pixels: torch.Tensor, wanted: set[str]) -> dict[str, np.ndarray]:
         with self._autocast():
-            grams = gram_matrices(self.features, pixels, wanted)
-        return {name: torch.cat([g.reshape(len(images), -1) for g in layers], dim=1).float().cpu().numpy()
+            grams = gram_matrices(self.features, pixels.to(self.device), wanted)
+        return {name: torch.cat([g.reshape(len(pixels), -1) for g in layers], dim=1).float().cpu().numpy()
                 for name, layers in grams.items()}
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
