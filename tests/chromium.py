@@ -112,6 +112,12 @@ class Chromium:
         self.call("Page.navigate", {"url": url})
         self.wait_for("Page.loadEventFired", mark)
 
+    def set_viewport(self, width: int, height: int, mobile: bool = False) -> None:
+        """Lay the page out as a window of this size (``mobile``: a phone's viewport, which honours the page's
+        ``<meta name="viewport">`` and zooms out when the page overflows it)."""
+        self.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
+                                                         "mobile": mobile})
+
     def evaluate(self, expression: str) -> Any:
         result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True,
                                                 "awaitPromise": True})
@@ -128,10 +134,10 @@ class Chromium:
             self.call("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1], "button": "left",
                                                    "clickCount": 1})
 
-    def screenshot(self, path: Path, max_height: int = 4000) -> Path:
-        """A PNG of the page from the top, as tall as the page (at most ``max_height`` CSS pixels)."""
+    def screenshot(self, path: Path, max_height: int = 4000, top: float = 0) -> Path:
+        """A PNG of the page from ``top`` (CSS pixels), as tall as the page (at most ``max_height``)."""
         size = self.call("Page.getLayoutMetrics")["cssContentSize"]
-        clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], max_height), "scale": 1}
+        clip = {"x": 0, "y": top, "width": size["width"], "height": min(size["height"] - top, max_height), "scale": 1}
         shot = self.call("Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True})
         path.write_bytes(base64.b64decode(shot["data"]))
         return path

@@ -135,12 +135,13 @@ def checkpoint_run(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[s
 
 
 def test_the_good_checkpoint_beside_the_broken_ones_is_made_and_scored(checkpoint_run) -> None:
-    assert checkpoint_run["result"].exit_code == 0, checkpoint_run["result"].output
+    # The run is partial (exit code 3): the good checkpoint is complete, the broken ones made nothing.
+    assert checkpoint_run["result"].exit_code == 3, checkpoint_run["result"].output
     results = checkpoint_run["results"]
     good = next(entry for entry in results["checkpoints"] if entry["name"] == "good")
     assert good["status"] == "ok" and good["images"] == {"planned": 1, "ok": 1, "failed": 0}
     assert good["scores"]["clip-score"]["n"] == 1
-    assert results["run"]["status"] == "ok"
+    assert results["run"]["status"] == "partial"
     assert sorted(f["checkpoint"] for f in results["failures"]) == sorted(CHECKPOINTS)
     assert f"recorded failures and warnings: {len(CHECKPOINTS)} checkpoint" in checkpoint_run["result"].output
 
@@ -242,12 +243,13 @@ def case_run(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Pa
 
 
 def test_the_good_cases_beside_the_broken_ones_are_made_and_scored(case_run) -> None:
-    assert case_run["result"].exit_code == 0, case_run["result"].output
+    assert case_run["result"].exit_code == 3, case_run["result"].output  # partial
     results = case_run["results"]
     (good,) = results["checkpoints"]
     # Planned: q's 'a red cube', its SDXL-LoRA and near-miss cases, the style suite's good case; the missing
     # LoRA and the two broken reference images skip their cases before any image is made.
-    assert good["status"] == "ok" and good["images"] == {"planned": 4, "ok": 3, "failed": 1}
+    assert good["status"] == "partial" and good["images"] == {"planned": 4, "ok": 3, "failed": 1}
+    assert results["run"]["status"] == "partial"
     made = {(row["suite"], row["prompt"]) for row in case_run["scores"]}
     assert made == {("q", "a red cube"), ("q", "a red cube, easy_negative"), ("styles", "a girl, good")}
     style = [row for row in case_run["scores"] if row["scorer"] == "style-clip" and row["suite"] == "styles"]

@@ -13,7 +13,15 @@ from diffusers import StableDiffusionPipeline
 from ckptbench.demo.tiny import save_diffusers_folder, tiny_sd15_pipeline
 from ckptbench.generate.base import FailedImage, GeneratedImage
 from ckptbench.generate.conditioning import encode_prompts
-from ckptbench.generate.decode import ALL_BLACK, FLAT, NAN_LATENTS, NAN_PIXELS, broken_reason, decode_latents
+from ckptbench.generate.decode import (
+    ALL_BLACK,
+    FLAT,
+    NAN_LATENTS,
+    NAN_PIXELS,
+    broken_reason,
+    decode_latents,
+    nan_latents_reason,
+)
 from ckptbench.generate.loading import load_pipeline
 from ckptbench.generate.samplers import resolve_sampler
 from ckptbench.generate.samplers.run import SamplingModel, txt2img
@@ -94,4 +102,8 @@ def test_images_still_broken_after_the_retry_are_failures_with_reasons(broken_mo
     (failed_black,) = generate(black, [job(black, sampling=settings(dtype="fp16"))])
     assert isinstance(failed_black, FailedImage) and failed_black.error == ALL_BLACK
     (failed_nan,) = generate(nan_unet, [job(nan_unet)])
-    assert isinstance(failed_nan, FailedImage) and failed_nan.error == NAN_LATENTS
+    assert isinstance(failed_nan, FailedImage) and failed_nan.error.startswith(NAN_LATENTS)
+    # The advice fits the precision it ran in: never "try fp32" to a run that was already fp32.
+    assert failed_nan.error == nan_latents_reason(torch.float32) and "try dtype" not in failed_nan.error
+    assert "try dtype = 'bf16' or 'fp32'" in nan_latents_reason(torch.float16)
+    assert "try dtype = 'fp32'" in nan_latents_reason(torch.bfloat16)

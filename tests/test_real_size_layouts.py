@@ -25,6 +25,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from ckptbench.models.checkpoint import BUNDLED_CONFIGS
 from ckptbench.models.components import normalise_text_keys
 from ckptbench.models.detect import detect
+from ckptbench.models.families import get_family
 from ckptbench.models.ldm_layout import OPEN_CLIP_PREFIX, pipeline_to_ldm, sdxl_pipeline_to_sgm
 from ckptbench.models.state_dict import ModelFile, TensorInfo
 
@@ -61,6 +62,8 @@ def test_real_size_original_layout_is_detected_and_converts_back(family: str, ex
                       {key: TensorInfo("F16", tuple(value.shape)) for key, value in state.items()}, {})
     found = detect(model)
     assert (found.kind, found.family, found.problem, found.warnings) == ("checkpoint", expected, None, ())
+    # The header-only size check (validate, planning) accepts every real-size layout against its bundled config.
+    assert get_family(expected).size_problem(model, BUNDLED_CONFIGS / family, baked_vae=True) is None
 
     state = normalise_text_keys(state, expected, BUNDLED_CONFIGS / family)
     unet = convert_ldm_unet_checkpoint(state, modules["unet"].config)

@@ -76,7 +76,7 @@ def check_report(browser: Chromium, report: Path, checkpoints: list[str], screen
 
     # The visible seed grid has one row per checkpoint, named as in the leaderboard.
     visible = "document.querySelector('.seed-grid:not([hidden])')"
-    grid_rows = browser.evaluate(f"[...{visible}.querySelectorAll('table.grid tbody tr')]"
+    grid_rows = browser.evaluate(f"[...{visible}.querySelector('table.grid').querySelectorAll('tbody tr')]"
                                  ".map(r => r.cells[0].textContent.trim())")
     assert sorted(grid_rows) == sorted(checkpoints)
     assert browser.evaluate("document.querySelectorAll('.seed-grid:not([hidden])').length") == 1
@@ -137,8 +137,29 @@ def _check_lightbox(browser: Chromium) -> None:
     text = wait_until(browser, "(() => { const t = document.querySelector('#lightbox pre').textContent;"
                                " return t.includes('Seed:') ? t : ''; })()")
     assert "Steps:" in str(text)
+    # The whole page under the picture is dimmed, the leaderboard's header included.
+    browser.evaluate("document.querySelector('#leaderboard thead').scrollIntoView()")
+    assert _brightness(browser, "#leaderboard thead th.name") < 0.55
     browser.click("#lightbox button.close")
     assert not browser.evaluate("document.getElementById('lightbox').open")
+    assert _brightness(browser, "#leaderboard thead th.name") > 0.75
+
+
+def _brightness(browser: Chromium, selector: str) -> float:
+    """Mean brightness (0 black … 1 white) of the screen where the element is, as painted."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    box = browser.evaluate(f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+                           ".getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()")
+    shot = browser.call("Page.captureScreenshot", {"format": "png", "clip": {
+        "x": box[0], "y": box[1] + browser.evaluate("window.scrollY"), "width": box[2], "height": box[3],
+        "scale": 1}})
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("L"), dtype=float)
+    return float(pixels.mean() / 255)
 
 
 def test_report_of_a_small_run_in_chromium(tmp_path: Path, chromium_path: str) -> None:
@@ -183,3 +204,58 @@ def test_ghostreview_import_report_in_chromium(tmp_path: Path, chromium_path: st
                                   ".map(o => o.textContent.split(' · ')[0]))]")
         assert sorted(suites) == ["lora", "quality", "style"]
         assert browser.evaluate("document.querySelectorAll('table.case-matrix td.excluded').length") > 0
+
+
+def test_a_real_size_report_fits_a_laptop_and_a_phone(tmp_path: Path, chromium_path: str, shared_data: Path) -> None:
+    """GhostReview's real scores (8 checkpoints, 4 scorers, 32 seeds, 16 LoRAs, unnormalised style losses of
+    order 10⁹) at 1280 px: every scorer's mean is in view without scrolling sideways, the 32-seed grid and the
+    LoRA matrix fit, style losses read "7.138" under a "×10⁹" header; at 390 px (a phone) the page never
+    scrolls sideways and each checkpoint is a card with every scorer's mean."""
+    from ckptbench.imports.ghostreview import import_results
+    from ckptbench.store import Store
+
+    store = Store(tmp_path / "store")
+    try:
+        with store.exclusive():
+            import_results(store, shared_data / "ghostreview", name="GhostReview (imported)", baseline=None,
+                           bootstrap=200)
+        _, report = write_outputs(store)
+    finally:
+        store.close()
+    results = json.loads((tmp_path / "store" / "results.json").read_text())
+    scorers = [s for s in results["spec"]["scorers"]["use"] if s in results["analysis"]["suites"]["quality"]["scorers"]]
+    assert len(scorers) >= 4
+    fits = "(e => e.scrollWidth <= e.clientWidth + 1)"
+    with chromium(chromium_path, tmp_path / "profile") as browser:
+        browser.set_viewport(1280, 900)
+        browser.open(report.resolve().as_uri())
+        assert browser.evaluate("document.documentElement.scrollWidth") <= 1280
+        for scorer in scorers:
+            box = browser.evaluate(f"(() => {{ const th = document.querySelector('#leaderboard th[data-scorer="
+                                   f"{json.dumps(scorer)}]'); const r = th.getBoundingClientRect();"
+                                   " return [r.left, r.right, getComputedStyle(th).display]; })()")
+            assert box[2] != "none" and 0 <= box[0] < box[1] <= 1280, (scorer, box)
+        assert browser.evaluate(f"{fits}(document.querySelector('#leaderboard').parentNode)")
+        # What does not fit is hidden by the column picker, which says so and brings it back.
+        assert browser.evaluate("!document.querySelector('.columns-picker .fit-note').hidden")
+        grid = "document.querySelector('.seed-grid:not([hidden])')"
+        assert browser.evaluate(f"{grid}.querySelectorAll('th.seed').length") == 32
+        assert browser.evaluate(f"[...{grid}.querySelectorAll('.scroll')].every({fits})")
+        assert browser.evaluate(f"[...document.querySelectorAll('table.case-matrix')].every(t => {fits}(t.parentNode))")
+        text = browser.evaluate("document.body.innerText")
+        assert "e+0" not in text and "×10⁹" in text
+        assert "scores imported (no images)" in text and "0/960" not in text
+        browser.screenshot(tmp_path / "report-ghostreview-1280.png", max_height=1400)
+        keep_screenshot(tmp_path / "report-ghostreview-1280.png")
+
+        browser.set_viewport(390, 844, mobile=True)
+        browser.open(report.resolve().as_uri())
+        assert browser.evaluate("document.documentElement.scrollWidth") <= 390
+        assert browser.evaluate("window.innerWidth") == 390  # not zoomed out to fit something wider
+        cards = browser.evaluate("[...document.querySelectorAll('#leaderboard tbody tr')].map(tr => [...tr.cells]"
+                                 ".filter(td => td.classList.contains('col-mean') && getComputedStyle(td).display"
+                                 " !== 'none' && td.getBoundingClientRect().right <= 390).length)")
+        assert cards == [len(scorers)] * 8
+        browser.screenshot(tmp_path / "report-phone-390.png", max_height=1200)
+        keep_screenshot(tmp_path / "report-phone-390.png")
+        assert browser.console_errors() == []

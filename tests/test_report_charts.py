@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from ckptbench.report.charts import box_plot, box_stats, nice_ticks, rank_intervals, variance_bars
-from ckptbench.report.html import format_estimate, format_percent, sort_key
+from ckptbench.report.html import format_estimate, format_number, format_percent, sort_key, times_ten
+from ckptbench.report.leaderboard import display_exponent
 from ckptbench.report.matrices import heat
 
 
@@ -55,7 +56,12 @@ def test_estimates_show_the_digits_their_interval_resolves() -> None:
     assert format_estimate(-0.20382040832, [-0.20394, -0.20369]) == "-0.20382"
     assert format_estimate(2.0213, [0.058, 4.10]) == "2.0"
     assert format_estimate(6.2512, [6.1, 6.4]) == "6.25"
-    assert format_estimate(5.3e9, [5.1e9, 5.5e9]) == "5.3e+09"
+    # Unnormalised style losses: human units, never "5.3e+09"; in a column shown ×10⁹, the interval's digits.
+    assert format_estimate(5.3e9, [5.1e9, 5.5e9]) == "5.3×10⁹"
+    assert format_estimate(5.3172e9, [5.1e9, 5.5e9], 9) == "5.32"
+    assert format_number(7.1381e9, 4, 9) == "7.138" and format_number(2.5e-7) == "2.5×10⁻⁷"
+    assert display_exponent([7.1e9, 1.2e10, None]) == 9 and display_exponent([12.0, 99_999.0]) == 0
+    assert times_ten(9) == " ×10⁹" and times_ten(0) == ""
     assert format_estimate(None) == "–" and format_estimate(float("nan")) == "–"
     assert format_percent(0.4375) == "44%" and sort_key(None) == "" and sort_key(2) == "2.0"
 

@@ -173,11 +173,12 @@ def test_run_refuses_every_hostile_file_and_goes_on(hostile, write_spec, tiny_mo
                       suites='[[suites]]\nname = "q"\nprompts = ["a red cube", "a cube <lora:evilzip>", '
                              '"a cube <lora:evilraw>", "a cube evilzipemb", "a cube evilrawemb"]')
     result = CliRunner().invoke(app, ["run", str(spec)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # partial: the hostile files' work is missing
     assert not marker.exists()
     results = json.loads((spec.parent / "store" / "results.json").read_text())
     entries = {entry["name"]: entry for entry in results["checkpoints"]}
-    assert entries["good"]["status"] == "ok" and entries["good"]["images"] == {"planned": 5, "ok": 1, "failed": 4}
+    assert entries["good"]["status"] == "partial"
+    assert entries["good"]["images"] == {"planned": 5, "ok": 1, "failed": 4}
     assert entries["good"]["model"]["family"] == "sd15"
     for label, path in files.items():
         refused, opted_in = entries[f"{names[label]}-False"], entries[f"{names[label]}-True"]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape as escape_markup
 
 from ckptbench.arena import commands as arena_commands
 from ckptbench.errors import CkptbenchError
@@ -21,8 +22,13 @@ if TYPE_CHECKING:
     from ckptbench.stop import StopFlag
     from ckptbench.store import Store
 
-app = typer.Typer(help="Benchmark Stable Diffusion checkpoints with pinned scorers and honest statistics.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+EXIT_CODES_HELP = ("Exit codes: 0 everything made and scored; 2 bad input (nothing ran); 3 partial (some images or "
+                   "scores missing); 4 failed (no checkpoint made an image); 5 a `check` threshold not met; "
+                   "130 interrupted (run again to resume).")
+# rich_markup_mode=None: help texts are plain text, so "[scorers]" or "<lora:name>" are printed as written.
+app = typer.Typer(help="Benchmark Stable Diffusion checkpoints with pinned scorers and honest statistics. "
+                  + EXIT_CODES_HELP, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  rich_markup_mode=None)
 console = Console(stderr=True)
 out = Console()
 
@@ -46,22 +52,50 @@ def _quiet_libraries() -> None:
 
 
 def _fail(error: CkptbenchError) -> NoReturn:
-    console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
+    from rich.markup import escape
+
+    from ckptbench.outcome import EXIT_BAD_INPUT
+
+    console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=EXIT_BAD_INPUT)
 
 
 @app.command()
 def validate(spec: Annotated[Path, typer.Argument(help="Benchmark spec (TOML).")]) -> None:
-    """Check a spec: keys, types, files, sampler and scorer names."""
-    from ckptbench.spec_load import load_spec
-    from ckptbench.suites.load import checked_suites
+    """Check a spec as a run would before loading any weights: keys and types, suites and reference folders,
+    scorer weights and folder layouts, checkpoint headers and sizes against their family or `config`,
+    LoRA and embedding names. Prints the run's own message for each problem; exit code 2 when a run would
+    fail or leave something out, 0 when it is valid."""
+    _quiet_libraries()
+    from rich.markup import escape
+
+    from ckptbench.outcome import EXIT_BAD_INPUT
+    from ckptbench.validate import validate_spec
 
     try:
-        loaded = load_spec(spec)
-        suites = checked_suites(loaded)
+        checked = validate_spec(spec, console)
     except CkptbenchError as error:
         _fail(error)
         return
+    from ckptbench.report.terminal import print_notes
+
+    print_notes({}, checked.skipped, console)
+    for note in checked.notes:
+        console.print(f"[yellow]note[/]: {escape(note)}", highlight=False)
+    for problem in checked.plan.checkpoints:
+        if problem.error:
+            console.print(f"[red]error:[/] {escape(problem.error)}", highlight=False, soft_wrap=True)
+    if checked.problems:
+        failed = sum(1 for work in checked.plan.checkpoints if work.error)
+        left_out = len(checked.plan.skipped_cases)
+        parts = [f"{failed} checkpoint(s) would fail" if failed else "",
+                 f"{left_out} case(s) would be left out" if left_out else ""]
+        console.print(f"{escape(str(spec))}: not valid — {' and '.join(p for p in parts if p)} (the messages above "
+                      "are the run's own; a run would go on without them: exit code 3, or 4 when no checkpoint is "
+                      "left).",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(code=EXIT_BAD_INPUT)
+    loaded, suites = checked.spec, checked.suites
     from ckptbench.sweep import variants
 
     sweep = len(variants(loaded.generation.sweep))
@@ -75,7 +109,8 @@ def validate(spec: Annotated[Path, typer.Argument(help="Benchmark spec (TOML).")
         shape += f" × {sweep} sweep variants ({' × '.join(a.name for a in loaded.generation.sweep)})"
     out.print(f"{spec}: valid — {len(loaded.checkpoints)} checkpoints × {shape} = "
               f"{per_checkpoint * len(loaded.checkpoints)} images; suites: "
-              f"{', '.join(f'{s.name} ({s.kind})' for s in suites)}; scorers: {', '.join(loaded.scorers.use)}")
+              f"{', '.join(f'{s.name} ({s.kind})' for s in suites)}; scorers: {', '.join(loaded.scorers.use)}",
+              highlight=False)
 
 
 @app.command()
@@ -89,6 +124,10 @@ def run(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print what would be generated and scored (cached vs new) and a time estimate from "
         "earlier runs; load no model, record no run.")] = False,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed/--skip-failed", help="Images that failed in an earlier run are not in the store, so a run "
+        "tries them again (the default, and it says how many); --skip-failed leaves them out and records them "
+        "as failures of this run.")] = True,
     rank_by: Annotated[str | None, typer.Option(
         "--rank-by", help="Rank by this scorer, or by 'composite'; default: the composite when the spec gives "
         "weights, else the first scorer the spec names.")] = None,
@@ -97,6 +136,8 @@ def run(
 
     Ctrl-C finishes the batch in progress, saves it, writes the outputs for what exists and exits with
     code 130; a second Ctrl-C stops at once (the store stays consistent). Run the same command to resume.
+    Exit codes: 0 everything planned was made and scored; 2 bad input, nothing ran; 3 partial (some
+    images or scores missing: see the failures); 4 failed (no checkpoint made an image); 130 interrupted.
     """
     _quiet_libraries()
     from ckptbench.spec_load import load_spec
@@ -117,18 +158,19 @@ def run(
             from ckptbench.dry_run import dry_run as plan_run
             from ckptbench.dry_run import render
 
-            render(plan_run(loaded, store, console, executor=executor, ray_address=address), out)  # type: ignore[arg-type]
+            render(plan_run(loaded, store, console, executor=executor, ray_address=address,  # type: ignore[arg-type]
+                            retry_failed=retry_failed), out)
             return None
         from ckptbench.runner import run_benchmark
 
         return run_benchmark(loaded, store, console, executor=executor, ray_address=address,  # type: ignore[arg-type]
-                             stop=stop)
+                             stop=stop, retry_failed=retry_failed)
 
     outcome = _interruptible(work, resume)
     if outcome is None:  # a dry run
         return
     _summarize(outcome)
-    _exit_if_interrupted(outcome, resume)
+    _exit_with_status(outcome, resume)
 
 
 def _interruptible(work: Callable[[StopFlag], object], resume: str) -> object:
@@ -147,31 +189,42 @@ def _interruptible(work: Callable[[StopFlag], object], resume: str) -> object:
         raise typer.Exit(code=INTERRUPTED_EXIT_CODE) from None
 
 
-def _exit_if_interrupted(outcome: object, resume: str) -> None:
+def _exit_with_status(outcome: object, resume: str) -> None:
+    """Exit with the code of the run's status (``ckptbench.outcome``), saying how to resume an interrupted run."""
+    from rich.markup import escape
+
+    from ckptbench.outcome import exit_code
     from ckptbench.runner import RunOutcome
-    from ckptbench.stop import INTERRUPTED_EXIT_CODE
 
     assert isinstance(outcome, RunOutcome)
     if outcome.interrupted:
+        cancelled = "; Ray tasks still running were cancelled" if outcome.executor == "ray" else ""
         console.print(f"[yellow]interrupted[/]: everything finished before the stop is saved (the batch in "
-                      f"progress was completed; Ray tasks still running were cancelled) and the outputs show what "
-                      f"exists so far. Resume with `{resume}` (work already done is not redone).",
-                      highlight=False, soft_wrap=True)
-        raise typer.Exit(code=INTERRUPTED_EXIT_CODE)
+                      f"progress was completed{cancelled}) and the outputs show what exists so far. Resume with "
+                      f"`{escape(resume)}` (work already done is not redone).", highlight=False, soft_wrap=True)
+    elif outcome.status != "ok":
+        console.print(f"[red]{outcome.status}[/]: " + (
+            "no checkpoint made an image" if outcome.status == "failed" else
+            "some images or scores are missing") + f"; exit code {exit_code(outcome.status)} (the failures are "
+            "listed above, in results.json and in the report).", highlight=False, soft_wrap=True)
+    code = exit_code(outcome.status)
+    if code:
+        raise typer.Exit(code=code)
 
 
 @app.command()
 def demo(out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo.")] = Path("demo")) -> None:
     """Build two tiny random checkpoints, benchmark them and write the report (about a minute on a CPU)."""
-    _quiet_libraries()
-    from ckptbench.demo.command import build_demo_models, write_demo_spec
-    from ckptbench.runner import run_benchmark
-    from ckptbench.spec_load import load_spec
-
+    # Said before the heavy imports: loading torch, diffusers and transformers takes seconds on its own.
     console.print("[bold]ckptbench demo[/]: the checkpoints and scorer models are tiny and RANDOM — the "
                   "numbers only show that every stage works, not which model is better.")
+    with console.status("loading torch, diffusers and transformers …"):
+        _quiet_libraries()
+        from ckptbench.demo.command import build_demo_models, write_demo_spec
+        from ckptbench.runner import run_benchmark
+        from ckptbench.spec_load import load_spec
     try:
-        with console.status("building tiny random models (real classes, real file formats)…"):
+        with console.status("building tiny random models (real classes, real file formats) …"):
             build_demo_models(out_dir / "models")
         spec_path = write_demo_spec(out_dir)
     except CkptbenchError as error:
@@ -180,8 +233,46 @@ def demo(out_dir: Annotated[Path, typer.Option("--out", help="Folder for the dem
     resume = f"ckptbench run {spec_path}"
     outcome = _interruptible(lambda stop: run_benchmark(load_spec(spec_path), None, console, stop=stop), resume)
     _summarize(outcome)
-    _exit_if_interrupted(outcome, resume)
-    out.print(f"spec: {spec_path}  (run it again with `{resume}`)")
+    out.print(f"spec: {spec_path}  (run it again with `{resume}`)", highlight=False)
+    _exit_with_status(outcome, resume)
+
+
+@app.command()
+def check(
+    results: Annotated[Path, typer.Argument(help="A run's results.json, or the store folder holding it.")],
+    at_least: Annotated[list[str] | None, typer.Option(
+        "--min", help="SCORER=VALUE: every checkpoint's mean must be at least VALUE (repeat for more scorers).")
+    ] = None,
+    at_most: Annotated[list[str] | None, typer.Option(
+        "--max", help="SCORER=VALUE: every checkpoint's mean must be at most VALUE (losses, distances).")] = None,
+    checkpoint: Annotated[list[str] | None, typer.Option(
+        help="Check only this checkpoint (repeat for more); default: every checkpoint of the run.")] = None,
+    suite: Annotated[str | None, typer.Option(
+        help="Read the means of this suite; default: over all images of the run.")] = None,
+    allow_partial: Annotated[bool, typer.Option(
+        "--allow-partial", help="Pass a run with some images or scores missing (a failed run still fails).")
+    ] = False,
+) -> None:
+    """Gate CI on a finished run: its status (failed, partial) and score thresholds.
+
+    Prints one line per gate. Exit codes: 0 every gate passed; 4 the run (or a checked checkpoint) failed;
+    3 the run is partial (unless --allow-partial); 5 a threshold is not met; 2 the file or an option is wrong.
+    """
+    from rich.markup import escape
+
+    from ckptbench.check import check_results, load_results, parse_threshold
+
+    try:
+        thresholds = ([parse_threshold(text, True) for text in at_least or []]
+                      + [parse_threshold(text, False) for text in at_most or []])
+        outcome = check_results(load_results(results), thresholds, checkpoint or [], allow_partial, suite)
+    except CkptbenchError as error:
+        _fail(error)
+        return
+    for passed, text in outcome.lines:
+        out.print(f"{'[green]pass[/]' if passed else '[red]FAIL[/]'}  {escape(text)}", highlight=False, soft_wrap=True)
+    if outcome.code:
+        raise typer.Exit(code=outcome.code)
 
 
 @app.command()
@@ -343,7 +434,7 @@ def score(
         return
     print_notes(result.truncated, result.skipped, console)
     for failure in result.failures:
-        console.print(f"[red]failed[/]: {failure}", highlight=False)
+        console.print(f"[red]failed[/]: {escape_markup(str(failure))}", highlight=False)
     atomic_write_text(out_path, result.csv_text())
     out.print(f"{result.scored} scores of {result.images} images written to {out_path}")
 
@@ -412,7 +503,7 @@ def import_infotext(
         _fail(error)
         return
     for path in skipped[:10]:
-        console.print(f"[yellow]skipped[/]: {path} (no A1111 infotext)", highlight=False)
+        console.print(f"[yellow]skipped[/]: {escape_markup(str(path))} (no A1111 infotext)", highlight=False)
     if len(skipped) > 10:
         console.print(f"[yellow]skipped[/]: {len(skipped) - 10} more image(s) without A1111 infotext")
     out.print(f"wrote {out_file}: {len(cases)} case(s), kind {suite_kind}"
@@ -534,6 +625,8 @@ def export_images(
 
 
 def _summarize(outcome: object) -> None:
+    from rich.markup import escape
+
     from ckptbench.runner import RunOutcome
 
     assert isinstance(outcome, RunOutcome)
@@ -547,11 +640,12 @@ def _summarize(outcome: object) -> None:
     out.print(f"generated {outcome.generated} images, computed {outcome.scored} scores "
               f"(reused {outcome.cached_images} images and {outcome.cached_scores} scores from the store)")
     if outcome.failed_checkpoints:
-        out.print(f"[red]failed checkpoints[/]: {', '.join(outcome.failed_checkpoints)} (see the report)")
+        out.print(f"[red]failed checkpoints[/]: {escape(', '.join(outcome.failed_checkpoints))} (see the report)")
     if outcome.failures:
         counts = ", ".join(f"{count} {scope}" for scope, count in sorted(outcome.failures.items()))
         out.print(f"recorded failures and warnings: {counts} (listed under failures in results.json and the report)")
-    out.print(f"results: {outcome.results_path}\nreport: {outcome.report_path}")
+    out.print(f"status: {outcome.status}", highlight=False)
+    out.print(f"results: {outcome.results_path}\nreport: {outcome.report_path}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover

@@ -22,7 +22,7 @@ from ckptbench.metrics.base import SetScorer
 from ckptbench.metrics.engine import PreparedScorer, ScoreCell, rows_for
 from ckptbench.metrics.set_engine import group_cells, set_key
 from ckptbench.models.memory import MemoryEstimate, describe, estimate_memory
-from ckptbench.plan import generation_plan, images_todo, plan_images, prepare_run, work_units
+from ckptbench.plan import embedding_near_misses, generation_plan, images_todo, plan_images, prepare_run, work_units
 from ckptbench.spec import BenchmarkSpec, ExecutorName
 from ckptbench.store import Store
 from ckptbench.suites.load import checked_suites
@@ -44,6 +44,7 @@ class ScorerWork:
     cached: int
     new: int
     skipped: int = 0  # cells it cannot score (no prompt, no reference images)
+    skip_reasons: dict[str, int] = field(default_factory=dict)  # reason → cells
 
 
 @dataclass
@@ -56,6 +57,9 @@ class DryRun:
     scorers: list[ScorerWork] = field(default_factory=list)
     forward_images: dict[str, int] = field(default_factory=dict)  # backbone → images to put through it
     skipped_cases: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # warnings a run would record (embedding near misses)
+    retries: int = 0  # images to generate that failed in an earlier run
+    not_retried: int = 0  # earlier failures left out (--skip-failed)
     needs: list[Need] = field(default_factory=list)
     estimates: list[Estimate] = field(default_factory=list)
     memory: list[MemoryEstimate] = field(default_factory=list)  # per checkpoint, before anything loads
@@ -70,25 +74,37 @@ class DryRun:
 
 
 def dry_run(spec: BenchmarkSpec, store_root: Path | None = None, console: Console | None = None, *,
-            executor: ExecutorName | None = None, ray_address: str | None = None) -> DryRun:
+            executor: ExecutorName | None = None, ray_address: str | None = None, retry_failed: bool = True
+            ) -> DryRun:
     console = console or Console(stderr=True)
     suites = checked_suites(spec)
     store = Store(store_root or spec.store_path)
     work = open_executor(spec, executor, ray_address)
     try:
-        return _plan(spec, suites, store, work, console)
+        return _plan(spec, suites, store, work, console, retry_failed)
     finally:
         work.close()
         store.close()
 
 
-def _plan(spec: BenchmarkSpec, suites: list, store: Store, work: Executor, console: Console) -> DryRun:
+def _plan(spec: BenchmarkSpec, suites: list, store: Store, work: Executor, console: Console, retry_failed: bool
+          ) -> DryRun:
     setup = prepare_run(spec, suites, store, work)
     device, dtype, prepared, embeddings = setup.device, setup.dtype, setup.prepared, setup.embeddings
     plan = plan_images(spec, suites, store, dtype, embeddings, console)
     references = plan.references
-    result = DryRun(work.name, work.workers(), str(device), dtype, skipped_cases=plan.skipped_cases)
-    existing, todo = images_todo(store, plan.jobs, spec.generation.batch_size)
+    result = DryRun(work.name, work.workers(), str(device), dtype,
+                    skipped_cases=[skipped.message for skipped in plan.skipped_cases])
+    planned = {job.key for jobs in plan.jobs.values() for job in jobs}
+    latest = store.latest_run()
+    next_run = int(latest["run_id"]) + 1 if latest else 1
+    failed_before = set(store.earlier_image_failures(next_run, planned - store.existing_images(planned)))
+    result.notes = [message for _, _, message in embedding_near_misses(embeddings, plan.jobs)]
+    existing, todo = images_todo(store, plan.jobs, spec.generation.batch_size,
+                                 set() if retry_failed else failed_before)
+    new_keys = {job.key for jobs in todo.values() for job in jobs} - existing
+    result.retries = len(new_keys & failed_before)
+    result.not_retried = len(failed_before - new_keys)
     for checkpoint, message in plan.unresolved:
         result.checkpoints.append(CheckpointWork(checkpoint.name, 0, 0, message))
     for name, jobs in plan.jobs.items():
@@ -134,7 +150,7 @@ def _count_scores(spec: BenchmarkSpec, store: Store, prepared: list[PreparedScor
             have = store.existing_scores(entry.info.key, pairs)
             new_pairs = set(pairs) - have
             result.scorers.append(ScorerWork(entry.name, "image", sum(p in have for p in pairs), len(new_pairs),
-                                             sum(skipped.values())))
+                                             sum(skipped.values()), dict(skipped)))
             new_keys = {image for image, _ in new_pairs}
         backbone = entry.backbone
         if backbone.cache_features:
@@ -169,10 +185,15 @@ def render(result: DryRun, out: Console) -> None:
     for backbone, count in result.forward_images.items():
         out.print(f"backbone {backbone}: {count} images to embed", highlight=False)
     for message in result.skipped_cases:
-        out.print(f"[yellow]skipped[/]: {message}", highlight=False)
+        out.print(f"[yellow]skipped[/]: {escape(message)}", highlight=False)
+    for message in result.notes:
+        out.print(f"[yellow]note[/]: {escape(message)}", highlight=False)
     out.print(f"executor {result.executor} ({result.workers} worker{'s' if result.workers > 1 else ''}), "
-              f"device {result.device}, dtype {result.dtype}: {result.images_new} images to generate, "
-              f"{result.scores_new} scores to compute", highlight=False)
+              f"device {result.device}, dtype {result.dtype}: {result.images_new} images to generate"
+              + (f" ({result.retries} of them failed in an earlier run and are tried again; --skip-failed leaves "
+                 "them out)" if result.retries else "")
+              + (f", {result.not_retried} earlier failures left out (--skip-failed)" if result.not_retried else "")
+              + f", {result.scores_new} scores to compute", highlight=False)
     if not result.images_new and not result.scores_new:
         out.print("nothing to do: everything is already in the store")
     elif not result.estimates:

@@ -46,13 +46,22 @@ RunnableCase = tuple[tuple[int, ...], Case, tuple[LoraUse, ...]]  # seeds, case,
 _QUIET = Console(quiet=True)
 
 
+@dataclass(frozen=True)
+class SkippedCase:
+    """A case left out of the run for every checkpoint (its LoRA or reference images cannot be used)."""
+
+    suite: str
+    case_id: str
+    message: str
+
+
 @dataclass
 class ImagePlan:
     resolved: dict[str, ResolvedCheckpoint] = field(default_factory=dict)
     jobs: dict[str, list[ImageJob]] = field(default_factory=dict)  # checkpoint name → its jobs
     items: list[RunItem] = field(default_factory=list)  # the run's cells, in order
     unresolved: list[tuple[CheckpointSpec, str]] = field(default_factory=list)  # checkpoints that cannot be used
-    skipped_cases: list[str] = field(default_factory=list)  # why a case was left out
+    skipped_cases: list[SkippedCase] = field(default_factory=list)  # cases left out, and why
     # (suite, case id) → the case's reference images, checked and hashed before any image is made
     references: dict[tuple[str, str], ReferenceSet] = field(default_factory=dict)
 
@@ -145,11 +154,12 @@ def _plan_variant(spec: BenchmarkSpec, variant: Variant, suites: list[LoadedSuit
     return _PlannedVariant(variant, generation, settings, sampler.prompt_steps(generation.steps), cases)
 
 
-def images_todo(store: Store, jobs: dict[str, list[ImageJob]], batch_size: BatchSize
-                ) -> tuple[set[str], dict[str, list[ImageJob]]]:
-    """The planned images already in the store, and the jobs to run (``unique_todo``)."""
+def images_todo(store: Store, jobs: dict[str, list[ImageJob]], batch_size: BatchSize,
+                left_out: set[str] | None = None) -> tuple[set[str], dict[str, list[ImageJob]]]:
+    """The planned images already in the store, and the jobs to run (``unique_todo``); a batch that lacks only
+    images in ``left_out`` (earlier failures not to be retried) is not run."""
     existing = store.existing_images(job.key for jobs_of in jobs.values() for job in jobs_of)
-    return existing, unique_todo(jobs, existing, batch_size)
+    return existing, unique_todo(jobs, existing | (left_out or set()), batch_size)
 
 
 def unique_todo(jobs: dict[str, list[ImageJob]], existing: set[str], batch_size: BatchSize
@@ -234,7 +244,7 @@ def _runnable_cases(generation: GenerationSettings, variant: Variant, suites: li
                 plan.references[(case.suite, case.case_id)] = reference_set(case.references, store, where)
         except (CkptbenchError, ValueError) as error:
             message = str(error) if str(error).startswith(where) else f"{where}: {error}"
-            plan.skipped_cases.append(message)
+            plan.skipped_cases.append(SkippedCase(case.suite, case.case_id, message))
             console.print(f"[red]skipped[/]: {escape(message)}", highlight=False)
             continue
         cases.append((suite.seeds, case, loras))
@@ -246,3 +256,17 @@ def _embeddings_used(library: EmbeddingLibrary, prompt: str, negative_prompt: st
     """(name, sha256) of each embedding the prompts name: the files change the pixels, so they key the image."""
     names = set(library.used_in(prompt, steps=steps)) | set(library.used_in(negative_prompt, True, steps))
     return tuple((name, library.sha256(name)) for name in sorted(names))
+
+
+def embedding_near_misses(library: EmbeddingLibrary, jobs: dict[str, list[ImageJob]]) -> list[tuple[str, str, str]]:
+    """(word, embedding, message) for each prompt word that looks like an embedding's name but names none.
+
+    A word that names no embedding is a plain word, as in A1111 (it cannot be told from any other word), so
+    a near miss is not an error; a run records it as a warning and says it before generating."""
+    if not library.files:
+        return []
+    prompts = {pair for jobs_of in jobs.values() for job in jobs_of
+               for pair in ((job.prompt, False), (job.negative_prompt, True))}
+    return [(word, name, f"prompt word '{word}' looks like embedding '{name}' ({library.files[name]}) but does not "
+                         f"name it, so it is read as plain words; write '{name}' in the prompt to use the embedding.")
+            for word, name in library.near_miss_pairs(prompts)]

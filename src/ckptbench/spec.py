@@ -6,6 +6,7 @@ Every table is strict: an unknown key is an error naming the key, the file and t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -136,11 +137,34 @@ class SeedRange(_Strict):
         return self
 
 
+MAX_SEEDS = 1_000_000
+_SEED_TEXT = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+
+
 def _expand_seeds(value: Any) -> Any:
     if isinstance(value, dict):
         seed_range = SeedRange.model_validate(value)
         return tuple(range(seed_range.start, seed_range.to + 1))
+    if isinstance(value, str):
+        return _seeds_from_text(value)
     return value
+
+
+def _seeds_from_text(text: str) -> tuple[int, ...]:
+    """Seeds written as text, as A1111's X/Y/Z plot takes them: "1-4", "7", "1, 2, 10-12"."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        match = _SEED_TEXT.match(part)
+        if match is None:
+            raise ValueError(f"'{text}' is not a list of seeds; write [1, 2, 3], \"1-4\", \"1, 5-8\" or "
+                             "{from = 1, to = 4}")
+        start, end = int(match[1]), int(match[2] or match[1])
+        if end < start:
+            raise ValueError(f"the range '{part.strip()}' runs backwards; write the smaller seed first")
+        if len(seeds) + end - start + 1 > MAX_SEEDS:
+            raise ValueError(f"'{text}' names more than {MAX_SEEDS:,} seeds")
+        seeds.extend(range(start, end + 1))
+    return tuple(seeds)
 
 
 def _check_seeds(value: tuple[int, ...]) -> tuple[int, ...]:
@@ -195,7 +219,8 @@ class GenerationSettings(_Strict):
         "as Forge and ComfyUI do by default, so `cfg` applies to the other families.")
     width: int = Field(default=512, ge=8, le=4096)
     height: int = Field(default=512, ge=8, le=4096)
-    seeds: tuple[int, ...] = Field(default=(1, 2, 3, 4), description="A list, or {from = 1, to = 32}.")
+    seeds: tuple[int, ...] = Field(default=(1, 2, 3, 4),
+                                   description='A list, a range as text ("1-32", "1, 5-8"), or {from = 1, to = 32}.')
     lora_seeds: tuple[int, ...] | None = Field(
         default=None, description="Seeds of LoRA suites (GhostReview makes 20 images per LoRA); default: `seeds`."
     )

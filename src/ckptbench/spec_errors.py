@@ -29,8 +29,12 @@ def _describe_one(item: Any, path: Path, root: type[BaseModel]) -> str:
     where = _format_loc(loc)
     kind = item["type"]
     if kind == "extra_forbidden":
+        if dotted := _dotted_scorer_table(loc, item.get("input")):
+            return (f"{path}: [scorers.{dotted}] is read by TOML as a table '{loc[2]}' holding a table "
+                    f"'{dotted.split('.', 1)[1]}' (a dot separates TOML keys); quote a scorer name that has a dot: "
+                    f'[scorers."{dotted}"].')
         valid = _valid_keys_at(loc[:-1], root)
-        hint = did_you_mean(str(loc[-1]), valid)
+        hint = _ecosystem_name(str(loc[-1]), valid) or did_you_mean(str(loc[-1]), valid)
         listing = f" Valid keys here: {', '.join(sorted(valid))}." if valid and not hint else ""
         return f"{path}: unknown key '{where}'{hint}; remove or rename it.{listing}"
     if kind == "missing":
@@ -43,6 +47,29 @@ def _describe_one(item: Any, path: Path, root: type[BaseModel]) -> str:
     if message.startswith("Input should"):  # pydantic's wording for a wrong type or choice
         return f"{path}: {where or 'spec'} {message.removeprefix('Input ')}{shown}; fix this value."
     return f"{path}: {where or 'spec'}: {message}{shown}; fix this value."
+
+
+# Keys as A1111 and diffusers name them, for the "did you mean" of a spec written with those habits.
+_ECOSYSTEM_NAMES = {
+    "cfg_scale": ("cfg", "A1111's name"), "guidance_scale": ("cfg", "diffusers' name"),
+    "seed": ("seeds", "one seed; ckptbench takes a list"), "sampler_name": ("sampler", "A1111's API name"),
+    "sampler_index": ("sampler", "A1111's API name"), "num_inference_steps": ("steps", "diffusers' name"),
+    "CLIP_stop_at_last_layers": ("clip_skip", "A1111's setting"), "enable_hr": ("hires", "A1111's API name"),
+    "negative": ("negative_prompt", "short for it"),
+}
+
+
+def _ecosystem_name(key: str, valid: list[str]) -> str:
+    target, origin = _ECOSYSTEM_NAMES.get(key, ("", ""))
+    return f" — did you mean '{target}'? ('{key}' is {origin})" if target in valid else ""
+
+
+def _dotted_scorer_table(loc: tuple[Any, ...], given: Any) -> str | None:
+    """``[scorers.hps-v2.1]`` parses as table 'hps-v2' holding table '1': the joined name, when that is what
+    happened (a table where a scorer option belongs), else None."""
+    if len(loc) >= 4 and loc[:2] == ("scorers", "options") and isinstance(given, dict):
+        return ".".join(str(part) for part in loc[2:])
+    return None
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:

@@ -24,6 +24,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from ckptbench.atomic import atomic_write_bytes
 from ckptbench.errors import StoreError
+from ckptbench.store_access import check_writable, read_only_error, unwritable_message
 from ckptbench.store_lock import lock_holder, run_lock
 from ckptbench.store_recovery import Recovery, recover_store
 
@@ -74,7 +75,7 @@ CREATE TABLE IF NOT EXISTS run_checkpoints (
     error TEXT, PRIMARY KEY (run_id, name));
 CREATE TABLE IF NOT EXISTS run_failures (
     run_id INTEGER NOT NULL, scope TEXT NOT NULL, checkpoint TEXT, image_key TEXT, scorer TEXT,
-    message TEXT NOT NULL);
+    message TEXT NOT NULL, suite TEXT, case_id TEXT);
 CREATE TABLE IF NOT EXISTS run_cases (
     run_id INTEGER NOT NULL, suite TEXT NOT NULL, case_id TEXT NOT NULL, case_json TEXT NOT NULL,
     PRIMARY KEY (run_id, suite, case_id));
@@ -84,6 +85,11 @@ CREATE TABLE IF NOT EXISTS throughput (
     seconds REAL NOT NULL, fixed_seconds REAL NOT NULL, tasks INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS run_items_by_image ON run_items (image_key);
 """
+# Columns added to a table after schema 1 was released, with their type: added to older stores when a
+# run opens them (old readers ignore them; a read-only store without them reads them as empty).
+# Columns added to the schema since stores were first made (same schema version: old rows get the default).
+_ADDED_COLUMNS = {"run_failures": (("suite", "TEXT"), ("case_id", "TEXT")),
+                  "run_items": (("variant", "TEXT NOT NULL DEFAULT ''"),)}
 
 
 @dataclass(frozen=True)
@@ -140,20 +146,36 @@ class Store:
                                            timeout=30.0, isolation_level=None)
             else:
                 self.root.mkdir(parents=True, exist_ok=True)
+                check_writable(self.root, DATABASE_NAME)
                 self._db = sqlite3.connect(self.root / DATABASE_NAME, timeout=30.0, isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(_SCHEMA)
-                self._add_missing_columns()
+                self._add_columns()
+                # A write that changes nothing: SQLite opens a read-only file without complaint and would
+                # fail only at the first real write, deep inside a run.
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                self._db.execute(f"PRAGMA user_version = {int(version)}")
             self._check_schema(read_only)
             # A store written before sweeps existed has no variant column; reading it, every item is ''.
             self._variant = "ri.variant" if self._has_column("run_items", "variant") else "''"
+        except OSError as error:
+            raise StoreError(unwritable_message(self.root, DATABASE_NAME, error)) from None
         except sqlite3.DatabaseError as error:
+            if not read_only and read_only_error(error):
+                raise StoreError(unwritable_message(self.root, DATABASE_NAME, error)) from None
             raise StoreError(f"{self.root / DATABASE_NAME}: not a usable ckptbench store ({error}); "
                              "move it away or choose another --store.") from None
 
     def close(self) -> None:
         self._db.close()
+
+    def _add_columns(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def _check_schema(self, read_only: bool) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
@@ -167,11 +189,6 @@ class Store:
 
     def _has_column(self, table: str, column: str) -> bool:
         return any(row[1] == column for row in self._db.execute(f"PRAGMA table_info({table})"))
-
-    def _add_missing_columns(self) -> None:
-        """Columns added to the schema since a store was made (same schema version: old rows get the default)."""
-        if not self._has_column("run_items", "variant"):
-            self._db.execute("ALTER TABLE run_items ADD COLUMN variant TEXT NOT NULL DEFAULT ''")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -368,9 +385,18 @@ class Store:
                          (run_id, name, source, sha256, status, error))
 
     def put_failure(self, run_id: int, scope: str, message: str, *, checkpoint: str | None = None,
-                    image_key: str | None = None, scorer: str | None = None) -> None:
-        self._db.execute("INSERT INTO run_failures VALUES (?, ?, ?, ?, ?, ?)",
-                         (run_id, scope, checkpoint, image_key, scorer, message))
+                    image_key: str | None = None, scorer: str | None = None, suite: str | None = None,
+                    case_id: str | None = None) -> None:
+        self._db.execute("INSERT INTO run_failures (run_id, scope, checkpoint, image_key, scorer, message, suite, "
+                         "case_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (run_id, scope, checkpoint, image_key, scorer, message, suite, case_id))
+
+    def earlier_image_failures(self, run_id: int, keys: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """image key → (run, message) of the latest earlier run in which making that image failed."""
+        rows = self._select_rows("SELECT image_key, max(run_id), message FROM run_failures WHERE scope = 'image' "
+                                 "AND run_id < ? AND image_key IN ({}) GROUP BY image_key", sorted(set(keys)),
+                                 prefix=(run_id,))
+        return {row[0]: (int(row[1]), str(row[2])) for row in rows}
 
     def put_throughput(self, run_id: int, rows: Sequence[Throughput]) -> None:
         with self.transaction() as db:
@@ -410,10 +436,13 @@ class Store:
         return [dict(zip(("name", "source", "sha256", "status", "error"), row, strict=True)) for row in rows]
 
     def run_failures(self, run_id: int) -> list[dict[str, object]]:
-        rows = self._db.execute("SELECT scope, checkpoint, image_key, scorer, message FROM run_failures "
-                                "WHERE run_id = ?", (run_id,)).fetchall()
-        return [dict(zip(("scope", "checkpoint", "image_key", "scorer", "message"), row, strict=True))
-                for row in rows]
+        """A run's failure records in the order they were made; ``suite``/``case_id`` name the case of a
+        failure recorded per case (None in stores written before they were recorded)."""
+        cursor = self._db.execute("SELECT * FROM run_failures WHERE run_id = ? ORDER BY rowid", (run_id,))
+        names = [column[0] for column in cursor.description]
+        fields = ("scope", "checkpoint", "image_key", "scorer", "message", "suite", "case_id")
+        return [{name: record.get(name) for name in fields}
+                for record in (dict(zip(names, row, strict=True)) for row in cursor.fetchall())]
 
     def run_scorer_keys(self, run_id: int) -> dict[str, str]:
         rows = self._db.execute("SELECT DISTINCT scorer, scorer_key FROM run_scores WHERE run_id = ? UNION "
@@ -472,7 +501,7 @@ class Store:
     def _select_in(self, query: str, values: list[str]) -> list[str]:
         return [row[0] for row in self._select_rows(query, values)]
 
-    def _select_rows(self, query: str, values: list[str], prefix: tuple[str, ...] = ()) -> list[tuple]:
+    def _select_rows(self, query: str, values: list[str], prefix: tuple[object, ...] = ()) -> list[tuple]:
         rows: list[tuple] = []
         for chunk in _chunks(values, 500):
             rows.extend(self._db.execute(query.format(",".join("?" * len(chunk))), (*prefix, *chunk)).fetchall())

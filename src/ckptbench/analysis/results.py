@@ -15,7 +15,9 @@ from ckptbench.analysis.summary import summarize
 from ckptbench.analysis.sweep import pooled_over_variants, sweep_results
 from ckptbench.arena.analysis import run_human_preference
 from ckptbench.errors import SpecError, StoreError
+from ckptbench.failure_records import traced_failures
 from ckptbench.hashing import autov2
+from ckptbench.outcome import checkpoint_status, run_status, tallies
 from ckptbench.store import Store
 from ckptbench.suites.notm import CheckpointIdentity
 from ckptbench.sweep import recorded_axes
@@ -85,7 +87,8 @@ def build_results(store: Store, run_id: int | None = None, rank_by: str | None =
     summaries = summarize(pooled)
     scorer_keys = store.run_scorer_keys(run_id)
     infos = store.scorer_infos(scorer_keys.values())
-    failures = store.run_failures(run_id)
+    cases = store.run_cases(run_id)
+    failures = traced_failures(store.run_failures(run_id), items, cases)
     provenance: dict[str, Any] = run["provenance"]
     detected = provenance.get("checkpoints", {})
     run_checkpoints = store.run_checkpoints(run_id)
@@ -99,10 +102,10 @@ def build_results(store: Store, run_id: int | None = None, rank_by: str | None =
                          "of this run; name one of: " + ", ".join(c.name for c in identities) + ".")
     check_rank_by(settings.rank_by, [str(s) for s in pd.unique(frame["scorer"])],
                   f"{store.root}: run {run_id}: " + ("--rank-by" if rank_by else "analysis.rank_by"))
-    cases = store.run_cases(run_id)
     analysis = analyze(pooled, settings, checkpoints=identities, cases=cases, directions=directions)
     axes = recorded_axes(spec)
     sweep = sweep_results(frame, axes, settings, directions, [c.name for c in identities]) if axes else None
+    statuses, status = _statuses(run, items, run_checkpoints, failures)
     checkpoints = []
     for entry in run_checkpoints:
         name = str(entry["name"])
@@ -114,7 +117,7 @@ def build_results(store: Store, run_id: int | None = None, rank_by: str | None =
             "source": entry["source"],
             "sha256": sha,
             "autov2": autov2(str(sha)) if sha else None,
-            "status": entry["status"],
+            "status": statuses[name],
             "error": entry["error"],
             "model": detected.get(name),  # family, prediction type, VAE and config used, and why
             "images": {"planned": len(mine), "ok": int(mine["image"].notna().sum()),
@@ -126,7 +129,8 @@ def build_results(store: Store, run_id: int | None = None, rank_by: str | None =
     results = {
         "schema": RESULTS_SCHEMA,
         "benchmark": {"name": benchmark.get("name"), "preset": benchmark.get("preset"), "store": str(store.root)},
-        "run": {"id": run_id, "status": run["status"], "started_at": started, "finished_at": finished,
+        "run": {"id": run_id, "status": status, "imported": bool(provenance.get("imported")), "started_at": started,
+                "finished_at": finished,
                 "duration_s": (finished - started) if finished else None},
         "checkpoints": checkpoints,
         "scorers": {name: _scorer_entry(infos.get(key, {})) for name, key in sorted(scorer_keys.items())},
@@ -142,6 +146,31 @@ def build_results(store: Store, run_id: int | None = None, rank_by: str | None =
         "spec": spec,
     }
     return results, frame
+
+
+def run_statuses(store: Store, run_id: int, interrupted: bool = False) -> tuple[dict[str, str], str]:
+    """Each checkpoint's status and the run's (``ckptbench.outcome``), from the store's record of the run."""
+    run = store.run(run_id) or {}
+    if interrupted:
+        run = {**run, "status": "interrupted"}
+    items = store.run_items(run_id)
+    return _statuses(run, items, store.run_checkpoints(run_id), store.run_failures(run_id), fresh=True)
+
+
+def _statuses(run: dict[str, Any], items: pd.DataFrame, checkpoints: list[dict[str, object]],
+              failures: list[dict[str, Any]], fresh: bool = False) -> tuple[dict[str, str], str]:
+    """Statuses as ``ckptbench.outcome`` defines them. The run's recorded status stands when it says the run
+    did not finish (running, interrupted); ``fresh``: the run is finishing now, so its record is not final."""
+    imported = bool((run.get("provenance") or {}).get("imported"))
+    owners = dict(zip(items["image_key"].astype(str), items["checkpoint"].astype(str), strict=True))
+    cells = zip(items["checkpoint"].astype(str), items["image"].notna(), strict=True)
+    counted, run_wide = tallies(cells, checkpoints, failures, owners)
+    statuses = {tally.name: checkpoint_status(tally, imported) for tally in counted}
+    recorded = str(run.get("status") or "ok")
+    if recorded in ("running", "interrupted") and not (fresh and recorded == "running"):
+        return statuses, recorded
+    made_any = imported or any(tally.made for tally in counted)
+    return statuses, run_status(statuses, run_wide, made_any=made_any)
 
 
 def _set_scores(rows: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:

@@ -133,4 +133,11 @@ def _estimate(mean: float | None, interval: Sequence[float | None] | None) -> st
 
 
 def _format(value: float, digits: int) -> str:
-    return f"{value:.4g}" if abs(value) >= 1e5 else f"{value:.{digits}f}"
+    """Large values (unnormalised style losses, ~10⁹) as "4.305×10⁹", which reads, not "4.305e+09"."""
+    if abs(value) < 1e5:
+        return f"{value:.{digits}f}"
+    mantissa, power = f"{value:.3e}".split("e")
+    return f"{float(mantissa):.4g}×10{str(int(power)).translate(_SUPERSCRIPT)}"
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-NAN_LATENTS = ("the denoised latents contain NaN or infinite values (the UNet overflowed; try dtype = 'bf16' "
-               "or 'fp32')")
+NAN_LATENTS = "the denoised latents contain NaN or infinite values"
 NAN_PIXELS = "the decoded image contains NaN or infinite values"
 ALL_BLACK = "the decoded image is all black"
 FLAT = "the decoded image is a single flat colour"
@@ -34,6 +33,17 @@ class DecodedBatch:
             return None
         name = str(self.first_dtype).removeprefix("torch.")
         return f"the VAE gave broken images in {name}; those were decoded again in float32"
+
+
+def nan_latents_reason(dtype: torch.dtype) -> str:
+    """Why denoising broke, with advice that fits the precision it ran in (no "try fp32" when it was fp32)."""
+    if dtype == torch.float16:
+        return f"{NAN_LATENTS} (the UNet overflowed in float16; try dtype = 'bf16' or 'fp32')"
+    if dtype == torch.bfloat16:
+        return f"{NAN_LATENTS} (the UNet overflowed in bfloat16; try dtype = 'fp32')"
+    return (f"{NAN_LATENTS} even in {str(dtype).removeprefix('torch.')}: the checkpoint's weights may hold NaN or "
+            "infinite values (check it with `ckptbench inspect`), or the settings drive it out of range (try a "
+            "lower cfg or another sampler)")
 
 
 def broken_reason(pixels: torch.Tensor) -> str | None:
@@ -55,7 +65,7 @@ def decode_latents(pipeline: object, latents: torch.Tensor) -> DecodedBatch:
     first_dtype = first_decode_dtype(pipeline)
     latent_ok = [bool(torch.isfinite(latent).all()) for latent in latents]
     pixels = _decode(vae, latents, first_dtype)
-    failures: list[str | None] = [broken_reason(image) if ok else NAN_LATENTS
+    failures: list[str | None] = [broken_reason(image) if ok else nan_latents_reason(latents.dtype)
                                   for image, ok in zip(pixels, latent_ok, strict=True)]
     retry = [index for index, failure in enumerate(failures) if failure and latent_ok[index]]
     if retry and first_dtype != torch.float32:

@@ -22,6 +22,7 @@ from ckptbench.models.families import get_family
 from ckptbench.models.families.flow import TEXT_PREFIXES
 from ckptbench.models.flow_parts import ResolvedTextEncoder, load_t5_tokenizer
 from ckptbench.models.noise_schedule import zero_terminal_snr_config
+from ckptbench.models.sizes import describe_load_error
 from ckptbench.models.state_dict import load_tensors
 
 __all__ = ["BUNDLED_CONFIGS", "Pipeline", "load_pipeline"]
@@ -40,10 +41,9 @@ def load_pipeline(checkpoint: ResolvedCheckpoint, device: torch.device, dtype: t
     except CkptbenchError as error:
         raise ModelFileError(f"checkpoint '{checkpoint.name}': {error}") from None
     except Exception as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelFileError(
             f"checkpoint '{checkpoint.name}': could not load {checkpoint.path} as {checkpoint.family} "
-            f"({first_line[:300]}); check that the file is a complete {checkpoint.family} checkpoint, or set "
+            f"({describe_load_error(error)}); check that the file is a complete {checkpoint.family} checkpoint, or set "
             "`arch` (and `config` for non-standard sizes) for it in the spec."
         ) from None
     pipeline.set_progress_bar_config(disable=True)

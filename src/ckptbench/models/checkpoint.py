@@ -140,6 +140,12 @@ def _resolve_single_file(spec: CheckpointSpec, path: Path, vae: ResolvedVae | No
             f"{owner}: {path.name} has no baked VAE (no first_stage_model.* tensors); set `vae` for this "
             "checkpoint or under [generation] to a VAE .safetensors file or a diffusers VAE folder.")
     config = spec.config or bundled_config(family, prediction, found.variant)
+    if mismatch := get_family(family).size_problem(model, config, baked_vae=vae is None):
+        where = f"its config folder {config}" if spec.config else f"the bundled {family} config"
+        fix = "fix `config`" if spec.config else "set `config`"
+        raise ModelFileError(f"{owner}: {path.name} does not fit {where}: {mismatch}; {fix} for this checkpoint to "
+                             "a diffusers config folder with the model's sizes (model_index.json, unet/, vae/, "
+                             "text_encoder/ config files, e.g. from the model's diffusers release).")
     warnings = list(found.warnings)
     ztsnr, ztsnr_source = decide_zero_terminal_snr(found.zero_terminal_snr, found.zero_terminal_snr_source, family,
                                                    spec, warnings)

@@ -20,6 +20,9 @@ import pandas as pd
 
 from ckptbench.report.matrices import heat
 
+SEEDS_PER_BLOCK_WITH_IMAGES = 8  # 8 thumbnails of 120 px and the names fit in 1280 px
+SEEDS_PER_BLOCK = 16
+
 
 @dataclass(frozen=True)
 class GridCell:
@@ -27,6 +30,7 @@ class GridCell:
     image_url: str | None  # the full PNG, relative to the report folder
     thumbnail_url: str | None
     values: list[tuple[float | None, float | None]]  # per scorer of the grid: (value, heat 0..1)
+    reason: str = ""  # why the image (or a score of it) is missing, shown on hover
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,13 @@ class SeedGrid:
     def infotext_script(self) -> str:
         return f"infotext/{self.anchor}.js"
 
+    @property
+    def column_groups(self) -> list[list[int]]:
+        """Seed columns in blocks that fit a laptop screen side by side (8 thumbnails, or 16 cells of scores
+        alone), so a 32-seed grid is four rows of blocks instead of one table four screens wide."""
+        size = SEEDS_PER_BLOCK_WITH_IMAGES if self.has_images else SEEDS_PER_BLOCK
+        return [list(range(start, min(start + size, len(self.seeds)))) for start in range(0, len(self.seeds), size)]
+
 
 def grid_anchor(suite: str, case_id: str) -> str:
     digest = hashlib.sha1(f"{suite}\0{case_id}".encode()).hexdigest()[:12]
@@ -64,10 +75,14 @@ def image_url(store_root: Path, image: str, report_dir: Path) -> str:
 
 def build_grids(frame: pd.DataFrame, checkpoints: Sequence[str], scorers: Sequence[str],
                 directions: Mapping[str, bool | None], labels: Mapping[tuple[str, str], str],
-                image_urls: Mapping[str, str], thumbnails: Mapping[str, str]) -> list[SeedGrid]:
+                image_urls: Mapping[str, str], thumbnails: Mapping[str, str],
+                reasons: Mapping[str, str] | None = None, row_reasons: Mapping[str, str] | None = None
+                ) -> list[SeedGrid]:
     """One grid per (suite, case) of ``frame``, rows in ``checkpoints`` order (every checkpoint gets a
     row, empty where it made nothing; with a sweep, one row per checkpoint and variant), columns the case's
-    seeds in ascending order."""
+    seeds in ascending order. ``reasons``: image key → why that image or one of its scores is missing;
+    ``row_reasons``: checkpoint → why it made nothing."""
+    reasons, row_reasons = reasons or {}, row_reasons or {}
     # One pass over plain tuples: pandas' per-cell lookups cost ~0.2 ms each, minutes for 10,000 images.
     cases: dict[tuple[str, str], dict[tuple[str, int], _Cell]] = {}
     prompts: dict[tuple[str, str], str] = {}
@@ -84,7 +99,8 @@ def build_grids(frame: pd.DataFrame, checkpoints: Sequence[str], scorers: Sequen
         cell = cases.setdefault(case, {}).setdefault((row, int(seed)),
                                                      _Cell(str(image_key), image if isinstance(image, str) else None))
         cell.values[str(scorer)] = _finite(value)
-    row_labels = [row_label(checkpoint, variant) for checkpoint in checkpoints for variant in sweep_variants]
+    row_labels = [(row_label(checkpoint, variant), checkpoint) for checkpoint in checkpoints
+                  for variant in sweep_variants]
     grids = []
     for (suite, case_id), cells in cases.items():
         present = {scorer for cell in cells.values() for scorer in cell.values}
@@ -94,12 +110,13 @@ def build_grids(frame: pd.DataFrame, checkpoints: Sequence[str], scorers: Sequen
         heats = {s: dict(zip(keys, heat([cells[k].values.get(s) for k in keys], directions.get(s)), strict=True))
                  for s in grid_scorers}
         rows = []
-        for checkpoint in row_labels:
+        for checkpoint, owner in row_labels:
             row = []
             for seed in seeds:
                 cell = cells.get((checkpoint, seed))
                 if cell is None:
-                    row.append(GridCell(None, None, None, [(None, None)] * len(grid_scorers)))
+                    row.append(GridCell(None, None, None, [(None, None)] * len(grid_scorers),
+                                        row_reasons.get(owner, "")))
                     continue
                 has_image = cell.image is not None
                 row.append(GridCell(
@@ -107,6 +124,7 @@ def build_grids(frame: pd.DataFrame, checkpoints: Sequence[str], scorers: Sequen
                     image_url=image_urls.get(cell.image_key) if has_image else None,
                     thumbnail_url=thumbnails.get(cell.image_key) if has_image else None,
                     values=[(cell.values.get(s), heats[s][(checkpoint, seed)]) for s in grid_scorers],
+                    reason=reasons.get(cell.image_key) or ("" if has_image else row_reasons.get(owner, "")),
                 ))
             rows.append((checkpoint, row))
         grids.append(SeedGrid(anchor=grid_anchor(suite, case_id), suite=suite, case_id=case_id,

@@ -24,6 +24,7 @@ from typing import Any
 
 import jinja2
 import pandas as pd
+from markupsafe import Markup, escape
 
 from ckptbench.atomic import atomic_write_text
 from ckptbench.report.contact_sheet import contact_sheet
@@ -137,12 +138,36 @@ def _grids(results: Mapping[str, Any], frame: pd.DataFrame, store: Store, report
     for suite, block in analysis_suites(results).items():
         for case_id, label in (block.get("case_labels") or {}).items():
             labels[(str(suite), str(case_id))] = str(label)
-    grids = build_grids(frame, order, list(all_scorers(results, frame)), scorer_directions(results), labels,
-                        urls, {key: path.as_posix() for key, path in thumbnails.items()})
+    reasons: dict[str, str] = {}
+    for failure in results.get("failures") or []:
+        if failure.get("image_key") and failure.get("scope") in ("image", "score"):
+            scorer = f"{failure['scorer']}: " if failure.get("scorer") else ""
+            reasons.setdefault(str(failure["image_key"]), f"failed: {scorer}{failure.get('message')}")
+    row_reasons = {str(c["name"]): f"failed: {c['error']}" for c in results.get("checkpoints") or [] if c.get("error")}
+    scorers = list(all_scorers(results, frame))
+    grids = build_grids(_with_unscored_cells(frame, store, results, scorers), order, scorers,
+                        scorer_directions(results), labels,
+                        urls, {key: path.as_posix() for key, path in thumbnails.items()}, reasons, row_reasons)
     # The leaderboard's suite first, then the others in the analysis' order.
     suites = [s for s in [primary_suite(results), *suite_names(results)] if s]
     rank = {suite: i for i, suite in enumerate(dict.fromkeys(suites))}
     return sorted(grids, key=lambda g: rank.get(g.suite, len(rank)))
+
+
+def _with_unscored_cells(frame: pd.DataFrame, store: Store, results: Mapping[str, Any], scorers: list[str]
+                         ) -> pd.DataFrame:
+    """The score table plus a row for each planned cell that has no score at all (its image failed), so the
+    seed grids show that cell, with the reason on hover, instead of leaving the prompt or seed out."""
+    run_id = (results.get("run") or {}).get("id")
+    if run_id is None or not scorers:
+        return frame
+    items = store.run_items(int(run_id))
+    absent = items[~items["image_key"].isin(set(frame["image_key"].astype(str)))]
+    if absent.empty:
+        return frame
+    extra = absent.assign(scorer=scorers[0], value=float("nan"))[[c for c in frame.columns if c in absent.columns
+                                                                   or c in ("scorer", "value")]]
+    return pd.concat([frame, extra], ignore_index=True)
 
 
 def _write_infotexts(grids: list[SeedGrid], store: Store, report_dir: Path) -> None:
@@ -164,7 +189,8 @@ def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True,
                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     environment.filters.update(num=format_number, est=format_estimate, pct=format_percent, heat=heat_style,
-                               sortkey=sort_key, scorer_index=lambda name, names: names.index(name))
+                               sortkey=sort_key, scorer_index=lambda name, names: names.index(name),
+                               breakable=breakable, times_ten=times_ten)
     return environment
 
 
@@ -172,20 +198,42 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def format_number(value: Any, digits: int = 4) -> str:
-    """Four significant digits; "–" for a missing value."""
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def times_ten(exponent: int) -> str:
+    """" ×10⁹" for a column shown divided by 10⁹; "" for none."""
+    return f" ×10{str(exponent).translate(_SUPERSCRIPT)}" if exponent else ""
+
+
+def breakable(text: Any) -> Markup:
+    """A name that may wrap after its hyphens, dots and underscores (long names in narrow table headers)."""
+    escaped = str(escape(str(text)))
+    return Markup(escaped.replace("-", "-<wbr>").replace(".", ".<wbr>").replace("_", "_<wbr>"))
+
+
+def format_number(value: Any, digits: int = 4, exponent: int = 0) -> str:
+    """Four significant digits; "–" for a missing value; very large or small numbers as "7.138×10⁹", not
+    "7.138e+09"; ``exponent``: the value is shown divided by 10**exponent (its column says so)."""
     if not _finite(value):
         return "–"
-    return f"{value:.{digits}g}"
+    value = value / 10**exponent
+    text = f"{value:.{digits}g}"
+    if "e" in text:
+        mantissa, power = text.split("e")
+        return f"{mantissa}×10{str(int(power)).translate(_SUPERSCRIPT)}"
+    return text
 
 
-def format_estimate(value: Any, interval: Any = None) -> str:
+def format_estimate(value: Any, interval: Any = None, exponent: int = 0) -> str:
     """A mean shown with as many decimals as its 95% interval can tell apart (two more than the
     interval width's first digit), so a tight interval is not rounded into a single number."""
     if not _finite(value):
         return "–"
+    scale = 10**exponent
+    value = value / scale
     if interval and all(_finite(v) for v in interval) and interval[1] > interval[0] and abs(value) < 1e6:
-        decimals = min(8, max(0, 1 - math.floor(math.log10(interval[1] - interval[0]))))
+        decimals = min(8, max(0, 1 - math.floor(math.log10((interval[1] - interval[0]) / scale))))
         return f"{value:.{decimals}f}"
     return format_number(value)
 

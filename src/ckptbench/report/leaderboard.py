@@ -9,6 +9,7 @@ existed) the rows fall back to the run-wide ``checkpoints[].scores`` summaries.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,6 +23,7 @@ class ScorerColumn:
     higher_is_better: bool | None
     threshold: float | None = None
     description: str = ""
+    exponent: int = 0  # the column's values are shown divided by 10**exponent (unnormalised style losses: 9)
 
     @property
     def arrow(self) -> str:
@@ -86,6 +88,7 @@ class Leaderboard:
     by: str | None = None  # what the rank column ranks by: a scorer or "composite"
     verdict: Mapping[str, Any] | None = None  # analysis.suites.<suite>.verdict
     family: str | None = None  # the Holm family of the ▲/▼/≈ marks, in words
+    imported: bool = False  # scores made elsewhere (no images): the images column says so
 
     @property
     def has_neighbour_tests(self) -> bool:
@@ -206,9 +209,10 @@ def build_leaderboard(results: Mapping[str, Any], suite: str | None,
         ranked_by = "composite score (" + ", ".join(f"{w:g} × {n}" for n, w in composite["weights"].items()) + ")"
     else:
         ranked_by = f"{by} (the first scorer the spec names)" if by else "name"
-    return Leaderboard(suite=suite, kind=kind, scorers=columns, rows=rows, ranked_by=ranked_by,
-                       composite=composite if composite_scores else None, variant="NoTM" if notm else None,
-                       by=by, verdict=verdict, family=_pairs_family(scorer_blocks, suite, notm))
+    return Leaderboard(suite=suite, kind=kind, scorers=_with_exponents(columns, rows), rows=rows,
+                       ranked_by=ranked_by, composite=composite if composite_scores else None,
+                       variant="NoTM" if notm else None, by=by, verdict=verdict,
+                       family=_pairs_family(scorer_blocks, suite, notm), imported=is_imported(results))
 
 
 def _pairs_family(scorer_blocks: Mapping[str, Any], suite: str | None, notm: bool) -> str | None:
@@ -223,6 +227,25 @@ def _pairs_family(scorer_blocks: Mapping[str, Any], suite: str | None, notm: boo
     view = f"suite “{suite}”" + (" (NoTM)" if notm else "")
     return (f"all pairs of {view}, one family per scorer ("
             + " or ".join(str(n) for n in sizes) + " tests each)")
+
+
+def is_imported(results: Mapping[str, Any]) -> bool:
+    """Scores made elsewhere and imported (no images were made by this run)."""
+    return bool((results.get("run") or {}).get("imported") or (results.get("provenance") or {}).get("imported"))
+
+
+def display_exponent(values: Sequence[float | None]) -> int:
+    """A power of ten (a multiple of 3) to divide a column by so that its numbers read as "7.14" rather than
+    "7.138e+09"; 0 for numbers that already read well (below 10⁵)."""
+    finite = [abs(v) for v in values if isinstance(v, int | float) and math.isfinite(v) and v != 0]
+    if not finite or max(finite) < 1e5:
+        return 0
+    return 3 * math.floor(math.log10(max(finite)) / 3)
+
+
+def _with_exponents(columns: list[ScorerColumn], rows: Sequence[LeaderboardRow]) -> list[ScorerColumn]:
+    return [replace(column, exponent=display_exponent([row.scores[column.name].mean for row in rows
+                                                       if column.name in row.scores])) for column in columns]
 
 
 def build_baseline_view(results: Mapping[str, Any], suite: str) -> BaselineView | None:
@@ -327,5 +350,6 @@ def _fallback_leaderboard(results: Mapping[str, Any], failures: Mapping[str, int
         images_planned=int((c.get("images") or {}).get("planned") or 0),
         failures=failures.get(str(c["name"]), 0), rank=ranks.get(str(c["name"])),
         scores={n: _scorer_cell((c.get("scores") or {}).get(n)) for n in names}) for c in order]
-    return Leaderboard(suite=None, kind="quality", scorers=columns, rows=rows,
-                       ranked_by=f"{primary} mean (all images of the run)" if primary else "name")
+    return Leaderboard(suite=None, kind="quality", scorers=_with_exponents(columns, rows), rows=rows,
+                       ranked_by=f"{primary} mean (all images of the run)" if primary else "name",
+                       imported=is_imported(results))

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ckptbench.report.leaderboard import SIGNIFICANCE, analysis_suites, scorer_order
+from ckptbench.report.leaderboard import SIGNIFICANCE, analysis_suites, display_exponent, scorer_order
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Heatmap:
     column_titles: list[str]
     cells: list[list[HeatCell]]
     caption: str = ""
+    exponent: int = 0  # the values are shown divided by 10**exponent (the title says so)
 
 
 def heat(values: Sequence[float | None], higher_is_better: bool | None) -> list[float | None]:
@@ -92,7 +93,8 @@ def case_heatmaps(results: Mapping[str, Any], order: Sequence[str] = ()) -> list
                 suite=str(suite), scorer=scorer, higher_is_better=direction,
                 row_labels=[rows[i] for i in row_order],
                 column_labels=[str(labels.get(c, c)) for c in columns], column_titles=columns,
-                cells=cells, caption=caption))
+                cells=cells, caption=caption,
+                exponent=display_exponent([cell.value for row in cells for cell in row])))
     return maps
 
 

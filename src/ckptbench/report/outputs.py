@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ckptbench.analysis.results import build_results
+from ckptbench.progress import progress_bars
 from ckptbench.report.exports import (
     write_leaderboard_csv,
     write_results_json,
@@ -34,8 +34,7 @@ def write_outputs(store: Store, run_id: int | None = None, out: Path | None = No
     write_scores_csv(frame, out)
     write_scores_parquet(frame, out)
     write_leaderboard_csv(build_leaderboard(results, primary_suite(results), image_owners(frame)), out)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console or Console(stderr=True, quiet=True), transient=True)
+    progress = progress_bars(console or Console(stderr=True, quiet=True), "img", transient=True)
     with progress:
         task: list[int] = []
 

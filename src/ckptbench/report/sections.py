@@ -113,19 +113,28 @@ class FailureRow:
     scorer: str
     image_key: str
     message: str
+    suite: str = ""
+    case_id: str = ""
+    prompt: str = ""
+    seed: str = ""
 
 
 def failure_rows(results: Mapping[str, Any], image_owners: Mapping[str, str]) -> list[FailureRow]:
+    """Every failure with the cell it belongs to (checkpoint, case, prompt, seed), as results.json names it."""
     rows = []
     recorded = {(f.get("scope"), f.get("checkpoint")) for f in results.get("failures") or []}
     for checkpoint in results.get("checkpoints") or []:
-        if checkpoint.get("status") != "ok" and ("checkpoint", checkpoint.get("name")) not in recorded:
+        if checkpoint.get("status") == "failed" and ("checkpoint", checkpoint.get("name")) not in recorded \
+                and checkpoint.get("error"):
             rows.append(FailureRow("checkpoint", str(checkpoint["name"]), "", "", str(checkpoint.get("error") or "")))
     for failure in results.get("failures") or []:
         key = str(failure.get("image_key") or "")
+        seed = failure.get("seed")
         rows.append(FailureRow(str(failure.get("scope") or ""),
                                str(failure.get("checkpoint") or image_owners.get(key, "")),
-                               str(failure.get("scorer") or ""), key, str(failure.get("message") or "")))
+                               str(failure.get("scorer") or ""), key, str(failure.get("message") or ""),
+                               str(failure.get("suite") or ""), str(failure.get("case_id") or ""),
+                               str(failure.get("prompt") or ""), "" if seed is None else str(seed)))
     return rows
 
 

@@ -36,10 +36,11 @@ def leaderboard_table(results: dict[str, Any], max_scorers: int = 4) -> Table:
     title = f"{results['benchmark'].get('name')}: mean [95% CI] over all images"
     if board.suite:
         title += f"; ranked by {board.ranked_by} in suite {board.suite}"
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("checkpoint")
     for name in image_scorers:
-        table.add_column(f"{name} {'↑' if scorers[name].get('higher_is_better', True) else '↓'}", justify="right")
+        table.add_column(escape(f"{name} {'↑' if scorers[name].get('higher_is_better', True) else '↓'}"),
+                         justify="right")
     table.add_column("images", justify="right")
     checkpoints = {str(c["name"]): c for c in results["checkpoints"]}
     for row in board.rows:
@@ -51,10 +52,12 @@ def leaderboard_table(results: dict[str, Any], max_scorers: int = 4) -> Table:
             summary = checkpoint["scores"].get(name) or {}
             low, high = (summary.get("ci95") or [None, None])[:2]
             digits = _decimals(low, high)
-            cells.append(f"{_number(summary.get('mean'), digits)} [{_number(low, digits)}, {_number(high, digits)}]"
-                         if summary else "–")
+            cells.append(escape(f"{_number(summary.get('mean'), digits)} [{_number(low, digits)}, "
+                                f"{_number(high, digits)}]") if summary else "–")
         images = checkpoint.get("images", {})
-        label = checkpoint["name"] if checkpoint["status"] == "ok" else f"{checkpoint['name']} [red](failed)[/]"
+        label = escape(str(checkpoint["name"]))
+        if checkpoint["status"] != "ok":
+            label += f" [red]({escape(str(checkpoint['status']))})[/]"
         table.add_row(label, *cells, f"{images.get('ok', 0)}/{images.get('planned', 0)}")
     return table
 

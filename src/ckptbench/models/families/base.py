@@ -82,6 +82,11 @@ class ModelFamily:
         """The bundled diffusers config folder used to build a single file of this family."""
         return CONFIGS / self.config_name
 
+    def size_problem(self, model: ModelFile, config: Path, baked_vae: bool) -> str | None:
+        """How the file's tensor sizes differ from ``config``, read from the header alone (``models.sizes``);
+        None: they fit, or the family cannot tell before loading."""
+        return None
+
     def undecided_prediction(self, model: ModelFile, config: Path, allow_pickle: bool) -> tuple[Prediction, str]:
         """The prediction type when neither the spec, the file's markers nor the config state one."""
         return self.default_prediction, f"no prediction marker; {self.name} defaults to {self.default_prediction}"

@@ -70,6 +70,11 @@ class UnetFamily(ModelFamily):
                     "checkpoints")
         return None
 
+    def size_problem(self, model: ModelFile, config: Path, baked_vae: bool) -> str | None:
+        from ckptbench.models.sizes import unet_checkpoint_size_problem
+
+        return unet_checkpoint_size_problem(model, config, self.text_parts, baked_vae)
+
     # --- loading -----------------------------------------------------------------------------------------
     def build_modules(self, state: State, config: Path, dtype: torch.dtype) -> dict[str, Any]:
         from ckptbench.models.components import build_text_encoders, build_unet

@@ -47,6 +47,28 @@
     });
   });
 
+  // --- leaderboard columns: seed SD and good-image rate can be hidden; hidden at first when the table would
+  // not fit the window, so that every scorer's mean is in view without scrolling sideways ---------------
+  document.querySelectorAll(".columns-picker").forEach(function (picker) {
+    var table = document.getElementById(picker.getAttribute("data-table"));
+    if (!table) return;
+    var boxes = Array.prototype.slice.call(picker.querySelectorAll("input[data-hide]"));
+    function apply() {
+      boxes.forEach(function (box) { table.classList.toggle("hide-" + box.getAttribute("data-hide"), !box.checked); });
+    }
+    boxes.forEach(function (box) { box.addEventListener("change", apply); });
+    var box = table.parentNode;
+    // Least needed first: the good-image rate, then the seed SD.
+    ["good", "sd"].forEach(function (kind) {
+      var input = picker.querySelector('input[data-hide="' + kind + '"]');
+      if (input && box.scrollWidth > box.clientWidth + 1) {
+        input.checked = false;
+        apply();
+        picker.querySelector(".fit-note").hidden = false;
+      }
+    });
+  });
+
   // --- seed grids: one prompt at a time, one scorer's values at a time ------------------------------
   var grids = document.getElementById("grids");
   var promptPicker = document.getElementById("prompt-picker");
@@ -87,13 +109,18 @@
   // --- contact sheet: every prompt at once; another seed's pictures are copied from the seed grids ----
   var contactSeed = document.getElementById("contact-seed");
   function contactCell(grid, rowIndex, seed) {
-    var column = -1;
-    grid.querySelectorAll("thead th.seed").forEach(function (th, i) {
-      if (seed === "" ? i === 0 : th.getAttribute("data-seed") === seed) column = i;
+    // A grid with many seeds is split into several tables (blocks of seeds): find the seed's own table.
+    var found = null;
+    grid.querySelectorAll("table.grid").forEach(function (table, t) {
+      table.querySelectorAll("thead th.seed").forEach(function (th, i) {
+        if (found) return;
+        if (seed === "" ? t === 0 && i === 0 : th.getAttribute("data-seed") === seed) {
+          var row = table.tBodies[0] && table.tBodies[0].rows[rowIndex];
+          found = row ? row.cells[i + 1] || null : null;
+        }
+      });
     });
-    var row = grid.querySelector("tbody").rows[rowIndex];
-    var cell = column < 0 || !row ? null : row.cells[column + 1];
-    return cell && cell.querySelector("a.thumb");
+    return found && found.querySelector("a.thumb");
   }
   if (contactSeed) {
     contactSeed.addEventListener("change", function () {
@@ -144,6 +171,7 @@
       document.body.appendChild(tag);
     }
     if (!dialog.open) dialog.showModal();
+    document.body.classList.add("lightbox-open");
   }
   if (dialog) {
     document.addEventListener("click", function (e) {
@@ -153,6 +181,7 @@
       open(link);
     });
     dialog.querySelector("button.close").addEventListener("click", function () { dialog.close(); });
+    dialog.addEventListener("close", function () { document.body.classList.remove("lightbox-open"); });
     dialog.addEventListener("click", function (e) { if (e.target === dialog) dialog.close(); });
   }
 })();
