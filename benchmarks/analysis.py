@@ -3,11 +3,12 @@
     PYTHONPATH=src python benchmarks/analysis.py [GHOSTREVIEW_RELEASE] [--repeat 3]
 
 Imports the release into a temporary store (timed apart), then times `build_results` — the tidy table
-from the store, the per-checkpoint summaries and the whole suite analysis (cluster bootstrap with 1,000
-resamples, GhostReview standard score, variance decomposition, every paired comparison with Wilcoxon
-and Holm, rank distributions, Kendall's τ, baseline-anchored and composite scores, style and LoRA
-matrices with NoTM). As a yardstick measured in the same run, it also times GhostReview's own published
-aggregation (plain means, within-prompt std and pool z-scores with pandas) on the same table.
+from the store, the per-checkpoint summaries and the whole suite analysis (cluster-t intervals, the joint
+cluster bootstrap with 1,000 resamples for the rank distributions, GhostReview standard score, variance
+decomposition, every paired comparison with per-pair Wilcoxon and Holm, confidence sets for the best and
+the verdicts, Kendall's τ, baseline-anchored and composite scores, style and LoRA matrices with NoTM).
+As a yardstick measured in the same run, it also times GhostReview's own published aggregation (plain
+means, within-prompt std and pool z-scores with pandas) on the same table.
 """
 
 from __future__ import annotations

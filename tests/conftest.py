@@ -264,3 +264,11 @@ def make_job(tiny_checkpoint) -> Callable[..., object]:
                         backend=backend_id(), embeddings=embeddings)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def flow_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny FLUX.1 [dev]/[schnell] and SD3.5 files in every distributed layout (``tests/flow_models.py``)."""
+    from tests.flow_models import build_flow_models
+
+    return build_flow_models(tmp_path_factory.mktemp("flow-models"))

@@ -123,3 +123,35 @@ def build_report_store(root: Path, *, size: tuple[int, int] = (96, 64), prompts:
 
 def set_value(checkpoint: str) -> float:
     return {"alpha": 0.01, "beta": 0.02, "gamma": 0.03}[checkpoint]
+
+
+def build_scores_store(root: Path, values: dict[str, dict[str, np.ndarray]], *, higher_is_better: bool = True,
+                       analysis: dict[str, object] | None = None) -> Store:
+    """A finished run of scores only (no images, as an import writes): ``values`` is scorer → checkpoint →
+    (cases, seeds) array, one quality suite; every scorer in the spec's scorers.use, in the given order."""
+    store = Store(root)
+    spec = {"benchmark": {"name": "scores only", "bootstrap": 200}, "scorers": {"use": list(values)},
+            "analysis": analysis or {}}
+    run_id = store.start_run(spec, {"device": "cpu"})
+    first = next(iter(values.values()))
+    cases, seeds = next(iter(first.values())).shape
+    items = []
+    for checkpoint in first:
+        store.put_run_checkpoint(run_id, checkpoint, f"models/{checkpoint}.safetensors", None, "ok", None)
+        for case in range(cases):
+            for seed in range(1, seeds + 1):
+                key = content_key({"checkpoint": checkpoint, "case": case, "seed": seed})
+                items.append(RunItem(checkpoint, "quality", f"{case:03d}", f"prompt {case}", seed, key))
+    store.put_run_items(run_id, items)
+    store.put_run_cases(run_id, [("quality", f"{c:03d}", {"kind": "quality", "prompt": f"prompt {c}"})
+                                 for c in range(cases)])
+    for scorer, table in values.items():
+        scorer_key = content_key({"scorer": scorer})
+        store.put_scorer(scorer_key, scorer, {"id": scorer, "version": "1", "higher_is_better": higher_is_better,
+                                              "weights_sha256": "0" * 64, "description": f"test scorer {scorer}"})
+        store.put_run_scores(run_id, [(index, scorer, scorer_key, "") for index in range(len(items))])
+        store.put_scores(scorer_key, [(item.image_key, "", float(table[item.checkpoint][int(item.case_id),
+                                                                                       item.seed - 1]))
+                                      for item in items])
+    store.finish_run(run_id, "ok", {"device": "cpu"})
+    return store

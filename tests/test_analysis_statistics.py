@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ckptbench.analysis.bootstrap import stable_rng
-from ckptbench.analysis.joint import joint_weights, resampled_means
-from ckptbench.analysis.paired import all_pairs, holm, wilcoxon_many, wilcoxon_p
+from ckptbench.analysis.joint import joint_weights, resampled_means, stable_rng
+from ckptbench.analysis.multiplicity import holm
+from ckptbench.analysis.paired import all_pairs, wilcoxon_many, wilcoxon_p
 from ckptbench.analysis.ranking import kendall_between_scorers, rank_distribution, ranks_of
 from ckptbench.analysis.standard import ghostreview_standard, pool_z_scores
 from ckptbench.analysis.summary import prompt_seed_matrix, seed_std, summarize
@@ -164,8 +164,7 @@ def test_wilcoxon_matches_scipy_and_handles_edges() -> None:
 def test_pairs_use_shared_cells_only() -> None:
     a = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, np.nan]])
     b = np.array([[0.0, 2.0, 4.0], [np.nan, 1.0, 1.0]])
-    weights = joint_weights(2, 3, 200, 0, "t")
-    pair = all_pairs(np.stack([a, b]), ["a", "b"], weights, higher_is_better=True)[0]
+    pair = all_pairs(np.stack([a, b]), ["a", "b"], higher_is_better=True)[0]
     differences = np.array([1.0, 0.0, -1.0, 4.0])  # shared cells: (0,0), (0,1), (0,2), (1,1)
     assert pair["n_cells"] == 4 and pair["excluded_cells"] == 2 and pair["n_cases"] == 2
     assert pair["mean_diff"] == pytest.approx(differences.mean())
@@ -173,7 +172,7 @@ def test_pairs_use_shared_cells_only() -> None:
     assert pair["p_cells"] == pytest.approx(stats.wilcoxon(differences).pvalue)
     assert pair["p_cases"] == pytest.approx(stats.wilcoxon([0.0, 4.0]).pvalue)
     assert pair["better"] == "a"
-    lower = all_pairs(np.stack([a, b]), ["a", "b"], weights, higher_is_better=False)[0]
+    lower = all_pairs(np.stack([a, b]), ["a", "b"], higher_is_better=False)[0]
     assert lower["better"] == "b" and lower["win_rate"] == pytest.approx((1 + 0.5) / 4)
 
 
@@ -252,7 +251,7 @@ def test_summary_statistics_against_pandas() -> None:
     values = rng.normal(size=(2, 6, 5)) * np.arange(1, 7)[None, :, None]
     values[0, 3, 1] = np.nan
     frame = _frame(values)
-    summary = summarize(frame, resamples=200)["m0"]["s"]
+    summary = summarize(frame)["m0"]["s"]
     mine = frame[frame.checkpoint == "m0"].dropna(subset=["value"])
     assert summary.mean == pytest.approx(mine["value"].mean())
     assert summary.pooled_std == pytest.approx(mine["value"].std(ddof=1))

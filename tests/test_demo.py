@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 import sys
@@ -22,6 +23,11 @@ def test_demo_end_to_end_and_rerun_is_a_no_op(tmp_path) -> None:
             assert all(isinstance(v, float) for v in (summary["mean"], *summary["ci95"]))
     assert (tmp_path / "demo" / "report" / "index.html").is_file()
     assert "RANDOM" in first.stderr
+    # Four prompts: the per-prompt Wilcoxon test can never be significant, and every output says so.
+    verdict = results["analysis"]["suites"]["quality"]["verdict"]
+    assert verdict["prompts"] == 4 and "can never give p < 0.05" in verdict["warnings"][0]
+    assert html.escape(verdict["warnings"][0]) in (tmp_path / "demo" / "report" / "index.html").read_text()
+    assert "quality: warning: With 4 prompts" in first.stdout
 
     images = sorted((tmp_path / "demo" / "images").glob("*/*.png"))
     before = {p: p.stat().st_mtime_ns for p in images}

@@ -23,3 +23,17 @@ def test_lookup_by_name_and_unknown_names() -> None:
     with pytest.raises(KeyError, match="unknown model family 'sd3'"):
         get_family("sd3")
     assert set(family_names()) >= {"sd15", "sd2", "sdxl"}
+
+
+def test_readme_lists_every_family_with_its_example() -> None:
+    import tomllib
+
+    from ckptbench.spec import CheckpointSpec
+    from tests.conftest import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("### Model families", 1)[1].split("\n### ", 1)[0]
+    for family in all_families():
+        assert f"| `{family.name}` |" in section and family.example in section, family.name
+        (entry,) = tomllib.loads(family.example)["checkpoints"]
+        CheckpointSpec.model_validate(entry)  # a valid checkpoint entry as written

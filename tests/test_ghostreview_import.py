@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 from ckptbench.analysis.analyze import analyze
 from ckptbench.analysis.results import analysis_settings, build_results
 from ckptbench.cli import app
+from ckptbench.errors import DataImportError
 from ckptbench.imports.ghostreview import import_results
 from ckptbench.store import Store
 
@@ -181,3 +183,54 @@ def test_import_errors_are_one_clear_sentence(tmp_path: Path) -> None:
                                        str(tmp_path / "store")])
     assert outcome.exit_code == 2 and "no-number.csv" in outcome.output
     assert "<checkpoint>-<prompt>.csv" in outcome.output and "Traceback" not in outcome.output
+
+
+def test_paired_p_values_on_the_real_data_equal_scipy_per_pair(imported: tuple[dict, Path], release: Path) -> None:
+    """The release's fp16 clip-cosine has one tie between per-prompt differences; testing every pair in one
+    scipy call switched all of them to the normal approximation. Each pair now equals scipy on that pair
+    alone, computed here straight from the CSVs; AWPainting vs dreamshaper_7 (rows 1 and 2 of the LAION
+    leaderboard) becomes significant after Holm's correction (0.058 before, 0.048 now)."""
+    results, _ = imported
+    raw = _raw_quality(release, "ClipScore")
+    block = results["analysis"]["suites"]["quality"]["scorers"]["clip-cosine"]
+    for pair in block["pairs"]:
+        a, b = raw[pair["a"]], raw[pair["b"]]
+        differences = [np.mean([a[p][s] - b[p][s] for s in a[p]]) for p in sorted(a)]
+        assert pair["p_cases"] == pytest.approx(stats.wilcoxon(differences).pvalue, rel=1e-9)
+    pair = next(p for p in block["pairs"] if (p["a"], p["b"]) == ("AWPainting 1.1_v1.1.safetensors",
+                                                                   "dreamshaper_7.safetensors"))
+    assert pair["p_cases"] == pytest.approx(0.005383, rel=1e-3)
+    assert pair["p_cases_holm"] == pytest.approx(0.048445, rel=1e-3) and pair["p_cases_holm"] < 0.05
+
+
+def test_verdict_and_rank_by_on_the_real_data(imported: tuple[dict, Path]) -> None:
+    results, root = imported
+    quality = results["analysis"]["suites"]["quality"]
+    assert quality["ranking"]["by"] == "laion-aesthetic-v2"
+    verdict = quality["verdict"]
+    assert verdict["leader"] == "AWPainting 1.1_v1.1.safetensors" and verdict["warnings"] == []
+    assert verdict["best_set"] == ["AWPainting 1.1_v1.1.safetensors", "dreamshaper_7.safetensors",
+                                   "revAnimated_v122.safetensors"]
+    # The style suite has 9 prompts: with 8 checkpoints (28 pairs) Holm can never reach 0.05.
+    assert "With 9 prompts and the Holm correction over 28 tests" in results["analysis"]["suites"]["style"][
+        "verdict"]["warnings"][0]
+    store = Store(root, read_only=True)
+    try:
+        by_clip, _ = build_results(store, rank_by="clip-cosine")
+    finally:
+        store.close()
+    ranked = by_clip["analysis"]["suites"]["quality"]
+    assert ranked["ranking"]["by"] == "clip-cosine" and ranked["verdict"]["leader"] == "lyriel_v14.safetensors"
+    assert by_clip["analysis"]["suites"]["style"]["ranking"]["by"] == "style-gram:ghostreview"
+
+
+def test_import_rank_by_is_checked_and_recorded(release: Path, tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    try:
+        with pytest.raises(DataImportError, match=r"--rank-by 'clip-cosin' is not a scorer of the release \(did you "
+                                                  r"mean 'clip-cosine'\?\)"):
+            import_results(store, release, rank_by="clip-cosin")
+        run_id = import_results(store, release, rank_by="composite", bootstrap=100)
+        assert store.run(run_id)["spec"]["analysis"]["rank_by"] == "composite"
+    finally:
+        store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,14 @@ from ckptbench.demo.tiny import tiny_sd15_pipeline
 from ckptbench.demo.tiny_lora import kohya_lora, peft_lora, save_lora, unet_lora_targets
 from ckptbench.generate.base import FailedImage, GeneratedImage, LoraUse, image_key
 from ckptbench.generate.loading import load_pipeline
-from ckptbench.generate.lora import LoraApplier, LoraError, LoraLibrary, combine_loras, read_lora_file
+from ckptbench.generate.lora import (
+    LoraApplier,
+    LoraError,
+    LoraLibrary,
+    combine_loras,
+    lora_short_hash,
+    read_lora_file,
+)
 from ckptbench.hashing import sha256_file
 from ckptbench.prompt import LoraTag
 from tests.generation_helpers import checkpoint, generate, job, pixels, settings
@@ -115,9 +123,62 @@ def test_partial_match_warns_and_no_match_or_other_architecture_fail(results) ->
     assert "sdxl.safetensors was made for SDXL" in sdxl.error and "checkpoint 'a'" in sdxl.error
 
 
-def test_lora_infotext_lists_hashes(results, lora_files) -> None:
+def addnet_by_hand(path: Path) -> str:
+    """kohya's addnet hash as A1111 computes it (modules/hashes.py ``addnet_hash_safetensors``): sha256 of the
+    bytes after the 8-byte length and the JSON header, first 12 hex digits."""
+    data = path.read_bytes()
+    return hashlib.sha256(data[8 + int.from_bytes(data[:8], "little"):]).hexdigest()[:12]
+
+
+def test_lora_infotext_lists_the_addnet_hash(results, lora_files) -> None:
     text = results["kohya_diffusers"].infotext
-    assert f'Lora hashes: "kd: {sha256_file(lora_files["kohya_diffusers"])[:12]}"' in text
+    assert f'Lora hashes: "kd: {addnet_by_hand(lora_files["kohya_diffusers"])}"' in text
+    assert addnet_by_hand(lora_files["kohya_diffusers"]) != sha256_file(lora_files["kohya_diffusers"])[:12]
+
+
+def test_short_hash_is_sshs_model_hash_else_addnet_else_sha256(tmp_path, lora_files) -> None:
+    """A1111 network.py: ``metadata.get('sshs_model_hash') or sha256_from_cache(..., use_addnet_hash=safetensors)``;
+    the short hash is its first 12 characters. Metadata edits leave the addnet hash unchanged."""
+    state = read_lora_file(lora_files["unet_only"])
+    plain = save_lora(state, tmp_path / "plain.safetensors")
+    relabelled = save_lora(state, tmp_path / "relabelled.safetensors", {"ss_output_name": "other"})
+    stated = save_lora(state, tmp_path / "stated.safetensors", {"sshs_model_hash": "ABCDEF0123456789" * 4})
+    junk = save_lora(state, tmp_path / "junk.safetensors", {"sshs_model_hash": "not a hash, but long"})
+    assert lora_short_hash(plain) == addnet_by_hand(plain) == lora_short_hash(relabelled) == lora_short_hash(junk)
+    assert lora_short_hash(stated) == "ABCDEF012345"
+    torch.save(state, tmp_path / "old.pt")
+    assert lora_short_hash(tmp_path / "old.pt") == sha256_file(tmp_path / "old.pt")[:12]
+
+
+def test_text_encoder_and_unet_weights_and_dyn_on_a_kohya_lora(tiny_models, lora_files) -> None:
+    """A1111's multipliers per module (te for text-encoder layers, unet for the rest) and dyn:
+    y = W x + b + m · (alpha / rank) · up[:, :dyn] (down[:dyn] x), alpha over the file's full rank."""
+    pipeline = load_pipeline(checkpoint(tiny_models["folder_a"]), torch.device("cpu"), torch.float32)
+    state = read_lora_file(lora_files["kohya_diffusers"])
+    layers = {"unet": "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k",
+              "text": "text_model.encoder.layers.0.self_attn.q_proj"}
+    text_path = layers["text"] if hasattr(pipeline.text_encoder, "text_model") else layers["text"][len("text_model."):]
+
+    def modules() -> dict[str, torch.nn.Module]:  # fetched again after loading: peft wraps the layers
+        return {"unet": pipeline.unet.get_submodule(layers["unet"]),
+                "text": pipeline.text_encoder.get_submodule(text_path)}
+
+    base = {part: (m.weight.detach().clone(), 0 if m.bias is None else m.bias.detach().clone())
+            for part, m in modules().items()}
+    applier = LoraApplier(pipeline, "a")
+    path = lora_files["kohya_diffusers"]
+    for te, unet, dyn in ((0.6, 0.0, 0), (0.0, 0.9, 0), (0.7, 0.5, 2)):
+        applier.activate((LoraUse(sha256_file(path), te, "kd", path, unet, dyn),))
+        for part, multiplier in (("text", te), ("unet", unet)):
+            prefix = ("lora_te_" if part == "text" else "lora_unet_") + layers[part].replace(".", "_")
+            down, up = state[f"{prefix}.lora_down.weight"], state[f"{prefix}.lora_up.weight"]
+            ranks = dyn or RANK
+            weight, bias = base[part]
+            x = torch.randn(3, weight.shape[1], generator=torch.Generator().manual_seed(0))
+            expected = x @ weight.T + bias + multiplier * (ALPHA / RANK) * (x @ down[:ranks].T @ up[:, :ranks].T)
+            with torch.no_grad():
+                assert torch.allclose(modules()[part](x), expected, atol=1e-5), (part, te, unet, dyn)
+    applier.close()
 
 
 def test_active_lora_layer_computes_base_plus_weighted_low_rank_update(tiny_models, lora_files) -> None:

@@ -144,6 +144,64 @@ def test_bad_weights_are_clear_errors() -> None:
         parse_prompt("a <lora:x:strong>")
 
 
+# A1111 v1.10's LoRA tag rules, restated from modules/extra_networks.py (the pattern <(\w+):([^>]+)>, arguments
+# split at ':', an argument with one '=' is named) and extensions-builtin/Lora/extra_networks_lora.py (positional
+# name, te, unet (default: te after te=), dyn; te=/unet=/dyn= override; float()/int() parse them). None means
+# "not given": ckptbench's default weight where A1111 has 1.0.
+@pytest.mark.parametrize(("prompt", "tag"), [
+    ("<lora:a>", LoraTag("a")),
+    ("<lora:a:0.6>", LoraTag("a", 0.6)),
+    ("<lora:a:0.6:0.3>", LoraTag("a", 0.6, 0.3)),  # first multiplier: text encoder, second: UNet
+    ("<lora:a:1:unet=0.2>", LoraTag("a", 1.0, 0.2)),
+    ("<lora:a:unet=0.2:te=0.7>", LoraTag("a", 0.7, 0.2)),  # named arguments in any order
+    ("<lora:a:unet=0.5>", LoraTag("a", None, 0.5)),
+    ("<lora:a:0.6:te=0.3>", LoraTag("a", 0.3)),  # te= overrides, and the UNet follows the final te
+    ("<lora:a:0.6:0.3:te=1>", LoraTag("a", 1.0, 0.3)),
+    ("<lora:a:0.6:unet=0.1:0.3>", LoraTag("a", 0.6, 0.1)),  # unet= overrides the positional UNet weight
+    ("<lora:a:1:1:8>", LoraTag("a", 1.0, 1.0, 8)),
+    ("<lora:a:1:dyn=4>", LoraTag("a", 1.0, None, 4)),
+    ("<lyco:a:0.5>", LoraTag("a", 0.5)),  # 'lyco' is A1111's alias of 'lora'
+    ("<lora: a :1>", LoraTag(" a ", 1.0)),  # the name exactly as written: A1111 looks up ' a '
+    ("<lora:a: 0.5 >", LoraTag("a", 0.5)),  # float() accepts surrounding spaces
+    ("<lora:a:1e-1:-2>", LoraTag("a", 0.1, -2.0)),
+    ("<lora:my:lora:1>", None),  # 'lora' is a value, not a number: refused below
+])
+def test_lora_tag_arguments_follow_a1111(prompt: str, tag: LoraTag | None) -> None:
+    if tag is None:
+        with pytest.raises(PromptSyntaxError, match="not a number"):
+            parse_prompt(prompt)
+        return
+    assert parse_prompt(f"x {prompt} y").loras == (tag,)
+    assert [s.text for s in parse_prompt(f"x {prompt} y").segments] == ["x  y"]  # the tag is cut out, nothing else
+
+
+@pytest.mark.parametrize(("prompt", "message"), [
+    ("<LORA:a:1>", "case-sensitively"),  # A1111 skips an unknown extra-network type: no LoRA applied
+    ("<Lora:a>", "case-sensitively"),
+    ("<LYCO:a>", "case-sensitively"),
+    ("<lora::1>", "names no LoRA"),
+    ("<lora:te=1>", "names no LoRA"),  # no positional name: A1111 fails on positional[0]
+    ("<lora:a:>", "not a number"),  # float('') fails in A1111 too
+    ("<lora:a:te=1=2>", "not a number"),  # two '=': positional for A1111, then float() fails
+    ("<lora:a:nan>", "not a finite number"),
+    ("<lora:a:lbw=ALL>", "'lbw='"),  # A1111 ignores unknown names; extensions read them: refused, named
+    ("<lora:a:te = 0.5>", "'te ='"),  # the key 'te ' is not 'te' for A1111 (it would ignore it)
+    ("<lora:a:1:1:4:5>", "at most three"),
+    ("<lora:a:1:dyn=0>", "dyn 0"),
+    ("<lora:a:1:dyn=1.5>", "not a whole number"),
+])
+def test_lora_tags_a1111_would_misread_are_refused_with_the_reason(prompt: str, message: str) -> None:
+    with pytest.raises(PromptSyntaxError, match=message):
+        parse_prompt(prompt)
+
+
+def test_text_that_only_looks_like_a_tag_is_text() -> None:
+    """A1111's pattern needs a word right after '<' and a colon right after it: anything else is prompt text."""
+    for prompt in ("a < lora:x:1> b", "a <lora :x> b", "a <lora> b"):
+        parsed = parse_prompt(prompt)
+        assert parsed.loras == () and "".join(s.text for s in parsed.segments) == prompt
+
+
 def test_extract_lora_tags_tidies_the_text_left_behind() -> None:
     text, tags = extract_lora_tags("<lora:a:1>, a cat,  <lora:b:0.5> , on a mat, <lyco:c>")
     assert text == "a cat, on a mat"

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image, PngImagePlugin
 from safetensors.torch import save_file
 
 from ckptbench.analysis.analyze import analyze
@@ -17,6 +18,7 @@ from ckptbench.analysis.suite import AnalysisSettings
 from ckptbench.generate.lora import LoraError, LoraLibrary
 from ckptbench.prompt import LoraTag
 from ckptbench.suites.case import Case
+from ckptbench.suites.infotext_suite import cases_from_images
 from ckptbench.suites.loras import parse_hash, resolve_case_loras
 from ckptbench.suites.notm import CheckpointIdentity, notm_exclusions
 
@@ -75,6 +77,25 @@ def test_resolution_by_alias_mapping_and_hash(library: LoraLibrary, tmp_path: Pa
     # the same file reached under two names is one LoRA
     twice = Case("l", "0", "<lora:try2:0.5>", loras=(LoraTag("Colorwater_v4"),))
     assert _names(resolve_case_loras(twice, library)) == [("Colorwater_v4", 0.5)]
+
+
+def test_infotext_lora_hashes_resolve_by_either_kind(library: LoraLibrary, tmp_path: Path) -> None:
+    """``Lora hashes`` as A1111 writes it (addnet, or the file's sshs_model_hash) and as earlier ckptbench
+    versions and some tools wrote it (12 hex of the whole file's sha256): all three find the file."""
+    stated = tmp_path / "loras" / "stated.safetensors"
+    save_file({"lora_unet_y.lora_down.weight": torch.ones(2, 4), "lora_unet_y.lora_up.weight": torch.ones(4, 2)},
+              str(stated), metadata={"sshs_model_hash": "feedbeef0123" + "0" * 52})
+    moxin = tmp_path / "loras" / "MoXinV1.safetensors"
+    data = moxin.read_bytes()
+    addnet = hashlib.sha256(data[8 + struct.unpack("<Q", data[:8])[0]:]).hexdigest()[:12]
+    text = f'a <lora:m:0.5> <lora:s:1> <lora:w:0.3>\nSteps: 4, Seed: 1, Lora hashes: "m: {addnet}, s: feedbeef0123, ' \
+           f'w: {_sha(moxin)[:12]}"'
+    image = tmp_path / "shown.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", text)
+    Image.new("RGB", (8, 8)).save(image, pnginfo=info)
+    (case,), _ = cases_from_images(image, "imported")
+    assert _names(resolve_case_loras(case, library)) == [("MoXinV1", 0.8), ("stated", 1.0)]
 
 
 def test_unresolvable_loras_say_how_to_map_them(library: LoraLibrary) -> None:

@@ -81,6 +81,9 @@ def run(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print what would be generated and scored (cached vs new) and a time estimate from "
         "earlier runs; load no model, record no run.")] = False,
+    rank_by: Annotated[str | None, typer.Option(
+        "--rank-by", help="Rank by this scorer, or by 'composite'; default: the composite when the spec gives "
+        "weights, else the first scorer the spec names.")] = None,
 ) -> None:
     """Generate, score and report; resumes from whatever the store already holds.
 
@@ -91,12 +94,17 @@ def run(
     from ckptbench.spec_load import load_spec
 
     resume = f"ckptbench run {spec}" + (f" --store {store}" if store else "") + (
-        f" --executor {executor}" if executor else "") + (f" --address {address}" if address else "")
+        f" --executor {executor}" if executor else "") + (f" --address {address}" if address else "") + (
+        f" --rank-by {rank_by}" if rank_by else "")
 
     def work(stop: StopFlag) -> object:
         if executor not in (None, "local", "ray"):
             raise CkptbenchError(f"--executor '{executor}': give 'local' or 'ray'.")
         loaded = load_spec(spec)
+        if rank_by is not None:
+            from ckptbench.analysis.results import spec_with_rank_by
+
+            loaded = spec_with_rank_by(loaded, rank_by)
         if dry_run:
             from ckptbench.dry_run import dry_run as plan_run
             from ckptbench.dry_run import render
@@ -172,6 +180,9 @@ def demo(out_dir: Annotated[Path, typer.Option("--out", help="Folder for the dem
 def report(
     store: Annotated[Path, typer.Option(help="Store folder of a finished run.")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write; default: the store.")] = None,
+    rank_by: Annotated[str | None, typer.Option(
+        "--rank-by", help="Rank by this scorer, or by 'composite'; default: the composite when the run's spec gives "
+        "weights, else the first scorer it names.")] = None,
 ) -> None:
     """Rebuild results.json, scores.csv/.parquet, leaderboard.csv and report/index.html from a store's latest run.
 
@@ -194,12 +205,16 @@ def report(
                              "outputs here when it finishes; give --out FOLDER for a report of the run so far, or "
                              "wait for it.")
         try:
-            results_path, report_path = write_outputs(opened, None, out_dir, console)
+            results_path, report_path = write_outputs(opened, None, out_dir, console, rank_by=rank_by)
         finally:
             opened.close()
     except CkptbenchError as error:
         _fail(error)
         return
+    from ckptbench.report.terminal import verdict_lines
+
+    for line in verdict_lines(json.loads(results_path.read_text())):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     out.print(f"results: {results_path}\nreport: {report_path}")
 
 
@@ -335,7 +350,10 @@ def import_ghostreview(
     store: Annotated[Path, typer.Option(help="Store folder to import into (created if missing).")],
     name: Annotated[str, typer.Option(help="Benchmark name shown in the report.")] = "GhostReview (imported)",
     baseline: Annotated[str | None, typer.Option(help="Checkpoint to anchor scores to.")] = None,
-    bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 1000,
+    bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples (for the rank distributions).")] = 1000,
+    rank_by: Annotated[str | None, typer.Option(
+        "--rank-by", help="Rank by this scorer, or by 'composite' (recorded with the run; `report --rank-by` "
+        "overrides it); default: laion-aesthetic-v2, the release's first score column.")] = None,
 ) -> None:
     """Import GhostReview's per-image results as a run; then `ckptbench report --store STORE`."""
     from ckptbench.imports.ghostreview import import_results
@@ -345,7 +363,8 @@ def import_ghostreview(
         opened = Store(store)
         try:
             with opened.exclusive():
-                run_id = import_results(opened, folder, name=name, baseline=baseline, bootstrap=bootstrap)
+                run_id = import_results(opened, folder, name=name, baseline=baseline, bootstrap=bootstrap,
+                                        rank_by=rank_by)
         finally:
             opened.close()
     except CkptbenchError as error:
@@ -391,9 +410,12 @@ def _summarize(outcome: object) -> None:
 
     assert isinstance(outcome, RunOutcome)
     if outcome.results_path and outcome.results_path.is_file():
-        from ckptbench.report.terminal import leaderboard_table
+        from ckptbench.report.terminal import leaderboard_table, verdict_lines
 
-        out.print(leaderboard_table(json.loads(outcome.results_path.read_text())))
+        results = json.loads(outcome.results_path.read_text())
+        out.print(leaderboard_table(results))
+        for line in verdict_lines(results):
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
     out.print(f"generated {outcome.generated} images, computed {outcome.scored} scores "
               f"(reused {outcome.cached_images} images and {outcome.cached_scores} scores from the store)")
     if outcome.failed_checkpoints:

@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ckptbench.executors import Executor, open_executor
+from ckptbench.generate.batching import largest_size
 from ckptbench.metrics.base import SetScorer
 from ckptbench.metrics.engine import PreparedScorer, ScoreCell, rows_for
 from ckptbench.metrics.set_engine import group_cells, set_key
+from ckptbench.models.memory import MemoryEstimate, describe, estimate_memory
 from ckptbench.plan import generation_plan, images_todo, plan_images, prepare_run, work_units
 from ckptbench.spec import BenchmarkSpec, ExecutorName
 from ckptbench.store import Store
@@ -55,6 +58,7 @@ class DryRun:
     skipped_cases: list[str] = field(default_factory=list)
     needs: list[Need] = field(default_factory=list)
     estimates: list[Estimate] = field(default_factory=list)
+    memory: list[MemoryEstimate] = field(default_factory=list)  # per checkpoint, before anything loads
 
     @property
     def images_new(self) -> int:
@@ -90,6 +94,10 @@ def _plan(spec: BenchmarkSpec, suites: list, store: Store, work: Executor, conso
     for name, jobs in plan.jobs.items():
         result.checkpoints.append(CheckpointWork(name, len({j.key for j in jobs} & existing),
                                                   len({j.key for j in todo[name]} - existing)))
+        if jobs:
+            batch = spec.generation.batch_size if isinstance(spec.generation.batch_size, int) else 1
+            result.memory.append(estimate_memory(plan.resolved[name], dtype, *largest_size(jobs), batch,
+                                                 str(device)))
     tasks = generation_plan(spec, work.workers(), plan.resolved, todo, embeddings)
     per_workload: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     for task in tasks:
@@ -155,6 +163,9 @@ def render(result: DryRun, out: Console) -> None:
     for work in result.scorers:
         scores.add_row(work.name, work.level, str(work.cached), str(work.new), str(work.skipped or ""))
     out.print(scores)
+    for memory in result.memory:
+        style = "red" if memory.fits is False else "default"
+        out.print(f"[{style}]memory[/]: {escape(describe(memory, result.device))}", highlight=False)
     for backbone, count in result.forward_images.items():
         out.print(f"backbone {backbone}: {count} images to embed", highlight=False)
     for message in result.skipped_cases:

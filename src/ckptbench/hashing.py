@@ -110,6 +110,29 @@ def sha256_file(path: Path, cache: DigestCache | None = None) -> str:
     return digest
 
 
+def addnet_sha256(path: Path, cache: DigestCache | None = None) -> str:
+    """sha256 of a safetensors file's tensor data, everything after its header: kohya's "addnet" hash, which
+    A1111 writes for LoRAs (``Lora hashes``) and Civitai matches as AutoV3. Metadata edits do not change it."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    # The digest cache is keyed by path: the addnet hash is kept under a name no resolved path has.
+    ident = (f"addnet:{path}", stat.st_size, stat.st_mtime_ns)
+    if ident in _memory_cache:
+        return _memory_cache[ident]
+    digest = cache.lookup_digest(ident) if cache else None
+    if digest is None:
+        hasher = hashlib.sha256()
+        with path.open("rb") as handle:
+            handle.seek(8 + int.from_bytes(handle.read(8), "little"))
+            while chunk := handle.read(_CHUNK):
+                hasher.update(chunk)
+        digest = hasher.hexdigest()
+        if cache:
+            cache.remember_digest(ident, digest)
+    _memory_cache[ident] = digest
+    return digest
+
+
 def autov2(sha256: str) -> str:
     """Civitai's short "AutoV2" hash: the first 10 hex digits of the file's sha256."""
     return sha256[:10].upper()

@@ -34,6 +34,7 @@ from ckptbench.metrics.engine import PreparedScorer, prepare_scorers
 from ckptbench.metrics.references import ReferenceSet, reference_set
 from ckptbench.metrics.set_engine import check_planned_sizes
 from ckptbench.models.checkpoint import ResolvedCheckpoint, resolve_checkpoint
+from ckptbench.models.families import get_family
 from ckptbench.spec import BenchmarkSpec, CheckpointSpec
 from ckptbench.store import RunItem, Store
 from ckptbench.suites import Case
@@ -97,6 +98,7 @@ def plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, dt
             continue
         plan.resolved[ckpt.name] = ckpt
         log_detection(ckpt, console)
+        ckpt_settings = family_settings(ckpt, settings, generation.distilled_cfg, console)
         plan.jobs[ckpt.name] = []
         for index, (seeds, case, loras) in enumerate(cases):
             if index not in prompts:
@@ -107,7 +109,7 @@ def plan_images(spec: BenchmarkSpec, suites: list[LoadedSuite], store: Store, dt
             for seed in seeds:
                 job = ImageJob(checkpoint=ckpt.name, checkpoint_sha256=ckpt.sha256, case=case, seed=seed,
                                prompt=inputs["prompt"], negative_prompt=inputs["negative_prompt"],
-                               settings=settings, backend=backend, checkpoint_identity=ckpt.identity,
+                               settings=ckpt_settings, backend=backend, checkpoint_identity=ckpt.identity,
                                loras=loras, embeddings=used)
                 plan.jobs[ckpt.name].append(job)
                 plan.items.append(RunItem(ckpt.name, case.suite, case.case_id, case.prompt, seed, job.key))
@@ -164,6 +166,15 @@ def work_units(settings: SamplingSettings) -> float:
 
 def generation_workload(checkpoint: ResolvedCheckpoint, settings: SamplingSettings) -> str:
     return f"{checkpoint.family} {settings.dtype}"
+
+
+def family_settings(ckpt: ResolvedCheckpoint, settings: SamplingSettings, distilled_cfg: float, console: Console
+                    ) -> SamplingSettings:
+    """The run's sampling settings as the checkpoint's family samples them (Flux, SD3.5: flow-matching Euler)."""
+    adapted, note = get_family(ckpt.family).sampling_settings(settings, distilled_cfg, ckpt.variant)
+    if note:
+        console.print(f"{ckpt.name}: {note}", highlight=False)
+    return adapted
 
 
 def log_detection(ckpt: ResolvedCheckpoint, console: Console) -> None:

@@ -28,10 +28,17 @@ SQUARE_MULTIPLIER = 1 / 1.1
 
 @dataclass(frozen=True)
 class LoraTag:
-    """A LoRA named in a prompt (``<lora:name:weight>``) or by a suite; weight None = the spec's default."""
+    """A LoRA named in a prompt (``<lora:name:te:unet:dyn>``) or by a suite.
+
+    ``weight`` is A1111's first multiplier: the text encoders', and the UNet's too unless ``unet_weight`` (the
+    second) is given; None means the spec's default weight. ``dyn`` keeps only the first ``dyn`` ranks of
+    plain LoRA layers (DyLoRA), as A1111 does.
+    """
 
     name: str
     weight: float | None = None
+    unet_weight: float | None = None
+    dyn: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,13 +68,12 @@ class ParsedPrompt:
 
 # --- pass 1: extra networks -------------------------------------------------------------------------
 
-# A1111's own tag pattern: whatever it matches is removed from the text before encoding, without
-# touching the whitespace or commas around it (the tokens that remain are what A1111 encodes).
+# A1111's own tag pattern (``modules/extra_networks.py``): whatever it matches is removed from the text before
+# encoding, without touching the whitespace or commas around it (the tokens that remain are what A1111 encodes).
+# The type is matched case-sensitively: ``<LORA:x>`` is a tag of an unknown type, not a LoRA.
 _EXTRA_NETWORK_TAG = re.compile(r"<(\w+):([^>]+)>")
-_LORA_NETWORKS = {"lora", "lyco"}
-# Fields are split in Python, not by the pattern: nested optional groups around \s* backtracked in cubic time
-# on an unclosed tag ("<lora:" and 1,000 spaces took 20 s).
-_LORA_TAG = re.compile(r"<\s*(?:lora|lyco)\s*:([^>]*)>", re.IGNORECASE)
+_LORA_NETWORKS = ("lora", "lyco")  # A1111 registers 'lyco' as an alias of 'lora'
+_LORA_ARGUMENTS = ("te", "unet", "dyn")
 # Whitespace runs are matched from their start only ((?<!\s)): a pattern that begins with \s can otherwise be
 # tried from every position of a long run, which is quadratic. The matches are the same.
 _SPACE_COMMA = re.compile(r"(?<!\s)\s+,")
@@ -82,7 +88,8 @@ def _sub_tags(pattern: re.Pattern[str], replacement, text: str) -> str:
 
 
 def extract_lora_tags(prompt: str) -> tuple[str, tuple[LoraTag, ...]]:
-    """Split ``<lora:name>`` / ``<lora:name:weight>`` tags off a prompt, as A1111 does before encoding.
+    """Split ``<lora:…>`` / ``<lyco:…>`` tags off a prompt, as A1111 does before encoding (``lora_tag`` reads
+    their arguments).
 
     The returned text is tidied for display (no doubled spaces or commas left where a tag was); the
     conditioning encodes ``parse_prompt``'s segments, which keep A1111's exact remainder.
@@ -90,40 +97,90 @@ def extract_lora_tags(prompt: str) -> tuple[str, tuple[LoraTag, ...]]:
     tags: list[LoraTag] = []
 
     def take(match: re.Match[str]) -> str:
-        # <lora:name>, <lora:name:weight>, <lora:name:weight:more…>; an empty first field is no tag.
-        fields = match.group(1).split(":")
-        if not fields[0]:
-            return match.group(0)
-        name = fields[0].strip()
-        if not name:
-            raise PromptSyntaxError(f"{match.group(0)} names no LoRA; write <lora:name> or <lora:name:weight>.")
-        weight_text = fields[1].strip() if len(fields) > 1 else ""
-        try:
-            weight = float(weight_text) if weight_text else None
-        except ValueError:
-            raise PromptSyntaxError(
-                f"<lora:{name}:{weight_text}> has a weight that is not a number; write e.g. <lora:{name}:0.8>."
-            ) from None
-        if weight is not None and not math.isfinite(weight):
-            raise PromptSyntaxError(f"<lora:{name}:{weight_text}> has a weight that is not a finite number; write "
-                                    f"e.g. <lora:{name}:0.8>.")
-        tags.append(LoraTag(name, weight))
+        if match.group(1) not in _LORA_NETWORKS:
+            return match.group(0)  # another kind of extra network: refused by parse_prompt, kept here
+        tags.append(lora_tag(match.group(2), match.group(0)))
         return ""
 
-    text = _sub_tags(_LORA_TAG, take, prompt)
+    text = _sub_tags(_EXTRA_NETWORK_TAG, take, prompt)
     text = re.sub(r"[ \t]{2,}", " ", text)
     text = _SPACE_COMMA.sub(",", text)
     text = re.sub(r",(\s*,)+", ",", text)
     return text.strip().strip(",").strip(), tuple(tags)
 
 
+def lora_tag(arguments: str, tag: str) -> LoraTag:
+    """A LoRA tag's ``:``-separated arguments read as A1111 v1.10 reads them (``ExtraNetworkParams`` and
+    ``ExtraNetworkLora.activate``).
+
+    An argument with one ``=`` is named, every other one positional: the name (kept exactly as written,
+    spaces included), the text-encoder multiplier, the UNet multiplier (default: the text encoder's, after
+    ``te=``), ``dyn``. ``te=``, ``unet=`` and ``dyn=`` override the positional values. Where A1111 would
+    fail (a weight that is not a number) or silently ignore an argument (an unknown name, a fifth
+    positional value), ckptbench refuses the prompt with a message instead.
+    """
+    positional: list[str] = []
+    named: dict[str, str] = {}
+    for item in arguments.split(":"):
+        parts = item.split("=", 2)
+        if len(parts) == 2:
+            named[parts[0]] = parts[1]
+        else:
+            positional.append(item)
+    if not positional or not positional[0].strip():
+        raise PromptSyntaxError(f"{tag} names no LoRA; write <lora:name> or <lora:name:weight>.")
+    name = positional[0]
+    unknown = [key for key in named if key not in _LORA_ARGUMENTS]
+    if unknown:
+        raise PromptSyntaxError(
+            f"{tag} has the argument '{unknown[0]}=', which A1111 does not know (it ignores it; extensions such as "
+            "LoRA Block Weight read their own); ckptbench reads only te=, unet= and dyn=: remove the argument.")
+    if len(positional) > 4:
+        raise PromptSyntaxError(f"{tag} has {len(positional) - 1} values after the name; A1111 reads at most three "
+                                f"(<lora:{name}:te:unet:dyn>) and ignores the rest: remove the extra ones.")
+    te = _multiplier(positional[1], tag, "weight") if len(positional) > 1 else None
+    te = _multiplier(named["te"], tag, "te") if "te" in named else te
+    unet = _multiplier(positional[2], tag, "UNet weight") if len(positional) > 2 else None
+    unet = _multiplier(named["unet"], tag, "unet") if "unet" in named else unet
+    dyn = _rank(positional[3], tag) if len(positional) > 3 else None
+    dyn = _rank(named["dyn"], tag) if "dyn" in named else dyn
+    return LoraTag(name, te, unet, dyn)
+
+
+def _multiplier(text: str, tag: str, what: str) -> float:
+    try:
+        value = float(text)  # what A1111 calls: surrounding spaces, exponents and '_' digit groups are accepted
+    except ValueError:
+        raise PromptSyntaxError(f"{tag} has a {what} ('{text}') that is not a number; write e.g. 0.8.") from None
+    if not math.isfinite(value):
+        raise PromptSyntaxError(f"{tag} has a {what} ('{text}') that is not a finite number; write e.g. 0.8.")
+    return value
+
+
+def _rank(text: str, tag: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise PromptSyntaxError(f"{tag} has dyn '{text}', which is not a whole number; write e.g. dyn=8.") from None
+    if value < 1:
+        # A1111 slices the LoRA's ranks with it: 0 removes the LoRA's effect, a negative value drops ranks
+        # from the end; neither is what anyone writing it means.
+        raise PromptSyntaxError(f"{tag} has dyn {value}; dyn is the number of ranks to keep (1 or more).")
+    return value
+
+
 def _remove_extra_networks(prompt: str) -> str:
     for match in _EXTRA_NETWORK_TAG.finditer(prompt, 0, prompt.rfind(">") + 1):
-        kind = match.group(1).lower()
-        if kind not in _LORA_NETWORKS:
+        kind = match.group(1)
+        if kind in _LORA_NETWORKS:
+            continue
+        if kind.lower() in _LORA_NETWORKS:
             raise PromptSyntaxError(
-                f"the prompt names a '{kind}' extra network ({match.group(0)}); ckptbench applies only "
-                "<lora:…> and <lyco:…> tags; remove the tag or replace it with a LoRA.")
+                f"the prompt has the tag {match.group(0)}; A1111 reads tag types case-sensitively, so it removes this "
+                f"tag and applies no LoRA; write <{kind.lower()}:…> to apply it, or remove the tag.")
+        raise PromptSyntaxError(
+            f"the prompt names a '{kind}' extra network ({match.group(0)}); ckptbench applies only "
+            "<lora:…> and <lyco:…> tags; remove the tag or replace it with a LoRA.")
     return _sub_tags(_EXTRA_NETWORK_TAG, "", prompt)
 
 

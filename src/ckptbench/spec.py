@@ -31,8 +31,9 @@ class BenchmarkInfo(_Strict):
     store: Path | None = Field(
         default=None, description="Folder where images, scores and results are kept; default: the spec's folder."
     )
-    bootstrap: int = Field(default=1000, ge=100, description="Bootstrap resamples for confidence intervals.")
-    analysis_seed: int = Field(default=0, description="Seed of the bootstrap, so intervals are reproducible.")
+    bootstrap: int = Field(default=1000, ge=100,
+                           description="Bootstrap resamples for the rank distributions (intervals are cluster-t).")
+    analysis_seed: int = Field(default=0, description="Seed of the bootstrap, so rank distributions are reproducible.")
     preset: PresetName | None = Field(
         default=None, description="Start from a preset ('ghostreview', 'quick'); every key set here overrides it."
     )
@@ -80,6 +81,18 @@ class CheckpointSpec(_Strict):
         default=None,
         description="External VAE for this checkpoint: a single-file VAE .safetensors (original layout) or a "
         "diffusers VAE folder; overrides [generation] vae and the baked VAE.",
+    )
+    text_encoders: tuple[Path, ...] = Field(
+        default=(),
+        description="Separate text-encoder files for a Flux or SD3.5 transformer-only file (clip_l, clip_g, t5xxl "
+        ".safetensors, as ComfyUI and Forge load them), each recognised by its tensors; they replace encoders the "
+        "checkpoint holds.",
+    )
+    t5_tokenizer: Path | None = Field(
+        default=None,
+        description="The T5 tokenizer of a Flux or SD3.5 checkpoint: a folder with tokenizer.json (e.g. the "
+        "tokenizer_2 folder of FLUX.1-dev) or the tokenizer.json file; default: looked up in the local Hugging "
+        "Face cache.",
     )
     allow_pickle: bool = Field(
         default=False,
@@ -169,6 +182,10 @@ class GenerationSettings(_Strict):
     sampler: str = Field(default="Euler a", description="A1111 sampler name, e.g. 'DPM++ 2M Karras'.")
     steps: int = Field(default=20, ge=1, le=500)
     cfg: float = Field(default=7.0, ge=0.0, le=50.0, description="Classifier-free guidance scale.")
+    distilled_cfg: float = Field(
+        default=3.5, ge=0.0, le=30.0,
+        description="FLUX.1 [dev]'s distilled guidance (Forge's 'Distilled CFG Scale'); Flux samples with CFG 1, "
+        "as Forge and ComfyUI do by default, so `cfg` applies to the other families.")
     width: int = Field(default=512, ge=8, le=4096)
     height: int = Field(default=512, ge=8, le=4096)
     seeds: tuple[int, ...] = Field(default=(1, 2, 3, 4), description="A list, or {from = 1, to = 32}.")
@@ -295,6 +312,12 @@ class AnalysisSpec(_Strict):
         default_factory=dict, description="Weights of the composite ranking, per scorer.")
     within_prompt: tuple[str, ...] = Field(
         default=(), description="More scorers whose values are compared only within a prompt (preference models).")
+    rank_by: str | None = Field(
+        default=None, description="What the leaderboard ranks by: a scorer of scorers.use or \"composite\"; default: "
+        "the composite when weights are given, else the first scorer of scorers.use.")
+    multiplicity: Literal["per-scorer", "run"] = Field(
+        default="per-scorer", description="Holm families: per suite × scorer (\"per-scorer\") or every paired test of "
+        "the run together (\"run\").")
 
 
 class ScorerOptions(_Strict):
@@ -358,6 +381,10 @@ class BenchmarkSpec(_Strict):
         if self.analysis.baseline is not None and self.analysis.baseline not in names:
             hint = did_you_mean(self.analysis.baseline, names)
             raise ValueError(f"analysis.baseline '{self.analysis.baseline}' is not a checkpoint name{hint}")
+        rank_by = self.analysis.rank_by
+        if rank_by is not None and rank_by != "composite" and rank_by not in self.scorers.use:
+            hint = did_you_mean(rank_by, [*self.scorers.use, "composite"])
+            raise ValueError(f"analysis.rank_by '{rank_by}' is neither a scorer of scorers.use nor 'composite'{hint}")
         for table in ("thresholds", "composite"):
             known = set(self.scorers.use) | {name.split(":", 1)[0] for name in self.scorers.use}
             for scorer in getattr(self.analysis, table):

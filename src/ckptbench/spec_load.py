@@ -65,7 +65,9 @@ def _resolve_paths(spec: BenchmarkSpec, base: Path) -> BenchmarkSpec:
         return None if value is None else (base / value.expanduser()).resolve()
 
     checkpoints = tuple(
-        c.model_copy(update={"path": resolve(c.path), "config": resolve(c.config), "vae": resolve(c.vae)})
+        c.model_copy(update={"path": resolve(c.path), "config": resolve(c.config), "vae": resolve(c.vae),
+                             "t5_tokenizer": resolve(c.t5_tokenizer),
+                             "text_encoders": tuple(resolve(t) for t in c.text_encoders)})
         for c in spec.checkpoints
     )
     info = spec.benchmark.model_copy(update={"store": resolve(spec.benchmark.store) or base})
@@ -118,8 +120,8 @@ def _check_files_exist(spec: BenchmarkSpec, path: Path) -> None:
         raise SpecError(f"{path}: generation.vae: {spec.generation.vae} does not exist; fix the path (relative "
                         "paths are taken from the spec's folder).")
     for index, checkpoint in enumerate(spec.checkpoints):
-        for field in ("path", "config", "vae"):
-            value = getattr(checkpoint, field)
+        for field, value in [(f, getattr(checkpoint, f)) for f in ("path", "config", "vae", "t5_tokenizer")] + [
+                (f"text_encoders[{i}]", p) for i, p in enumerate(checkpoint.text_encoders)]:
             if value is not None and not value.exists():
                 raise SpecError(
                     f"{path}: checkpoints[{index}].{field} ('{checkpoint.name}'): {value} does not exist; "

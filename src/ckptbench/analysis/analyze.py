@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 
 from ckptbench.analysis.cube import SuiteCube, build_cube
+from ckptbench.analysis.multiplicity import apply_holm, views
 from ckptbench.analysis.suite import AnalysisSettings, analyze_suite
 from ckptbench.analysis.traits import ScorerTraits, scorer_traits
+from ckptbench.analysis.verdict import choose_ranking, suite_ranking, verdict
 from ckptbench.suites.notm import CheckpointIdentity, notm_exclusions
 
 CaseKey = tuple[str, str]  # (suite, case id)
@@ -43,8 +45,16 @@ def analyze(frame: pd.DataFrame, settings: AnalysisSettings, *, checkpoints: Seq
         if kind == "lora":
             result["notm"] = _notm(cube, meta, identities, traits, settings)
         suites[suite] = result
+    multiplicity = apply_holm(suites, settings.multiplicity)
+    ranking = choose_ranking(settings.rank_by, settings.rank_by_source, settings.composite, settings.scorer_order,
+                             list(traits))
+    for _, block in views(suites):
+        block["ranking"] = suite_ranking(ranking, block, settings.scorer_order)
+        block["verdict"] = verdict(block, block["ranking"])
     return {
         "settings": settings.as_dict(),
+        "ranking": ranking,
+        "multiplicity": multiplicity,
         "scorers": {name: t.as_dict() for name, t in sorted(traits.items())},
         "suites": suites,
         "missing": _missing(suites),

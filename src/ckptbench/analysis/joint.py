@@ -1,7 +1,10 @@
 """The joint cluster bootstrap of a suite: one set of resampled (case, seed) cells for every checkpoint.
 
+It gives the rank distributions (median rank, 95% rank interval, share of resamples ranked first); the
+intervals of means and differences are cluster-t intervals (``intervals.py``), which cover better.
+
 A resample draws the suite's cases with replacement, then, for every drawn case, its seeds with
-replacement (cluster bootstrap, as in ``bootstrap.py``). Every checkpoint and every scorer is evaluated
+replacement (a two-stage cluster bootstrap). Every checkpoint and every scorer is evaluated
 on the *same* resampled cells, so differences between checkpoints are paired, ranks come from one
 coherent draw, and a composite of several scorers is resampled jointly.
 
@@ -10,16 +13,21 @@ resample b. A checkpoint's resampled mean is then ``W @ values / W @ present`` (
 nothing), which turns the whole bootstrap into a few matrix products.
 
 The draws depend only on the analysis seed, the suite's name and its (case, seed) grid — never on which
-checkpoints are in the pool — so adding a checkpoint does not move any other checkpoint's interval.
+checkpoints are in the pool — so adding a checkpoint does not move any other checkpoint's rank draws.
 """
 
 from __future__ import annotations
 
+import zlib
 from functools import lru_cache
 
 import numpy as np
 
-from ckptbench.analysis.bootstrap import stable_rng
+
+def stable_rng(seed: int, *labels: str) -> np.random.Generator:
+    """A generator that depends only on the seed and the labels, so adding a checkpoint to the pool never
+    changes another checkpoint's draws."""
+    return np.random.default_rng([seed, *(zlib.crc32(label.encode()) for label in labels)])
 
 
 @lru_cache(maxsize=16)

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from ckptbench.analysis.analyze import analyze
+from ckptbench.analysis.composite import COMPOSITE
 from ckptbench.analysis.skills import skill_breakdown
 from ckptbench.analysis.suite import AnalysisSettings
 from ckptbench.analysis.summary import summarize
-from ckptbench.errors import StoreError
+from ckptbench.errors import SpecError, StoreError
 from ckptbench.hashing import autov2
 from ckptbench.store import Store
 from ckptbench.suites.notm import CheckpointIdentity
+from ckptbench.textfiles import closest
+
+if TYPE_CHECKING:
+    from ckptbench.spec import BenchmarkSpec
 
 RESULTS_SCHEMA = "ckptbench.results/1"
 
 
-def analysis_settings(spec: dict[str, Any]) -> AnalysisSettings:
-    """The analysis settings of a run, read from the effective spec it recorded."""
+def analysis_settings(spec: dict[str, Any], rank_by: str | None = None) -> AnalysisSettings:
+    """The analysis settings of a run, read from the effective spec it recorded; ``rank_by`` (from the
+    command line) overrides the spec's ``[analysis] rank_by``."""
     benchmark = spec.get("benchmark", {})
     section = spec.get("analysis") or {}
+    asked = rank_by or section.get("rank_by")
     return AnalysisSettings(
         resamples=int(benchmark.get("bootstrap", 1000)),
         seed=int(benchmark.get("analysis_seed", 0)),
@@ -29,11 +37,36 @@ def analysis_settings(spec: dict[str, Any]) -> AnalysisSettings:
         thresholds={str(k): float(v) for k, v in (section.get("thresholds") or {}).items()},
         composite={str(k): float(v) for k, v in (section.get("composite") or {}).items()},
         within_prompt=frozenset(section.get("within_prompt") or ()),
+        rank_by=asked,
+        rank_by_source=("command line (--rank-by)" if rank_by else "spec [analysis] rank_by") if asked else None,
+        multiplicity=str(section.get("multiplicity") or "per-scorer"),
+        scorer_order=tuple(str(n) for n in (spec.get("scorers") or {}).get("use") or ()),
     )
 
 
-def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The results document and the tidy score table of one run (default: the latest)."""
+def spec_with_rank_by(spec: BenchmarkSpec, rank_by: str) -> BenchmarkSpec:
+    """``spec`` with ``[analysis] rank_by`` replaced (``run --rank-by``), checked against its scorers."""
+    if rank_by != COMPOSITE and rank_by not in spec.scorers.use:
+        hint = closest(rank_by, [*spec.scorers.use, COMPOSITE])
+        raise SpecError(f"--rank-by '{rank_by}' is neither a scorer of the spec's scorers.use nor 'composite'"
+                        + (f" (did you mean '{hint}'?)" if hint else "") + "; give one of: "
+                        + ", ".join([*spec.scorers.use, COMPOSITE]) + ".")
+    return spec.model_copy(update={"analysis": spec.analysis.model_copy(update={"rank_by": rank_by})})
+
+
+def check_rank_by(rank_by: str | None, scorers: Sequence[str], where: str) -> None:
+    """A clear error when ``rank_by`` names neither a scorer of the run nor "composite"."""
+    if rank_by is None or rank_by == COMPOSITE or rank_by in scorers:
+        return
+    hint = closest(rank_by, [*scorers, COMPOSITE])
+    raise StoreError(f"{where} '{rank_by}' is not a scorer of this run" + (f" (did you mean '{hint}'?)" if hint else "")
+                     + "; give one of: " + ", ".join([*sorted(scorers), COMPOSITE]) + ".")
+
+
+def build_results(store: Store, run_id: int | None = None, rank_by: str | None = None
+                  ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The results document and the tidy score table of one run (default: the latest); ``rank_by`` (a
+    scorer or "composite") overrides the ranking the run's spec asks for."""
     run = store.run(run_id) if run_id is not None else store.latest_run()
     if run is None:
         raise StoreError(f"{store.root}: no run recorded in this store; run `ckptbench run SPEC.toml` first.")
@@ -43,8 +76,8 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
     sets = store.set_frame(run_id)
     items = store.run_items(run_id)
     benchmark = spec.get("benchmark", {})
-    settings = analysis_settings(spec)
-    summaries = summarize(frame, settings.resamples, settings.seed)
+    settings = analysis_settings(spec, rank_by)
+    summaries = summarize(frame)
     scorer_keys = store.run_scorer_keys(run_id)
     infos = store.scorer_infos(scorer_keys.values())
     failures = store.run_failures(run_id)
@@ -59,6 +92,8 @@ def build_results(store: Store, run_id: int | None = None) -> tuple[dict[str, An
     if settings.baseline is not None and settings.baseline not in {c.name for c in identities}:
         raise StoreError(f"{store.root}: run {run_id}: analysis.baseline '{settings.baseline}' is not a checkpoint "
                          "of this run; name one of: " + ", ".join(c.name for c in identities) + ".")
+    check_rank_by(settings.rank_by, [str(s) for s in pd.unique(frame["scorer"])],
+                  f"{store.root}: run {run_id}: " + ("--rank-by" if rank_by else "analysis.rank_by"))
     cases = store.run_cases(run_id)
     analysis = analyze(frame, settings, checkpoints=identities, cases=cases, directions=directions)
     checkpoints = []

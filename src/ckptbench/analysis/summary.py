@@ -1,4 +1,4 @@
-"""Per checkpoint × scorer summaries: mean with a cluster-bootstrap CI, seed and pooled spread."""
+"""Per checkpoint × scorer summaries: mean with a cluster-t interval, seed and pooled spread."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from ckptbench.analysis.bootstrap import finite_interval
 from ckptbench.analysis.cube import build_cube
-from ckptbench.analysis.joint import joint_weights
+from ckptbench.analysis.intervals import ratio_means, t_interval
 
 
 @dataclass(frozen=True)
@@ -55,49 +54,44 @@ def _row_stds(matrix: np.ndarray) -> np.ndarray:
     return np.nanstd(usable, axis=1, ddof=1) if len(usable) else np.empty(0)
 
 
-def summarize(frame: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> dict[str, dict[str, ScoreSummary]]:
+def summarize(frame: pd.DataFrame) -> dict[str, dict[str, ScoreSummary]]:
     """checkpoint → scorer → summary over all of the checkpoint's images, in every suite.
 
-    The interval comes from the joint cluster bootstrap of each suite (``joint.py``), stratified by
-    suite: each resample redraws every suite's cases and seeds, and the checkpoint's resampled mean
-    pools the suites' resampled sums. The draws depend on the suite, never on the pool of checkpoints.
+    The interval is the cluster-t interval of ``intervals.py`` with the suites as strata: the pooled mean
+    is one ratio mean over every suite's cells, and each suite's cases contribute their own spread. It
+    depends on the checkpoint's own values only, never on the pool of checkpoints.
     """
-    parts: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]] = {}
+    parts: dict[tuple[str, str], list[tuple[np.ndarray, int]]] = {}
     for suite in (str(s) for s in pd.unique(frame["suite"])):
         cube = build_cube(frame, suite)
-        weights = joint_weights(len(cube.cases), len(cube.seeds), resamples, seed, suite)
         for k, scorer in enumerate(cube.scorers):
-            flat = cube.values[k].reshape(len(cube.checkpoints), -1)
-            present = np.isfinite(flat)
-            sums = np.einsum("bc,rc->br", weights, np.where(present, flat, 0.0))
-            counts = np.einsum("bc,rc->br", weights, present.astype(np.float64))
             for m, checkpoint in enumerate(cube.checkpoints):
                 planned = cube.planned[m]
                 if not planned.any():
                     continue
                 missing = int((planned & ~np.isfinite(cube.values[k, m])).sum())
-                parts.setdefault((checkpoint, scorer), []).append((cube.values[k, m], sums[:, m], counts[:, m],
-                                                                   missing))
+                parts.setdefault((checkpoint, scorer), []).append((cube.values[k, m], missing))
     result: dict[str, dict[str, ScoreSummary]] = {}
     for (checkpoint, scorer), pieces in parts.items():
         result.setdefault(checkpoint, {})[scorer] = _pooled_summary(pieces)
     return result
 
 
-def _pooled_summary(pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]) -> ScoreSummary:
-    finite = np.concatenate([matrix[np.isfinite(matrix)] for matrix, _, _, _ in pieces])
-    missing = sum(piece[3] for piece in pieces)
+def _pooled_summary(pieces: list[tuple[np.ndarray, int]]) -> ScoreSummary:
+    finite = np.concatenate([matrix[np.isfinite(matrix)] for matrix, _ in pieces])
+    missing = sum(piece[1] for piece in pieces)
     if finite.size == 0:
         return ScoreSummary(float("nan"), (float("nan"), float("nan")), float("nan"), float("nan"), 0, missing)
-    row_stds = np.concatenate([_row_stds(matrix) for matrix, _, _, _ in pieces])
-    sums = np.sum([piece[1] for piece in pieces], axis=0)
-    counts = np.sum([piece[2] for piece in pieces], axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        samples = np.where(counts > 0, sums / counts, np.nan)
-    low, high = finite_interval(samples)
+    row_stds = np.concatenate([_row_stds(matrix) for matrix, _ in pieces])
+    width = max(matrix.shape[1] for matrix, _ in pieces)
+    # Suites side by side as one (1, cases of all suites, seeds) array, each suite's cases a stratum.
+    stacked = np.concatenate([np.pad(matrix, ((0, 0), (0, width - matrix.shape[1])), constant_values=np.nan)
+                              for matrix, _ in pieces])[None]
+    strata = np.concatenate([np.full(matrix.shape[0], i) for i, (matrix, _) in enumerate(pieces)])
+    low, high = t_interval(ratio_means(stacked, strata))
     return ScoreSummary(
         mean=float(finite.mean()),
-        ci95=(float("nan") if low is None else low, float("nan") if high is None else high),
+        ci95=(float(low[0]), float(high[0])),
         seed_std=float(np.mean(row_stds)) if row_stds.size else float("nan"),
         pooled_std=float(np.std(finite, ddof=1)) if finite.size > 1 else float("nan"),
         n=int(finite.size),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,11 +42,14 @@ class SamplingSettings:
     dtype: str  # resolved: fp32 / fp16 / bf16
     hires: HiresSettings | None = None
     clip_skip: int = 1  # A1111 meaning: 1 = the text encoder's last layer
+    distilled_cfg: float | None = None  # FLUX.1 [dev]'s guidance embedding (Forge's "Distilled CFG Scale")
 
     def as_dict(self) -> dict[str, Any]:
         settings: dict[str, Any] = {"sampler": self.sampler, "steps": self.steps, "cfg": self.cfg,
                                     "width": self.width, "height": self.height, "dtype": self.dtype,
                                     "clip_skip": self.clip_skip}
+        if self.distilled_cfg is not None:  # absent otherwise, so keys of the other families stay as they were
+            settings["distilled_cfg"] = self.distilled_cfg
         if self.hires is not None:  # absent rather than null, so keys of images without hires fix stay as they were
             settings["hires"] = self.hires.as_dict()
         return settings
@@ -54,15 +57,35 @@ class SamplingSettings:
 
 @dataclass(frozen=True, order=True)
 class LoraUse:
-    """A LoRA applied to an image: resolved to a file, known by its content, with the weight it is applied at."""
+    """A LoRA applied to an image: resolved to a file, known by its content, with the weights it is applied at.
+
+    ``weight`` acts on the text encoders, ``unet_weight`` on the UNet (A1111's two multipliers; the same
+    unless given); ``dyn`` keeps the first ``dyn`` ranks of plain LoRA layers (0: all).
+    """
 
     sha256: str
     weight: float
-    name: str  # as named in the prompt or suite (the file's stem)
+    name: str  # as named in the prompt or suite (the file's stem, or an alias or hash), exactly as written
     path: Path
+    unet_weight: float | None = None  # None given: set to ``weight`` (always a number once built)
+    dyn: int = 0
+    # What A1111 writes for the file in ``Lora hashes`` (the kohya addnet hash, 12 hex digits); not part of
+    # what the LoRA computes, so not compared.
+    short_hash: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weight", float(self.weight))
+        object.__setattr__(self, "unet_weight", self.weight if self.unet_weight is None else float(self.unet_weight))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "weight": self.weight}
+        # Absent unless they differ from the defaults, so keys of images with one weight and all ranks stay
+        # as they were before separate weights existed.
+        fields: dict[str, Any] = {"sha256": self.sha256, "weight": self.weight}
+        if self.unet_weight != self.weight:
+            fields["unet_weight"] = self.unet_weight
+        if self.dyn:
+            fields["dyn"] = self.dyn
+        return fields
 
 
 @dataclass(frozen=True)

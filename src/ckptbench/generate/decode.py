@@ -97,7 +97,8 @@ def _decode(vae: torch.nn.Module, latents: torch.Tensor, dtype: torch.dtype) -> 
         std_t = torch.tensor(std).view(shape).to(latents.device, dtype)
         latents = latents * std_t / config.scaling_factor + mean_t
     else:
-        latents = latents / config.scaling_factor
+        # Flux and SD3 VAEs also shift their latent space (``shift_factor``); the SD VAEs do not.
+        latents = latents / config.scaling_factor + (getattr(config, "shift_factor", None) or 0.0)
     with _vae_dtype(vae, dtype):
         sample = vae.decode(latents, return_dict=False)[0]  # type: ignore[attr-defined]
     # As diffusers' image processor does; NaN survive the clamp, so the check above still sees them.

@@ -26,8 +26,9 @@ from ckptbench.generate.conditioning import prompt_conditioning
 from ckptbench.generate.decode import decode_latents, to_pil
 from ckptbench.generate.embeddings import EmbeddingLibrary, TextualInversion
 from ckptbench.generate.fast_path import apply_fast_path, choose_batch_size, vae_decode_dtype
+from ckptbench.generate.flow_sampling import flow_batch_latents
 from ckptbench.generate.loading import load_pipeline
-from ckptbench.generate.lora import LoraApplier, LoraError
+from ckptbench.generate.lora import LoraApplier, LoraError, lora_short_hash
 from ckptbench.generate.samplers import make_scheduler, schedule_steps
 from ckptbench.infotext import format_hashes, format_infotext
 from ckptbench.models.checkpoint import ResolvedCheckpoint
@@ -102,6 +103,12 @@ class DiffusersGenerator:
             # never sees <lora:…> tags, which act as LoRAs ---
             prompts, negatives = [job.prompt for job in batch], [job.negative_prompt for job in batch]
             text_options = {"clip_skip": settings.clip_skip, "embeddings": self._textual_inversions(batch)}
+            if checkpoint.prediction == "flow":  # Flux, SD3.5: their own conditioning and sampler
+                with torch.inference_mode():
+                    latents = flow_batch_latents(pipeline, checkpoint, batch)
+                    decoded = decode_latents(pipeline, latents)
+                yield from self._finish(batch, decoded, (None,) * len(batch), checkpoint, warnings, started)
+                return
             steps = schedule_steps(settings.sampler, settings.steps)
             with prompt_conditioning(pipeline, prompts, negatives, steps=steps, **text_options) as embeds, \
                     torch.inference_mode():
@@ -133,6 +140,11 @@ class DiffusersGenerator:
             for job in batch:
                 yield FailedImage(job, message)
             return
+        yield from self._finish(batch, decoded, first_pass_failures, checkpoint, warnings, started)
+
+    def _finish(self, batch: list[ImageJob], decoded: Any, first_pass_failures: tuple[str | None, ...],
+                checkpoint: ResolvedCheckpoint, warnings: tuple[str, ...], started: float
+                ) -> Iterator[GeneratedImage | FailedImage]:
         seconds = (time.perf_counter() - started) / len(batch)
         if decoded.retry_warning:
             warnings = (*warnings, decoded.retry_warning)
@@ -166,7 +178,10 @@ def infotext_for(job: ImageJob, checkpoint: ResolvedCheckpoint) -> str:
     parameters = {
         "Steps": settings.steps,
         "Sampler": settings.sampler,
+        # Flux and SD3.5 sample with flow-matching Euler on the "Simple" schedule, which Forge writes so.
+        "Schedule type": "Simple" if checkpoint.prediction == "flow" else None,
         "CFG scale": f"{settings.cfg:g}",
+        "Distilled CFG Scale": f"{settings.distilled_cfg:g}" if settings.distilled_cfg is not None else None,
         "Seed": job.seed,
         "Size": f"{settings.width}x{settings.height}",
         "Model hash": checkpoint.sha256[:10],
@@ -175,8 +190,9 @@ def infotext_for(job: ImageJob, checkpoint: ResolvedCheckpoint) -> str:
         # As A1111 writes it when it samples with the rescaled schedule.
         "Noise Schedule": "Zero Terminal SNR" if checkpoint.zero_terminal_snr else None,
         **(hires_fix.infotext_fields(settings.steps, settings.hires) if settings.hires else {}),
-        # A1111's short LoRA hash is the first 12 hex digits of the file's sha256.
-        "Lora hashes": format_hashes({lora.name: lora.sha256[:12] for lora in job.loras}) or None,
+        # A1111 writes each LoRA as named in the prompt, with the kohya addnet hash (``lora_short_hash``).
+        "Lora hashes": format_hashes({lora.name: lora.short_hash or lora_short_hash(lora.path)
+                                      for lora in job.loras}) or None,
         # A1111 records embeddings by the first 12 hex digits of their file's sha256.
         "TI hashes": format_hashes({name: sha256[:12] for name, sha256 in job.embeddings}) or None,
         "Version": f"ckptbench {__version__} ({job.backend}, {settings.dtype})",

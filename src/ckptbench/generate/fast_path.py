@@ -28,22 +28,32 @@ MAX_AUTO_BATCH = 16
 FREE_MEMORY_SHARE = 0.8
 
 
+def denoiser(pipeline: Any) -> Any:
+    """The pipeline's denoising network: the UNet, or the transformer of Flux and SD3.5."""
+    unet = getattr(pipeline, "unet", None)
+    return unet if unet is not None else pipeline.transformer
+
+
 def attention_processors(pipeline: Any) -> list[str]:
-    """The distinct attention processor classes of the pipeline's UNet (e.g. ``AttnProcessor2_0`` = SDPA)."""
-    processors = getattr(pipeline.unet, "attn_processors", {})
+    """The distinct attention processor classes of the pipeline's denoiser (e.g. ``AttnProcessor2_0`` = SDPA)."""
+    processors = getattr(denoiser(pipeline), "attn_processors", {})
     return sorted({type(processor).__name__ for processor in processors.values()})
 
 
 def apply_fast_path(pipeline: Any, device: torch.device, compile_unet: bool) -> dict[str, Any]:
     """Switch the loaded pipeline to the fast layout for ``device``; return what was done, for provenance."""
     channels_last = device.type == "cuda"
+    network = denoiser(pipeline)
+    channels_last = channels_last and network is getattr(pipeline, "unet", None)  # convolutions only
     if channels_last:
         pipeline.unet.to(memory_format=torch.channels_last)
         pipeline.vae.to(memory_format=torch.channels_last)
-    if compile_unet:
+    if compile_unet and network is getattr(pipeline, "unet", None):
         pipeline.unet = torch.compile(pipeline.unet)
+    elif compile_unet:
+        pipeline.transformer = torch.compile(pipeline.transformer)
     return {"attention": attention_processors(pipeline), "channels_last": channels_last, "compiled": compile_unet,
-            "weights_dtype": str(pipeline.unet.dtype).removeprefix("torch.")}
+            "weights_dtype": str(network.dtype).removeprefix("torch.")}
 
 
 def vae_decode_dtype(pipeline: Any) -> str:

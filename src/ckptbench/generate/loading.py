@@ -19,6 +19,8 @@ from ckptbench.errors import CkptbenchError, ModelFileError
 from ckptbench.models.checkpoint import BUNDLED_CONFIGS, ResolvedCheckpoint, ResolvedVae
 from ckptbench.models.components import build_vae, normalise_text_keys, read_original_state
 from ckptbench.models.families import get_family
+from ckptbench.models.families.flow import TEXT_PREFIXES
+from ckptbench.models.flow_parts import ResolvedTextEncoder, load_t5_tokenizer
 from ckptbench.models.noise_schedule import zero_terminal_snr_config
 from ckptbench.models.state_dict import load_tensors
 
@@ -69,20 +71,36 @@ def _own_aligned_memory(pipeline: Pipeline) -> None:
 def _from_single_file(checkpoint: ResolvedCheckpoint, dtype: torch.dtype) -> Pipeline:
     family = get_family(checkpoint.family)
     config = checkpoint.config_dir
-    state = read_original_state(checkpoint.path, checkpoint.allow_pickle, skip_vae=checkpoint.vae is not None)
+    replaced = tuple(TEXT_PREFIXES[part.role] for part in checkpoint.text_encoders)
+    state = read_original_state(checkpoint.path, checkpoint.allow_pickle, skip_vae=checkpoint.vae is not None,
+                                skip=replaced)
+    for part in checkpoint.text_encoders:
+        state.update(_text_encoder_state(part))
     state = normalise_text_keys(state, checkpoint.family, config)
     modules: dict[str, Any] = family.build_modules(state, config, dtype)
     vae_state = family.vae_state(state)
     del state
     modules["vae"] = load_vae(checkpoint.vae, config, dtype) if checkpoint.vae else build_vae(vae_state, config, dtype)
     modules["scheduler"] = _scheduler(config, checkpoint.prediction, checkpoint.zero_terminal_snr)
+    if checkpoint.t5_tokenizer is not None:
+        modules["t5_tokenizer"] = load_t5_tokenizer(checkpoint.t5_tokenizer)
     return family.assemble(modules)
+
+
+def _text_encoder_state(part: ResolvedTextEncoder) -> dict[str, torch.Tensor]:
+    """A separate text-encoder file's tensors under the prefix a full checkpoint gives that encoder."""
+    state = load_tensors(part.path, part.allow_pickle, how_to_allow="set allow_pickle = true for the checkpoint")
+    prefix = TEXT_PREFIXES[part.role]
+    return {prefix + name[len(part.key_prefix):]: state.pop(name) for name in list(state)
+            if name.startswith(part.key_prefix)}
 
 
 def _from_folder(checkpoint: ResolvedCheckpoint, dtype: torch.dtype) -> Pipeline:
     options: dict[str, Any] = {"local_files_only": True, "torch_dtype": dtype, "use_safetensors": True}
     if checkpoint.vae is not None:
         options["vae"] = load_vae(checkpoint.vae, checkpoint.path, dtype)
+    if checkpoint.prediction == "flow":
+        return get_family(checkpoint.family).load_folder(checkpoint.path, options)
     pipeline = get_family(checkpoint.family).load_folder(checkpoint.path, options)
     settings = _schedule_settings(dict(pipeline.scheduler.config), checkpoint.prediction,
                                   checkpoint.zero_terminal_snr)
@@ -109,5 +127,7 @@ def _scheduler(config: Any, prediction: str, zero_terminal_snr: bool) -> Any:
 def _schedule_settings(settings: dict[str, Any], prediction: str, zero_terminal_snr: bool) -> dict[str, Any]:
     """The scheduler config with the resolved prediction type and, when on, the zero-terminal-SNR schedule
     (as ``trained_betas``, which every sampler made from this config keeps)."""
+    if prediction == "flow":  # flow-matching schedulers have no prediction type to set
+        return settings
     settings = {**settings, "prediction_type": _PREDICTION_TYPES[prediction]}
     return zero_terminal_snr_config(settings) if zero_terminal_snr else settings

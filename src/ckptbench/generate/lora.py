@@ -7,14 +7,17 @@ an error, part is a warning recorded with the run. Kohya files with LDM block na
 the SD1/SD2 loader does not pass it (the ``NoMatchingPeftModuleError`` users meet), so we do.
 
 Loaded LoRAs stay on the pipeline as named peft adapters for all the cases of one checkpoint: a batch
-activates its own set with its weights (``set_adapters``) and a batch without LoRAs disables them all,
-which runs the base layers alone, bit for bit as before. ``close`` unloads them.
+activates its own set with its weights (``set_adapters``, text-encoder and UNet multipliers apart) and a
+batch without LoRAs disables them all, which runs the base layers alone, bit for bit as before. Files with
+LyCORIS parts (LoHa, LoKr, Tucker cores, ``dora_scale``), which diffusers cannot load, are merged into the
+weights instead (``ckptbench.lycoris``), with the same counting. ``close`` unloads both kinds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import logging
 import warnings
 from collections import OrderedDict
@@ -27,14 +30,19 @@ import torch
 
 from ckptbench.errors import CkptbenchError, ModelFileError
 from ckptbench.generate.base import LoraUse
-from ckptbench.hashing import DigestCache, sha256_file
-from ckptbench.models.safety import restricted_torch_load
+from ckptbench.hashing import DigestCache, addnet_sha256, sha256_file
+from ckptbench.lycoris.deltas import delta_shape
+from ckptbench.lycoris.keys import NetworkModule, UnsupportedNetworkError, needs_weight_patching, read_modules
+from ckptbench.lycoris.patcher import ActiveNetwork, WeightPatcher
+from ckptbench.lycoris.targets import KOHYA_PREFIXES, Target, match_modules, pipeline_targets
+from ckptbench.models.safety import read_safetensors_header, restricted_torch_load
 from ckptbench.prompt import LoraTag, extract_lora_tags
 
 SAFE_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".ckpt", ".bin", ".pth")
 # The keys that mark one adapted layer: kohya (lora_down), peft (lora_A), old diffusers attention processors.
 _DOWN_SUFFIXES = ("lora_down.weight", "lora_A.weight", "lora.down.weight")
+_UP_SUFFIXES = ("lora_up.weight", "lora_B.weight", "lora.up.weight")
 _FAMILY_BY_CROSS_ATTENTION = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}
 
 
@@ -67,9 +75,13 @@ class LoraLibrary:
         return combine_loras(self.resolve(tag) for tag in (*tags, *suite_loras))
 
     def resolve(self, tag: LoraTag) -> LoraUse:
-        path = self.find(tag.name)
+        return self.use(tag, self.find(tag.name))
+
+    def use(self, tag: LoraTag, path: Path) -> LoraUse:
+        """``tag`` applied from the file ``path``: its weights (the default where the tag gives none) and hashes."""
         weight = self.default_weight if tag.weight is None else tag.weight
-        return LoraUse(sha256=sha256_file(path, self.cache), weight=float(weight), name=tag.name, path=path)
+        return LoraUse(sha256_file(path, self.cache), weight, tag.name, path, tag.unet_weight, tag.dyn or 0,
+                       lora_short_hash(path, self.cache))
 
     def find(self, name: str) -> Path:
         if not self.dirs:
@@ -111,12 +123,40 @@ def combine_loras(uses: Iterable[LoraUse]) -> tuple[LoraUse, ...]:
     """One entry per file, weights of repeats added (as applying a LoRA twice does), in a canonical order."""
     by_file: dict[str, LoraUse] = {}
     for use in uses:
-        if use.sha256 in by_file:
-            first = by_file[use.sha256]
-            by_file[use.sha256] = LoraUse(first.sha256, first.weight + use.weight, first.name, first.path)
-        else:
+        first = by_file.get(use.sha256)
+        if first is None:
             by_file[use.sha256] = use
+            continue
+        if first.dyn != use.dyn:
+            raise LoraError(f"LoRA {use.path} is applied twice with different dyn values ({first.dyn}, {use.dyn}); "
+                            "name it once, or with one dyn.")
+        by_file[use.sha256] = LoraUse(first.sha256, first.weight + use.weight, first.name, first.path,
+                                      first.unet_weight + use.unet_weight, first.dyn, first.short_hash)
     return tuple(sorted(by_file.values()))
+
+
+def lora_short_hash(path: Path, cache: DigestCache | None = None) -> str:
+    """What A1111 (``network.py``) writes for a LoRA in ``Lora hashes`` and Civitai matches: the file's
+    ``sshs_model_hash`` metadata when it has one, else the kohya addnet hash (sha256 of the tensor data after
+    the safetensors header) or, for other formats, the file's sha256; the first 12 characters.
+
+    A metadata value that is not a hex digest is not trusted (A1111 takes any text): the addnet hash is used.
+    """
+    if path.suffix.lower() not in SAFE_SUFFIXES:
+        return sha256_file(path, cache)[:12]
+    stat = path.stat()
+    stated = _stated_hash(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return stated[:12] if stated else addnet_sha256(path, cache)[:12]
+
+
+@functools.lru_cache(maxsize=1024)
+def _stated_hash(path: str, size: int, mtime_ns: int) -> str:
+    """A safetensors file's ``sshs_model_hash`` when it is a hex digest of 12 digits or more, else ''."""
+    try:
+        stated = read_safetensors_header(Path(path)).metadata.get("sshs_model_hash", "")
+    except ModelFileError:
+        return ""
+    return stated if len(stated) >= 12 and all(char in "0123456789abcdefABCDEF" for char in stated) else ""
 
 
 def read_lora_file(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -151,6 +191,9 @@ def lora_layer_count(state: dict[str, torch.Tensor]) -> int:
 
 def _cross_attention_widths(state: dict[str, torch.Tensor]) -> set[int]:
     """Input widths of the LoRA's cross-attention key projections: the text embedding width it was made for."""
+    if needs_weight_patching(state):
+        shapes = [delta_shape(module) for module in read_modules(state) if "attn2_to_k" in module.name]
+        return {shape[1] for shape in shapes if len(shape) == 2}
     widths = set()
     for key, tensor in state.items():
         flat = key.replace(".", "_")
@@ -166,8 +209,14 @@ def _family(width: int) -> str:
 
 def check_architecture(state: dict[str, torch.Tensor], pipeline: Any, lora: LoraUse, checkpoint: str) -> None:
     """Refuse a LoRA made for another family (e.g. SDXL on SD1.5) before peft meets mismatched shapes."""
-    model_width = pipeline.unet.config.cross_attention_dim
     widths = _cross_attention_widths(state)
+    unet = getattr(pipeline, "unet", None)
+    if unet is None:  # Flux, SD3.5: a UNet LoRA's cross-attention layers cannot be in their transformer
+        if widths:
+            raise LoraError(f"LoRA {lora.path} was made for {_family(max(widths))}, a UNet model, but checkpoint "
+                            f"'{checkpoint}' is a transformer model; use a LoRA made for its architecture.")
+        return
+    model_width = unet.config.cross_attention_dim
     has_second_encoder = any(key.startswith(("lora_te2_", "text_encoder_2.")) for key in state)
     if has_second_encoder and getattr(pipeline, "text_encoder_2", None) is None:
         widths = widths or {2048}
@@ -199,26 +248,51 @@ def _first_line(error: BaseException) -> str:
 
 
 def adapter_name(lora: LoraUse) -> str:
-    return f"lora_{lora.sha256[:16]}"
+    """One adapter per file and rank count (``dyn`` makes a different LoRA of the same file)."""
+    return f"lora_{lora.sha256[:16]}" + (f"_dyn{lora.dyn}" if lora.dyn else "")
+
+
+def keep_ranks(state: dict[str, torch.Tensor], dyn: int) -> dict[str, torch.Tensor]:
+    """A plain LoRA with only its first ``dyn`` ranks and the scale A1111 gives it: alpha over the full rank
+    (``rebuild_conventional`` slices the factors but ``calc_scale`` keeps the file's rank)."""
+    kept: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        if key.endswith(_DOWN_SUFFIXES):
+            kept[key] = tensor[:dyn]
+        elif key.endswith(_UP_SUFFIXES):
+            kept[key] = tensor[:, :dyn]
+        elif key.endswith(".alpha") and (down := state.get(key.removesuffix("alpha") + "lora_down.weight")) is not None:
+            kept[key] = tensor * min(dyn, down.shape[0]) / down.shape[0]
+        else:
+            kept[key] = tensor
+    return kept
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    warnings: tuple[str, ...]
+    network: tuple[tuple[NetworkModule, Target], ...] | None = None  # None: a diffusers/peft adapter
 
 
 class LoraApplier:
-    """Applies LoRA sets to one loaded pipeline; loads each file once and keeps up to ``max_loaded`` adapters."""
+    """Applies LoRA sets to one loaded pipeline; loads each file once and keeps up to ``max_loaded`` of them.
+
+    Plain LoRA files become diffusers/peft adapters; files with LyCORIS parts (LoHa, LoKr, Tucker cores,
+    ``dora_scale``) are merged into the layers' weights by ``lycoris.patcher``, as A1111 applies them.
+    """
 
     def __init__(self, pipeline: Any, checkpoint: str, allow_pickle: bool = False, max_loaded: int = 8) -> None:
         self.pipeline = pipeline
         self.checkpoint = checkpoint
         self.allow_pickle = allow_pickle
         self.max_loaded = max_loaded
-        self._loaded: OrderedDict[str, tuple[str, ...]] = OrderedDict()  # adapter → its warnings, oldest first
+        self._loaded: OrderedDict[str, _Loaded] = OrderedDict()  # by adapter name, oldest first
         self._failed: dict[str, LoraError] = {}
+        self._patcher = WeightPatcher()
+        self._targets: dict[str, Target] | None = None
 
     def activate(self, loras: Sequence[LoraUse]) -> tuple[str, ...]:
         """Make exactly ``loras`` (with their weights) act on the next calls; return their warnings."""
-        if not loras:
-            if self._loaded:
-                self.pipeline.disable_lora()
-            return ()
         names = [adapter_name(lora) for lora in loras]
         for lora, name in zip(loras, names, strict=True):
             if name in self._failed:
@@ -234,46 +308,89 @@ class LoraApplier:
                 with contextlib.suppress(Exception):
                     self.pipeline.delete_adapters(name)
                 raise
-        self.pipeline.enable_lora()
-        self.pipeline.set_adapters(names, [lora.weight for lora in loras])
-        return tuple(warning for name in names for warning in self._loaded[name])
+        loaded = [(lora, name, self._loaded[name]) for lora, name in zip(loras, names, strict=True)]
+        try:
+            self._patcher.apply([ActiveNetwork(name, entry.network, lora.weight, lora.unet_weight, lora.dyn)
+                                 for lora, name, entry in loaded if entry.network is not None])
+        except CkptbenchError as error:
+            raise LoraError(f"LoRA set {', '.join(str(lora.path) for lora in loras)} could not be applied to "
+                            f"checkpoint '{self.checkpoint}': {error}") from None
+        adapters = [(lora, name) for lora, name, entry in loaded if entry.network is None]
+        if adapters:
+            present = self.pipeline.get_list_adapters()
+            self.pipeline.enable_lora()
+            self.pipeline.set_adapters([name for _, name in adapters],
+                                       [_component_weights(lora, name, present) for lora, name in adapters])
+        elif any(entry.network is None for entry in self._loaded.values()):
+            self.pipeline.disable_lora()
+        return tuple(warning for _, _, entry in loaded for warning in entry.warnings)
 
     def close(self) -> None:
-        """Remove every adapter: the pipeline's layers are the base layers again."""
-        if self._loaded:
+        """Remove every LoRA: the pipeline's layers are the base layers again, bit for bit."""
+        self._patcher.restore()
+        if any(entry.network is None for entry in self._loaded.values()):
             self.pipeline.unload_lora_weights()
-            self._loaded.clear()
+        self._loaded.clear()
 
     def _evict(self, keep: set[str]) -> None:
         while len(self._loaded) >= self.max_loaded:
             oldest = next((name for name in self._loaded if name not in keep), None)
             if oldest is None:
                 return
-            self.pipeline.delete_adapters(oldest)
+            if self._loaded[oldest].network is None:
+                self.pipeline.delete_adapters(oldest)
             del self._loaded[oldest]
 
-    def _load(self, lora: LoraUse, name: str) -> tuple[str, ...]:
+    def _load(self, lora: LoraUse, name: str) -> _Loaded:
         state = read_lora_file(lora.path, self.allow_pickle)
+        if needs_weight_patching(state):
+            return self._load_network(state, lora)
         expected = lora_layer_count(state)
         if expected == 0:
-            raise LoraError(f"LoRA file {lora.path} holds no LoRA layers (no lora_down/lora_up or lora_A/lora_B "
-                            "tensors; LyCORIS LoHa/LoKr files are not supported); use a LoRA file.")
+            raise LoraError(f"LoRA file {lora.path} holds no LoRA layers (no lora_down/lora_up, lora_A/lora_B, LoHa "
+                            "or LoKr tensors); use a LoRA or LyCORIS file.")
         check_architecture(state, self.pipeline, lora, self.checkpoint)
         from diffusers.loaders import StableDiffusionXLLoraLoaderMixin
 
         # The SDXL loader passes the UNet config to the kohya converter itself; the SD1/SD2 loader does not.
-        extra = {} if isinstance(self.pipeline, StableDiffusionXLLoraLoaderMixin) else {
-            "unet_config": self.pipeline.unet.config}
+        unet = getattr(self.pipeline, "unet", None)  # Flux and SD3.5 loaders convert without it
+        extra = {} if unet is None or isinstance(self.pipeline, StableDiffusionXLLoraLoaderMixin) else {
+            "unet_config": unet.config}
         try:
             with _quiet_loaders():
-                self.pipeline.load_lora_weights(state, adapter_name=name, **extra)
+                self.pipeline.load_lora_weights(keep_ranks(state, lora.dyn) if lora.dyn else state,
+                                                adapter_name=name, **extra)
         except Exception as error:
             if "not found in the base model" in str(error) or type(error).__name__ == "NoMatchingPeftModuleError":
                 raise self._no_match(lora, expected) from None
+            if all(key.startswith(KOHYA_PREFIXES) for key in state):
+                # diffusers' converter cannot map every kohya file (an SD1.x LoCon in original-UNet names makes
+                # its block mapper fail); A1111 maps the names from the model itself, and so does the merge path.
+                with contextlib.suppress(Exception):
+                    self.pipeline.delete_adapters(name)
+                return self._load_network(state, lora)
             raise LoraError(f"LoRA {lora.path} could not be applied to checkpoint '{self.checkpoint}' "
                             f"({type(error).__name__}: {_first_line(error)}); check that it is a LoRA for this "
                             "checkpoint's architecture.") from None
-        matched = self._count_loaded(name)
+        return _Loaded(self._partial_warning(lora, self._count_loaded(name), expected))
+
+    def _load_network(self, state: dict[str, torch.Tensor], lora: LoraUse) -> _Loaded:
+        """A LyCORIS file: every module read, checked against its layer and kept for merging."""
+        try:
+            modules = read_modules(state)
+            check_architecture(state, self.pipeline, lora, self.checkpoint)
+            if self._targets is None:
+                self._targets = pipeline_targets(self.pipeline)
+            found = match_modules(modules, self._targets)
+        except UnsupportedNetworkError as error:
+            raise LoraError(f"LoRA {lora.path} cannot be applied to checkpoint '{self.checkpoint}': {error}") from None
+        if not found.matched and found.no_effect:
+            raise LoraError(f"LoRA {lora.path} has no effect: every one of its {len(found.no_effect)} layers in "
+                            f"checkpoint '{self.checkpoint}' has an all-zero factor; it is an untrained or damaged "
+                            "file.")
+        return _Loaded(self._partial_warning(lora, len(found.matched), len(modules)), found.matched)
+
+    def _partial_warning(self, lora: LoraUse, matched: int, expected: int) -> tuple[str, ...]:
         if matched == 0:
             raise self._no_match(lora, expected)
         if matched < expected:
@@ -300,3 +417,10 @@ class LoraApplier:
                     if bool(up.detach().abs().sum() > 0):
                         count += 1
         return count
+
+
+def _component_weights(lora: LoraUse, name: str, present: dict[str, list[str]]) -> dict[str, float]:
+    """A1111's two multipliers per pipeline component: text encoders take the first, the denoiser the second
+    (only the components the adapter has layers in, which diffusers requires)."""
+    return {component: lora.weight if component.startswith("text_encoder") else lora.unet_weight
+            for component, adapters in present.items() if name in adapters}

@@ -33,6 +33,7 @@ from ckptbench.hashing import content_key
 from ckptbench.store import RunItem, Store
 from ckptbench.suites.case import Case
 from ckptbench.suites.ghostreview import LORA_MODELS_CSV, LORAS_CSV, PROMPTS_CSV, STYLES_CSV, case_id, read_table
+from ckptbench.textfiles import closest
 
 SCORE_COLUMNS = {"LAIONScore": "laion-aesthetic-v2", "ClipScore": "clip-cosine", "Rating": "kenjiqq-rating",
                  "Artifact": "kenjiqq-artifacts"}
@@ -152,18 +153,25 @@ def _cases(root: Path, frame: pd.DataFrame) -> dict[tuple[str, str], Case]:
 
 
 def import_results(store: Store, root: Path, *, name: str = "GhostReview (imported)", baseline: str | None = None,
-                   bootstrap: int = 1000, analysis_seed: int = 0) -> int:
-    """Write the release's results into ``store`` as a new run; return its id."""
+                   bootstrap: int = 1000, analysis_seed: int = 0, rank_by: str | None = None) -> int:
+    """Write the release's results into ``store`` as a new run; return its id. ``rank_by`` (a scorer or
+    "composite") is recorded as the run's ``[analysis] rank_by``."""
     data = read_results(root)
     if baseline is not None and baseline not in data.checkpoints:
         raise DataImportError(f"--baseline '{baseline}' is not one of the imported checkpoints: "
                               + ", ".join(data.checkpoints) + ".")
+    scorers = [s for s in HIGHER_IS_BETTER if s in set(data.frame["scorer"])]
+    if rank_by is not None and rank_by not in [*scorers, "composite"]:
+        hint = closest(rank_by, [*scorers, "composite"])
+        raise DataImportError(f"--rank-by '{rank_by}' is not a scorer of the release"
+                              + (f" (did you mean '{hint}'?)" if hint else "") + "; give one of: "
+                              + ", ".join([*scorers, "composite"]) + ".")
     spec: dict[str, Any] = {
         "benchmark": {"name": name, "preset": "ghostreview", "bootstrap": bootstrap, "analysis_seed": analysis_seed},
-        "analysis": {"baseline": baseline},
+        "analysis": {"baseline": baseline, "rank_by": rank_by},
         "import": {"format": "ghostreview", "source": str(Path(root).resolve())},
         # As in a spec: the scorers in reading order, the first one (LAIONScore) leads the report.
-        "scorers": {"use": [s for s in HIGHER_IS_BETTER if s in set(data.frame["scorer"])]},
+        "scorers": {"use": scorers},
     }
     provenance = {"imported": "ghostreview", "source": str(Path(root).resolve()), "rows": len(data.frame)}
     run_id = store.start_run(spec, provenance)

@@ -13,6 +13,7 @@ from ckptbench.errors import ModelFileError, WeightsUnavailableError
 from ckptbench.hashing import DigestCache, autov2, content_key, relative_files, sha256_file, tree_sha256
 from ckptbench.models.detect import Detection, Family, Prediction, detect, detect_kind
 from ckptbench.models.families import get_family
+from ckptbench.models.flow_parts import FlowParts, ResolvedTextEncoder, ResolvedTokenizer, flow_parts
 from ckptbench.models.safety import PICKLE_SUFFIXES, read_safetensors_header
 from ckptbench.models.state_dict import ModelFile, open_model_file
 from ckptbench.spec import CheckpointSpec
@@ -24,9 +25,9 @@ FOLDER_FILES = (".safetensors", ".bin", ".json", ".txt", ".model")  # the files 
 __all__ = ["PICKLE_SUFFIXES", "ResolvedCheckpoint", "ResolvedVae", "resolve_checkpoint", "resolve_vae"]
 
 
-def bundled_config(family: Family, prediction: Prediction) -> Path:
-    """The bundled diffusers config folder of a family (SD2 has one per prediction type: 512 ε, 768 v)."""
-    return get_family(family).config_dir(prediction)
+def bundled_config(family: Family, prediction: Prediction, variant: str | None = None) -> Path:
+    """The bundled diffusers config folder of a family (SD2: one per prediction type; Flux, SD3.5: per variant)."""
+    return get_family(family).config_dir(prediction, variant)
 
 
 def folder_digest(root: Path, files: Iterable[Path], cache: DigestCache | None = None) -> str:
@@ -63,6 +64,9 @@ class ResolvedCheckpoint:
     file_format: str = "safetensors"
     detection: Mapping[str, Any] = field(default_factory=dict, compare=False)  # what was detected and why
     zero_terminal_snr: bool = False  # sampled with the zero-terminal-SNR rescaled noise schedule
+    variant: str | None = None  # the family's variant (Flux dev/schnell, SD3.5 large/medium)
+    text_encoders: tuple[ResolvedTextEncoder, ...] = ()  # separate text-encoder files (Flux, SD3.5)
+    t5_tokenizer: ResolvedTokenizer | None = None  # Flux, SD3.5
 
     @property
     def autov2(self) -> str:
@@ -70,7 +74,7 @@ class ResolvedCheckpoint:
 
     @property
     def config_dir(self) -> Path:
-        return self.config or bundled_config(self.family, self.prediction)
+        return self.config or bundled_config(self.family, self.prediction, self.variant)
 
     @property
     def identity(self) -> str:
@@ -80,8 +84,13 @@ class ResolvedCheckpoint:
             "prediction": self.prediction,
             "config": config_digest(self.config_dir) if self.kind == "single-file" else None,
         }
-        if self.zero_terminal_snr:  # absent rather than false, so identities of other models stay as they were
+        # Absent rather than false or empty, so identities of the other models stay as they were.
+        if self.zero_terminal_snr:
             fields["zero_terminal_snr"] = True
+        if self.text_encoders:
+            fields["text_encoders"] = {part.role: part.sha256 for part in self.text_encoders}
+        if self.t5_tokenizer is not None:
+            fields["t5_tokenizer"] = self.t5_tokenizer.digest
         return content_key(fields)
 
 
@@ -113,7 +122,8 @@ def _resolve_single_file(spec: CheckpointSpec, path: Path, vae: ResolvedVae | No
     if found.kind != "checkpoint":
         raise ModelFileError(f"{owner}: {path.name} is a {found.kind} file, not a Stable Diffusion checkpoint "
                              "(no model.diffusion_model.* tensors); point `path` at a checkpoint.")
-    if not found.has_text_encoder:
+    flow = found.family is not None and get_family(found.family).default_prediction == "flow"
+    if not found.has_text_encoder and not flow:
         raise ModelFileError(f"{owner}: {path.name} holds a UNet but no text encoder (no cond_stage_model.* or "
                              "conditioner.* tensors); ckptbench needs a full checkpoint with its text encoder(s).")
     if found.problem:
@@ -121,11 +131,15 @@ def _resolve_single_file(spec: CheckpointSpec, path: Path, vae: ResolvedVae | No
     assert found.family is not None  # a text encoder's layout always names the family
     family = _check_declared_family(spec, found.family, found.evidence[0], path)
     prediction, prediction_source = decide_prediction(model, found, family, spec)
+    parts = flow_parts(spec, model, get_family(family), cache) if flow else FlowParts()
+    if not flow and (spec.text_encoders or spec.t5_tokenizer):
+        raise ModelFileError(f"{owner}: `text_encoders` and `t5_tokenizer` are for Flux and SD3.5 checkpoints; "
+                             f"{path.name} is {_an(family)} {family} checkpoint with its own; remove them.")
     if not found.has_vae and vae is None:
         raise ModelFileError(
             f"{owner}: {path.name} has no baked VAE (no first_stage_model.* tensors); set `vae` for this "
             "checkpoint or under [generation] to a VAE .safetensors file or a diffusers VAE folder.")
-    config = spec.config or bundled_config(family, prediction)
+    config = spec.config or bundled_config(family, prediction, found.variant)
     warnings = list(found.warnings)
     ztsnr, ztsnr_source = decide_zero_terminal_snr(found.zero_terminal_snr, found.zero_terminal_snr_source, family,
                                                    spec, warnings)
@@ -133,9 +147,15 @@ def _resolve_single_file(spec: CheckpointSpec, path: Path, vae: ResolvedVae | No
             mismatch := _schedule_mismatch(model, config, spec.allow_pickle, ztsnr)):
         warnings.append(mismatch)
     detection = _record(model.format, found, family, prediction, prediction_source, spec, config, vae, warnings)
-    detection.update(zero_terminal_snr=ztsnr, zero_terminal_snr_source=ztsnr_source)
+    detection.update(zero_terminal_snr=ztsnr, zero_terminal_snr_source=ztsnr_source, variant=found.variant,
+                     **parts.record())
     return ResolvedCheckpoint(spec.name, spec.source, "single-file", path, sha256_file(path, cache), spec.config,
-                              family, prediction, vae, spec.allow_pickle, model.format, detection, ztsnr)
+                              family, prediction, vae, spec.allow_pickle, model.format, detection, ztsnr,
+                              found.variant, parts.text_encoders, parts.tokenizer)
+
+
+def _an(name: str) -> str:
+    return "an" if name[:1] in "aeios" else "a"  # "an sd15", "an sdxl", "a flux"
 
 
 def _spec_family(spec: CheckpointSpec) -> Family | None:
@@ -148,10 +168,10 @@ def _check_declared_family(spec: CheckpointSpec, detected: Family, evidence: str
     """``arch`` in the spec is a declaration checked against the tensors: a mismatch cannot load."""
     declared = _spec_family(spec)
     if declared is not None and declared != detected:
-        # Every family name starts with "s", hence "an".
         raise ModelFileError(
-            f"checkpoint '{spec.name}': arch = '{spec.arch}' in the spec, but {path} is an {detected} "
-            f"checkpoint ({evidence}), whose tensors cannot fill an {declared} pipeline; fix or remove `arch`.")
+            f"checkpoint '{spec.name}': arch = '{spec.arch}' in the spec, but {path} is {_an(detected)} {detected} "
+            f"checkpoint ({evidence}), whose tensors cannot fill {_an(declared)} {declared} pipeline; fix or remove "
+            "`arch`.")
     return detected
 
 
@@ -160,6 +180,11 @@ def decide_prediction(model: ModelFile, found: Detection, family: Family, spec: 
     """The prediction type, in order: the spec, markers in the file, the spec's config folder, the family's
     default (epsilon for sd15/sdxl) and, for SD2 without any of these, A1111's test on the UNet."""
     declared = _spec_prediction(spec) if spec is not None else None
+    if get_family(family).default_prediction == "flow":
+        if declared is not None:
+            raise ModelFileError(f"checkpoint '{spec.name}': prediction = '{spec.prediction}' is set, but {family} "
+                                 "is a flow-matching model, which predicts the flow; remove `prediction`.")
+        return "flow", f"{family} is a flow-matching (rectified flow) model"
     if declared is not None:
         return declared
     if found.prediction is not None:
@@ -340,8 +365,10 @@ def _resolve_folder(spec: CheckpointSpec, path: Path, vae: ResolvedVae | None, c
         "vae": {"path": str(vae.path), "sha256": vae.sha256} if vae else "the folder's", "evidence": evidence,
         "warnings": warnings, "notes": [], "zero_terminal_snr": ztsnr, "zero_terminal_snr_source": ztsnr_source,
     }
+    variant = getattr(get_family(family), "folder_variant", lambda _folder: None)(path)
+    detection["variant"] = variant
     return ResolvedCheckpoint(spec.name, spec.source, "diffusers-folder", path, digest, spec.config, family,
-                              prediction, vae, spec.allow_pickle, "diffusers-folder", detection, ztsnr)
+                              prediction, vae, spec.allow_pickle, "diffusers-folder", detection, ztsnr, variant)
 
 
 def folder_zero_terminal_snr(path: Path) -> bool | None:

@@ -35,11 +35,13 @@ if TYPE_CHECKING:
 State = dict[str, torch.Tensor]
 
 
-def read_original_state(path: Path, allow_pickle: bool, skip_vae: bool = False) -> State:
-    """The tensors a pipeline needs from a single file (EMA copies skipped; the VAE too if one is given)."""
+def read_original_state(path: Path, allow_pickle: bool, skip_vae: bool = False, skip: tuple[str, ...] = ()) -> State:
+    """The tensors a pipeline needs from a single file: EMA copies skipped, the VAE too if one is given, and the
+    tensors under the ``skip`` prefixes (parts replaced by separate files)."""
+    skipped = ("model_ema.", *((VAE, "vae.") if skip_vae else ()), *skip)
 
     def keep(name: str) -> bool:
-        return not name.startswith("model_ema.") and not (skip_vae and name.startswith(VAE))
+        return not name.startswith(skipped)
 
     return load_tensors(path, allow_pickle, keep, how_to_allow="set allow_pickle = true for this checkpoint")
 
@@ -123,3 +125,131 @@ def a1111_v_prediction_test(unet: UNet2DConditionModel) -> tuple[bool, float]:
     finally:
         unet.to(original_dtype)
     return mean < -1.0, mean
+
+
+FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+
+
+def _cast_for(dtype: torch.dtype) -> Any:
+    """Per-tensor cast to the run dtype, done as each tensor is taken from the file's state (never all at once)."""
+    def cast(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(dtype) if tensor.is_floating_point() and tensor.dtype != dtype else tensor
+    return cast
+
+
+def _assign(model: torch.nn.Module, state: State, what: str) -> None:
+    """Put the tensors into a model built on the meta device, by reference (``assign``): no second copy."""
+    result = model.load_state_dict(state, strict=False, assign=True)
+    unexpected = [key for key in result.unexpected_keys if not key.endswith("position_ids")]
+    if unexpected:
+        raise ModelFileError(f"the {what} has {len(unexpected)} tensors its architecture does not know (e.g. "
+                             f"{', '.join(unexpected[:3])}); check the config folder")
+
+
+def build_clip_encoder(state: State, prefix: str, model_class: str, config: Path, component: str,
+                       dtype: torch.dtype) -> Any:
+    """A CLIP text encoder stored in transformers' own names under ``prefix`` (the ComfyUI/SD3 layout).
+
+    ``CLIPTextModelWithProjection`` for CLIP-L gets an identity projection, as diffusers' SD3 loader and
+    ComfyUI use its pooled output unprojected; a plain ``CLIPTextModel`` (Flux) drops the projection.
+    """
+    from accelerate import init_empty_weights
+
+    cls = getattr(transformers, model_class)
+    model_config = cls.config_class.from_pretrained(str(config), subfolder=component, local_files_only=True)
+    with init_empty_weights():
+        model = cls(model_config)
+    cast = _cast_for(dtype)
+    wrapped = hasattr(model, "text_model")
+    converted: State = {}
+    for name in list(state):
+        key = name[len(prefix):]
+        tensor = cast(state.pop(name))
+        if key.startswith("text_projection"):
+            if model_class == "CLIPTextModelWithProjection" and "clip_l" not in prefix:
+                converted[key] = tensor
+            continue
+        key = key if key.startswith("text_model.") else "text_model." + key
+        converted[key if wrapped else key.removeprefix("text_model.")] = tensor
+    if model_class == "CLIPTextModelWithProjection" and "text_projection.weight" not in converted:
+        width = model_config.hidden_size
+        converted["text_projection.weight"] = torch.eye(width, model_config.projection_dim, dtype=dtype).T.contiguous()
+    _assign(model, converted, component)
+    return _complete(model, component)
+
+
+def build_t5_encoder(state: State, config: Path, component: str, dtype: torch.dtype) -> Any:
+    """A T5 encoder from ``text_encoders.t5xxl.transformer.*`` (transformers' names); fp8-stored weights are
+    upcast tensor by tensor; in fp16 the feed-forward output layers stay fp32, as transformers keeps them."""
+    from accelerate import init_empty_weights
+
+    from ckptbench.models.families.flow import TEXT_PREFIXES
+
+    prefix = TEXT_PREFIXES["t5xxl"]
+    model_config = transformers.T5Config.from_pretrained(str(config), subfolder=component, local_files_only=True)
+    with init_empty_weights():
+        model = transformers.T5EncoderModel(model_config)
+    keep_fp32 = dtype == torch.float16
+    converted: State = {}
+    for name in list(state):
+        key = name[len(prefix):]
+        tensor = state.pop(name)
+        if key == "scaled_fp8" or key.endswith(".scale_weight") or key.endswith(".scale_input"):
+            raise ModelFileError("the T5 text encoder is stored as ComfyUI's scaled fp8 (scale_weight tensors), "
+                                 "which ckptbench does not read; use t5xxl_fp16.safetensors or a plain fp8 file")
+        wanted = torch.float32 if keep_fp32 and ".DenseReluDense.wo." in key else dtype
+        converted[key] = tensor.to(wanted) if tensor.is_floating_point() else tensor
+    if "encoder.embed_tokens.weight" not in converted and "shared.weight" in converted:
+        converted["encoder.embed_tokens.weight"] = converted["shared.weight"]  # tied in T5
+    if "shared.weight" not in converted and "encoder.embed_tokens.weight" in converted:
+        converted["shared.weight"] = converted["encoder.embed_tokens.weight"]
+    _assign(model, converted, component)
+    return _complete(model, component)
+
+
+def build_flow_transformer(state: State, model_class: str, config: Path, dtype: torch.dtype) -> Any:
+    """A Flux / SD3 transformer from ``model.diffusion_model.*`` in the original layout.
+
+    Tensors move from ``state`` into the model one by one (no second copy). The linear layers of a file
+    stored in fp8 keep their fp8 weights and upcast them to the run dtype in each forward pass (as
+    ComfyUI's and Forge's "manual cast" layers do); every other tensor (biases, norms, embeddings) is held in
+    the run dtype, so the model computes with exactly the file's values.
+    """
+    import diffusers
+    from accelerate import init_empty_weights
+    from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
+
+    from ckptbench.models.transformer_layout import to_diffusers
+
+    cls = getattr(diffusers, model_class)
+    sub_state = {name[len(UNET):]: state.pop(name) for name in [n for n in state if n.startswith(UNET)]}
+    if not sub_state:
+        raise ModelFileError("the file holds no transformer (model.diffusion_model.*)")
+    # Both pop from sub_state as they go. diffusers' Flux converter assumes the real model's width, so Flux goes
+    # through our table (checked against it at that width in the tests).
+    if model_class == "FluxTransformer2DModel":
+        converted = to_diffusers(sub_state, "flux")
+    else:
+        converted = convert_sd3_transformer_checkpoint_to_diffusers(sub_state)
+    with init_empty_weights():
+        model = cls.from_config(cls.load_config(str(config), subfolder="transformer"))
+    linear_weights = {f"{name}.weight" for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    for key in list(converted):
+        tensor = converted[key]
+        keep_fp8 = tensor.dtype in FP8_DTYPES and key in linear_weights
+        if tensor.is_floating_point() and tensor.dtype != dtype and not keep_fp8:
+            converted[key] = tensor.to(dtype)
+    _assign(model, converted, "transformer")
+    del converted
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module.weight.dtype in FP8_DTYPES:
+            module.__class__ = UpcastLinear
+    return _complete(model, "transformer")
+
+
+class UpcastLinear(torch.nn.Linear):
+    """A linear layer whose weight is stored in fp8 and upcast to the input's dtype for each product."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return torch.nn.functional.linear(x, self.weight.to(x.dtype), bias)

@@ -11,13 +11,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ckptbench.lycoris.keys import describe as describe_network
+from ckptbench.lycoris.keys import network_evidence
 from ckptbench.models.families.base import Prediction
 from ckptbench.models.state_dict import ModelFile, TensorInfo
 
 __all__ = ["Detection", "Family", "Kind", "Prediction", "detect", "detect_kind"]
 
 Family = str  # a registered family's name (``ckptbench.models.families``)
-Kind = Literal["checkpoint", "lora", "vae", "embedding", "unknown"]
+Kind = Literal["checkpoint", "lora", "vae", "embedding", "text_encoder", "unknown"]
 
 UNET = "model.diffusion_model."
 VAE = "first_stage_model."
@@ -67,6 +69,7 @@ class Detection:
     notes: tuple[str, ...] = field(default=())
     zero_terminal_snr: bool | None = None  # from markers in the file only; None: no marker
     zero_terminal_snr_source: str | None = None
+    variant: str | None = None  # the family's variant (Flux dev/schnell, SD3.5 large/medium)
 
 
 def detect(model: ModelFile) -> Detection:
@@ -76,20 +79,33 @@ def detect(model: ModelFile) -> Detection:
     if kind == "lora":
         family, evidence = _lora_family(model)
         prediction, source = _prediction_markers(model)
+        network = describe_network({name: info.shape for name, info in model.tensors.items()})
+        if network is not None:
+            evidence.append(network_evidence(network))
         return Detection("lora", family, prediction, source, evidence=tuple(evidence))
     if kind == "embedding":
         family, evidence = _embedding_family(model)
         return Detection("embedding", family, evidence=tuple(evidence))
+    if kind == "text_encoder":
+        from ckptbench.models.families.flow import ROLE_TITLES, text_encoder_role
+
+        role, prefix = text_encoder_role(model)
+        assert role is not None
+        return Detection("text_encoder", None, evidence=(f"{ROLE_TITLES[role]} text encoder in transformers' layout "
+                                                         f"({prefix or 'no prefix'}) → {role}",))
     if kind == "vae":
         return Detection("vae", None, evidence=("encoder and decoder of an AutoencoderKL",),
                          notes=("SD1.x, SD2.x and SDXL VAEs share one architecture: the tensors cannot tell "
                                 "which family it was trained for",))
-    return Detection("unknown", evidence=("no checkpoint, LoRA, VAE or embedding tensor names",))
+    return Detection("unknown", evidence=("no checkpoint, LoRA, VAE, text encoder or embedding tensor names",))
 
 
 def detect_kind(model: ModelFile) -> Kind:
+    from ckptbench.models.families import all_families
+    from ckptbench.models.families.flow import text_encoder_role
+
     names = model.tensors
-    if model.has_prefix(UNET):
+    if model.has_prefix(UNET) or any(family.recognises(model) for family in all_families()):
         return "checkpoint"
     lora_parts = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".hada_w1_a", ".lokr_w1", ".lora.down.",
                   ".lora_linear_layer.")
@@ -106,6 +122,8 @@ def detect_kind(model: ModelFile) -> Kind:
     for prefix in ("", VAE, "vae."):
         if prefix + "encoder.conv_in.weight" in names and prefix + "decoder.conv_in.weight" in names:
             return "vae"
+    if text_encoder_role(model)[0] is not None:
+        return "text_encoder"
     return "unknown"
 
 
@@ -137,11 +155,11 @@ def detect_checkpoint(model: ModelFile) -> Detection:
     if schedule:
         notes.append(f"noise-schedule buffers ({', '.join(schedule)}): compared with the config's schedule when "
                      "loading")
-    has_vae = model.has_prefix(VAE)
+    has_vae = model.has_prefix(VAE) or model.has_prefix("vae.")
     if not has_vae:
         notes.append("no baked VAE (first_stage_model.*): a `vae` must be given in the spec")
     return Detection("checkpoint", match.family, prediction, source, has_vae, match.has_text_encoder, match.problem,
-                     match.evidence, tuple(warnings), tuple(notes), ztsnr, ztsnr_source)
+                     match.evidence, tuple(warnings), tuple(notes), ztsnr, ztsnr_source, match.variant)
 
 
 def _prediction_markers(model: ModelFile) -> tuple[Prediction | None, str | None]:
@@ -191,6 +209,10 @@ def _lora_family(model: ModelFile) -> tuple[Family | None, list[str]]:
     base = meta.get("ss_base_model_version", "").lower()
     architecture = meta.get("modelspec.architecture", "").lower()
     for source, value in (("ss_base_model_version", base), ("modelspec.architecture", architecture)):
+        if value.startswith(("flux1", "flux-1", "flux.1")):
+            return "flux", [f"__metadata__ {source} = {value!r} → flux"]
+        if value.startswith(("sd3", "stable-diffusion-v3", "stable-diffusion-3")):
+            return "sd35", [f"__metadata__ {source} = {value!r} → sd35"]
         if "xl" in value:
             return "sdxl", [f"__metadata__ {source} = {value!r} → sdxl"]
         if value.startswith(("sd_v2", "stable-diffusion-v2")):
@@ -200,10 +222,16 @@ def _lora_family(model: ModelFile) -> tuple[Family | None, list[str]]:
     if meta.get("ss_v2", "").lower() == "true":
         return "sd2", ["__metadata__ ss_v2 = True → sd2"]
     names = model.tensors
+    flux_blocks = ("double_blocks", "single_blocks", "single_transformer_blocks")
+    if any(block in n for n in names for block in flux_blocks):
+        return "flux", ["Flux transformer block names (double_blocks/single_blocks) → flux"]
+    if any("joint_blocks" in n for n in names):
+        return "sd35", ["MMDiT block names (joint_blocks) → sd35"]
     if any(n.startswith(("lora_te1_", "lora_te2_")) for n in names):
         return "sdxl", ["two text-encoder LoRA prefixes (lora_te1_/lora_te2_) → sdxl"]
     for name, info in names.items():
-        if re.search(r"attn2[._]to_k(\.lora_down|\.lora_A|\.lora\.down)\.weight$", name) and len(info.shape) == 2:
+        if re.search(r"attn2[._]to_k(\.lora_down\.weight|\.lora_A\.weight|\.lora\.down\.weight|\.hada_w1_b)$", name) \
+                and len(info.shape) == 2:
             width = info.shape[1]
             family: Family | None = {768: "sd15", 1024: "sd2", 2048: "sdxl"}.get(width)  # type: ignore[assignment]
             return family, [f"cross-attention key LoRA input width {width} → {family or 'unknown'}"]

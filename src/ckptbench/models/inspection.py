@@ -9,6 +9,7 @@ from typing import Any
 
 from ckptbench.errors import ModelFileError
 from ckptbench.hashing import autov2, relative_files, sha256_file
+from ckptbench.lycoris.keys import describe as describe_network
 from ckptbench.models.checkpoint import (
     FOLDER_FILES,
     bundled_config,
@@ -24,9 +25,11 @@ from ckptbench.models.safety import UnsafeModelFileError, read_safetensors_heade
 from ckptbench.models.state_dict import ModelFile, open_model_file
 
 
-def _component_prefixes() -> dict[str, str]:
-    """Original-layout key prefix → diffusers component, over every family (longest prefix first)."""
-    prefixes = {prefix: name for family in all_families() for prefix, name in family.components.items()}
+def _component_prefixes(family: str | None) -> dict[str, str]:
+    """Original-layout key prefix → diffusers component: the family's, or every family's when unknown (longest
+    prefix first)."""
+    families = [f for f in all_families() if f.name == family] or list(all_families())
+    prefixes = {prefix: name for f in reversed(families) for prefix, name in f.components.items()}
     return dict(sorted(prefixes.items(), key=lambda item: -len(item[0])))
 
 
@@ -34,7 +37,7 @@ def inspect_path(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
     """A JSON-able report; ``safe`` is False (with ``error``) when ckptbench refuses the file."""
     path = Path(path)
     report: dict[str, Any] = {
-        "path": str(path), "format": None, "kind": None, "arch": None, "prediction": None,
+        "path": str(path), "format": None, "kind": None, "arch": None, "variant": None, "prediction": None,
         "prediction_source": None, "zero_terminal_snr": None, "zero_terminal_snr_source": None, "dtype": None,
         "parameters": None, "components": {}, "sha256": None,
         "autov2": None, "size_bytes": None, "metadata": {}, "safe": False, "safety": None, "error": None,
@@ -62,11 +65,14 @@ def inspect_path(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
                         "consistent, contiguous and inside the file" if model.format == "safetensors" else
                         "pickle read with torch.load(weights_only=True): plain tensors only, no code run")
     report["metadata"] = _metadata(model.metadata)
-    _describe_tensors(model, report)
     found = detect(model)
-    report.update(kind=found.kind, arch=found.family, evidence=list(found.evidence), warnings=list(found.warnings),
+    _describe_tensors(model, report, found.family)
+    report.update(kind=found.kind, arch=found.family, variant=found.variant, evidence=list(found.evidence),
+                  warnings=list(found.warnings),
                   notes=list(found.notes), problem=found.problem, prediction=found.prediction,
                   prediction_source=found.prediction_source)
+    if found.kind == "lora":  # which network (LoRA, LoCon, LoHa, LoKr), module counts, Tucker and DoRA parts
+        report["network"] = describe_network({name: info.shape for name, info in model.tensors.items()})
     if found.kind == "checkpoint" and found.family is not None:
         ztsnr, ztsnr_source = decide_zero_terminal_snr(found.zero_terminal_snr, found.zero_terminal_snr_source,
                                                        found.family, None, [])
@@ -78,23 +84,26 @@ def inspect_path(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
             report["warnings"].append(str(error))
         else:
             report.update(prediction=prediction, prediction_source=source,
-                          config=f"bundled:{bundled_config(found.family, prediction).name}")
+                          config=f"bundled:{bundled_config(found.family, prediction, found.variant).name}")
     return report
 
 
-def _describe_tensors(model: ModelFile, report: dict[str, Any]) -> None:
+def _describe_tensors(model: ModelFile, report: dict[str, Any], family: str | None) -> None:
     weights = {name: info for name, info in model.tensors.items()
                if not name.startswith("model_ema.") and name not in NON_WEIGHT_KEYS}
     by_bytes: Counter[str] = Counter()
     components: Counter[str] = Counter()
-    prefixes = _component_prefixes()
+    prefixes = _component_prefixes(family)
+    # A transformer-only file (Flux, SD3.5 releases) holds the transformer's tensors without a prefix.
+    bare = "transformer" if family is not None and not any(name.startswith(tuple(prefixes)) for name in weights) \
+        else "other"
     for name, info in weights.items():
         count = 1
         for size in info.shape:
             count *= size
         by_bytes[info.dtype] += count
         prefix = next((p for p in prefixes if name.startswith(p)), None)
-        components[prefixes[prefix] if prefix else "other"] += count
+        components[prefixes[prefix] if prefix else bare] += count
     report["dtype"] = by_bytes.most_common(1)[0][0] if by_bytes else None
     report["dtypes"] = dict(by_bytes)
     report["parameters"] = sum(by_bytes.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import torch
 from safetensors import safe_open
@@ -13,6 +13,7 @@ from safetensors import safe_open
 from ckptbench.errors import ModelFileError
 from ckptbench.models.safety import (
     PICKLE_SUFFIXES,
+    TensorEntry,
     check_pickle_allowed,
     load_pickle_tensors,
     read_safetensors_header,
@@ -76,11 +77,34 @@ def load_tensors(path: Path, allow_pickle: bool = False, keep: Callable[[str], b
     header = read_safetensors_header(path)
     loaded: dict[str, torch.Tensor] = {}
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            for name in header.tensors:
-                if keep(name):
-                    loaded[name] = handle.get_tensor(name)
+        with path.open("rb") as stream:
+            for name, entry in header.tensors.items():
+                if not keep(name):
+                    continue
+                if entry.dtype in _SAFETENSORS_DTYPES:
+                    loaded[name] = _read_tensor(stream, 8 + header.header_bytes, entry)
+                else:  # dtypes torch has no plain tensor for (U16, C64, …): safetensors decodes them
+                    with safe_open(str(path), framework="pt", device="cpu") as handle:
+                        loaded[name] = handle.get_tensor(name)
     except Exception as error:  # the header was valid, so this is an I/O fault or a tool bug
         raise ModelFileError(f"{path}: reading the tensors failed ({type(error).__name__}: {error}); check the "
                              "disk and download the file again.") from None
     return loaded
+
+
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64,
+                       "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                       "BOOL": torch.bool}
+
+
+def _read_tensor(stream: BinaryIO, data_start: int, entry: TensorEntry) -> torch.Tensor:
+    """One tensor read straight into memory torch allocated (aligned, owned), with no memory map: a file's
+    weights are then resident once, not as mapped file pages and again as the model's copy."""
+    tensor = torch.empty(entry.shape, dtype=_SAFETENSORS_DTYPES[entry.dtype])
+    if entry.end > entry.start:
+        stream.seek(data_start + entry.start)
+        view = tensor.reshape(-1).view(torch.uint8).numpy()
+        if stream.readinto(view) != entry.end - entry.start:
+            raise OSError("the file ended before the tensor's bytes")
+    return tensor

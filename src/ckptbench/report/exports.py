@@ -50,8 +50,9 @@ def leaderboard_table(board: Leaderboard) -> pd.DataFrame:
     """One row per checkpoint, in ranking order; one group of columns per scorer."""
     records = []
     for row in board.rows:
-        record: dict[str, Any] = {"suite": board.suite, "rank": row.rank, "checkpoint": row.checkpoint,
-                                  "status": row.status}
+        record: dict[str, Any] = {"suite": board.suite, "rank": row.rank, "ranked_by": board.by,
+                                  "checkpoint": row.checkpoint, "status": row.status,
+                                  "in_best_set": row.in_best_set if board.verdict else None}
         if board.composite:
             record.update(composite=row.composite, composite_ci_low=row.composite_ci95[0],
                           composite_ci_high=row.composite_ci95[1], composite_p_rank1=row.p_rank1)

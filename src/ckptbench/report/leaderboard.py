@@ -71,6 +71,7 @@ class LeaderboardRow:
     composite_ci95: tuple[float | None, float | None] = (None, None)
     p_rank1: float | None = None
     scores: dict[str, ScorerCell] = field(default_factory=dict)
+    in_best_set: bool = False  # in the confidence set for the best on the ranking (analysis/best.py)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ class Leaderboard:
     ranked_by: str
     composite: Mapping[str, Any] | None = None
     variant: str | None = None  # "NoTM" for a LoRA suite's NoTM view
+    by: str | None = None  # what the rank column ranks by: a scorer or "composite"
+    verdict: Mapping[str, Any] | None = None  # analysis.suites.<suite>.verdict
+    family: str | None = None  # the Holm family of the ▲/▼/≈ marks, in words
 
     @property
     def has_neighbour_tests(self) -> bool:
@@ -95,11 +99,12 @@ class BaselineCell:
     win_rate: float | None
     p_cases: float | None
     n_cells: int
+    p_cases_holm: float | None = None
 
     @property
     def significant(self) -> bool:
-        low, high = self.ci95
-        return low is not None and high is not None and (low > 0 or high < 0)
+        """Holm-corrected per-prompt Wilcoxon p < 0.05 (the family is stated in the report)."""
+        return self.p_cases_holm is not None and self.p_cases_holm < SIGNIFICANCE
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class BaselineView:
     baseline: str
     scorers: list[ScorerColumn]
     rows: list[tuple[str, dict[str, BaselineCell]]]
+    family: str | None = None  # the Holm family of the comparisons with the baseline
 
 
 def analysis_suites(results: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -167,15 +173,19 @@ def build_leaderboard(results: Mapping[str, Any], suite: str | None,
                             str((infos.get(n) or {}).get("description") or "")) for n in names]
     composite = block.get("composite")
     composite_scores = (composite or {}).get("scores") or {}
-    primary = names[0] if names else None
+    ranking = block.get("ranking") or {}
+    # Results written before the ranking was recorded: the composite when there is one, else the first scorer.
+    by = ranking.get("by") or ("composite" if composite_scores else (names[0] if names else None))
 
     def default_rank(checkpoint: str) -> int | None:
-        if composite_scores:
+        if by == "composite":
             return (composite_scores.get(checkpoint) or {}).get("rank")
-        if primary:
-            return ((scorer_blocks[primary].get("summary") or {}).get(checkpoint) or {}).get("rank")
+        if by in scorer_blocks:
+            return ((scorer_blocks[by].get("summary") or {}).get(checkpoint) or {}).get("rank")
         return None
 
+    verdict = block.get("verdict") or None
+    best = set((verdict or {}).get("best_set") or ())
     order = _ordered(results, [str(c) for c in block.get("checkpoints") or []], default_rank)
     rows = []
     for checkpoint in order:
@@ -188,14 +198,31 @@ def build_leaderboard(results: Mapping[str, Any], suite: str | None,
             images_planned=int((meta.get("images") or {}).get("planned") or 0),
             failures=failures.get(checkpoint, 0), rank=default_rank(checkpoint),
             composite=entry.get("value"), composite_ci95=_pair(entry.get("ci95")), p_rank1=entry.get("p_rank1"),
-            scores=scores))
+            scores=scores, in_best_set=checkpoint in best))
     rows = _mark_neighbours(rows, {n: scorer_blocks[n].get("pairs") or [] for n in names})
-    if composite_scores:
+    if ranking:
+        ranked_by = f"{ranking.get('label') or by} ({ranking.get('source')})"
+    elif by == "composite":
         ranked_by = "composite score (" + ", ".join(f"{w:g} × {n}" for n, w in composite["weights"].items()) + ")"
     else:
-        ranked_by = f"{primary} (the first scorer the spec names)" if primary else "name"
+        ranked_by = f"{by} (the first scorer the spec names)" if by else "name"
     return Leaderboard(suite=suite, kind=kind, scorers=columns, rows=rows, ranked_by=ranked_by,
-                       composite=composite if composite_scores else None, variant="NoTM" if notm else None)
+                       composite=composite if composite_scores else None, variant="NoTM" if notm else None,
+                       by=by, verdict=verdict, family=_pairs_family(scorer_blocks, suite, notm))
+
+
+def _pairs_family(scorer_blocks: Mapping[str, Any], suite: str | None, notm: bool) -> str | None:
+    """The Holm family of the pairwise marks: the run-wide one, or one per scorer of this suite."""
+    families = [block.get("holm_family") or {} for block in scorer_blocks.values()]
+    labels = [str(f.get("pairs")) for f in families if f.get("pairs")]
+    if not labels:
+        return None
+    if labels[0].startswith("run:"):
+        return labels[0]
+    sizes = sorted({int(f.get("tests") or 0) for f in families})
+    view = f"suite “{suite}”" + (" (NoTM)" if notm else "")
+    return (f"all pairs of {view}, one family per scorer ("
+            + " or ".join(str(n) for n in sizes) + " tests each)")
 
 
 def build_baseline_view(results: Mapping[str, Any], suite: str) -> BaselineView | None:
@@ -213,9 +240,10 @@ def build_baseline_view(results: Mapping[str, Any], suite: str) -> BaselineView 
         for n in names:
             entry = (scorer_blocks[n]["baseline"].get("scores") or {}).get(checkpoint) or {}
             cells[n] = BaselineCell(entry.get("mean_diff"), _pair(entry.get("ci95")), entry.get("win_rate"),
-                                    entry.get("p_cases"), int(entry.get("n_cells") or 0))
+                                    entry.get("p_cases"), int(entry.get("n_cells") or 0), entry.get("p_cases_holm"))
         rows.append((str(checkpoint), cells))
-    return BaselineView(suite=suite, baseline=baseline, scorers=columns, rows=rows)
+    family = (scorer_blocks[names[0]].get("holm_family") or {}).get("baseline")
+    return BaselineView(suite=suite, baseline=baseline, scorers=columns, rows=rows, family=family)
 
 
 def _ordered(results: Mapping[str, Any], names: Sequence[str], rank_of: Callable[[str], int | None]) -> list[str]:

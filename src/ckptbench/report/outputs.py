@@ -24,10 +24,10 @@ from ckptbench.store import Store
 
 
 def write_outputs(store: Store, run_id: int | None = None, out: Path | None = None,
-                  console: Console | None = None) -> tuple[Path, Path]:
+                  console: Console | None = None, rank_by: str | None = None) -> tuple[Path, Path]:
     """All outputs of a run (default: the latest) into ``out`` (default: the store folder); returns the
-    paths of results.json and report/index.html."""
-    results, frame = build_results(store, run_id)
+    paths of results.json and report/index.html. ``rank_by`` overrides the ranking the run's spec asks for."""
+    results, frame = build_results(store, run_id, rank_by)
     out = out or store.root
     out.mkdir(parents=True, exist_ok=True)
     results_path = write_results_json(results, out)

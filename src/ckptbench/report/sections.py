@@ -139,7 +139,8 @@ def provenance_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
     run = results.get("run") or {}
     provenance = results.get("provenance") or {}
     benchmark = results.get("benchmark") or {}
-    settings = (results.get("analysis") or {}).get("settings") or {}
+    analysis = results.get("analysis") or {}
+    settings = analysis.get("settings") or {}
     items: list[tuple[str, Any]] = [
         ("benchmark", benchmark.get("name")),
         ("preset", benchmark.get("preset")),
@@ -157,6 +158,8 @@ def provenance_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("bootstrap resamples", settings.get("bootstrap_resamples")),
         ("analysis seed", settings.get("analysis_seed")),
         ("baseline", settings.get("baseline")),
+        ("ranked by", _ranking(results)),
+        ("Holm families", (analysis.get("multiplicity") or {}).get("mode")),
         ("composite weights", _pairs(settings.get("composite_weights"))),
         ("good-image thresholds", _pairs(settings.get("thresholds"))),
     ]
@@ -165,6 +168,11 @@ def provenance_items(results: Mapping[str, Any]) -> list[tuple[str, str]]:
                        "packages", "text_truncated", "duration_s"} and isinstance(value, str | int | float):
             items.append((key.replace("_", " "), value))  # whatever else a run or an import recorded
     return [(label, str(value)) for label, value in items if value not in (None, "", {})]
+
+
+def _ranking(results: Mapping[str, Any]) -> str | None:
+    ranking = (results.get("analysis") or {}).get("ranking") or {}
+    return f"{ranking['by']} ({ranking.get('source')})" if ranking.get("by") else None
 
 
 def spec_text(results: Mapping[str, Any]) -> str:

@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ckptbench.report.leaderboard import analysis_suites, build_leaderboard, primary_suite
+
 
 def _number(value: Any, decimals: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -24,26 +26,26 @@ def _decimals(low: Any, high: Any) -> int:
 
 
 def leaderboard_table(results: dict[str, Any], max_scorers: int = 4) -> Table:
-    """Checkpoints ordered by the first scorer of the spec (in its direction), each scorer's mean and 95% CI."""
+    """Checkpoints in the order of the leaderboard's ranking (its suite and scorer or composite, as the report),
+    each scorer's mean and 95% CI over all images."""
     scorers = results.get("scorers", {})
     order = [name for name in (results.get("spec", {}).get("scorers", {}).get("use") or scorers) if name in scorers]
     image_scorers = [name for name in order if scorers[name].get("level", "image") != "set"][:max_scorers]
-    table = Table(title=f"{results['benchmark'].get('name')}: mean [95% CI] over all images", title_justify="left")
+    suite = primary_suite(results)
+    board = build_leaderboard(results, suite)
+    title = f"{results['benchmark'].get('name')}: mean [95% CI] over all images"
+    if board.suite:
+        title += f"; ranked by {board.ranked_by} in suite {board.suite}"
+    table = Table(title=title, title_justify="left")
     table.add_column("checkpoint")
     for name in image_scorers:
         table.add_column(f"{name} {'↑' if scorers[name].get('higher_is_better', True) else '↓'}", justify="right")
     table.add_column("images", justify="right")
-
-    def sort_key(checkpoint: dict[str, Any]) -> tuple[int, float]:
-        if checkpoint["status"] != "ok" or not image_scorers:
-            return (1, 0.0)
-        summary = checkpoint["scores"].get(image_scorers[0]) or {}
-        mean = summary.get("mean")
-        if mean is None:
-            return (1, 0.0)
-        return (0, -mean if scorers[image_scorers[0]].get("higher_is_better", True) else mean)
-
-    for checkpoint in sorted(results["checkpoints"], key=sort_key):
+    checkpoints = {str(c["name"]): c for c in results["checkpoints"]}
+    for row in board.rows:
+        checkpoint = checkpoints.get(row.checkpoint)
+        if checkpoint is None:
+            continue
         cells = []
         for name in image_scorers:
             summary = checkpoint["scores"].get(name) or {}
@@ -55,6 +57,20 @@ def leaderboard_table(results: dict[str, Any], max_scorers: int = 4) -> Table:
         label = checkpoint["name"] if checkpoint["status"] == "ok" else f"{checkpoint['name']} [red](failed)[/]"
         table.add_row(label, *cells, f"{images.get('ok', 0)}/{images.get('planned', 0)}")
     return table
+
+
+def verdict_lines(results: dict[str, Any]) -> list[str]:
+    """Each suite's one-sentence verdict and its warnings, as plain lines for the console."""
+    lines = []
+    suites = analysis_suites(results)
+    first = primary_suite(results)
+    for suite, block in sorted(suites.items(), key=lambda item: item[0] != first):
+        for label, view in ((suite, block), (f"{suite} (NoTM)", block.get("notm") or {})):
+            verdict = view.get("verdict")
+            if verdict:
+                lines.append(f"{label}: {verdict['text']}")
+                lines.extend(f"{label}: warning: {warning}" for warning in verdict.get("warnings") or ())
+    return lines
 
 
 def print_notes(truncated: dict[str, dict[str, int]], skipped: dict[str, dict[str, int]], console: Console) -> None:

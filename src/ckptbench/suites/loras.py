@@ -7,20 +7,19 @@
   or hash), by file stem in ``[generation] lora_dirs``, by the alias A1111 shows (the kohya
   ``ss_output_name`` in the file's metadata), or — when the name is itself a hash — by hash.
 * Hashes: ``autov2:`` + 10 hex (Civitai AutoV2, the first 10 hex digits of the file's sha256),
-  ``autov3:`` + 12 hex (what A1111 writes as "Lora hashes": the sha256 of the tensor data after the
-  safetensors header; 12 hex digits of the whole file's sha256 are accepted too, as some tools write
-  those), ``sha256:`` + 64 hex; bare hex strings of those lengths are read the same way.
+  ``autov3:`` + 12 hex (what A1111 and ckptbench write as "Lora hashes": the file's ``sshs_model_hash``
+  metadata, else the sha256 of the tensor data after the safetensors header; 12 hex digits of the whole
+  file's sha256 are accepted too, as some tools and earlier ckptbench versions wrote those), ``sha256:`` + 64
+  hex; bare hex strings of those lengths are read the same way.
 
 Loading the files is the generator's job (``generate/lora.py``); this module only decides what to load.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
-from functools import lru_cache
 from pathlib import Path
 
 from ckptbench.generate.base import LoraUse
@@ -31,8 +30,9 @@ from ckptbench.generate.lora import (
     LoraLibrary,
     LoraNotFoundError,
     combine_loras,
+    lora_short_hash,
 )
-from ckptbench.hashing import sha256_file
+from ckptbench.hashing import addnet_sha256, sha256_file
 from ckptbench.prompt import LoraTag, extract_lora_tags
 from ckptbench.suites.case import Case
 
@@ -51,9 +51,7 @@ def resolve_case_loras(case: Case, library: LoraLibrary) -> tuple[LoraUse, ...]:
 
 
 def resolve_lora(tag: LoraTag, mapping: Mapping[str, str], library: LoraLibrary) -> LoraUse:
-    path = find_lora_file(tag.name, mapping.get(tag.name), library)
-    weight = library.default_weight if tag.weight is None else tag.weight
-    return LoraUse(sha256=sha256_file(path, library.cache), weight=float(weight), name=tag.name, path=path)
+    return library.use(tag, find_lora_file(tag.name, mapping.get(tag.name), library))
 
 
 def find_lora_file(name: str, target: str | None, library: LoraLibrary) -> Path:
@@ -89,23 +87,6 @@ def parse_hash(text: str) -> tuple[str, str] | None:
     return None
 
 
-def addnet_hash(path: Path) -> str:
-    """sha256 of a safetensors file's tensor data (everything after the header): A1111's LoRA hash."""
-    stat = path.stat()
-    return _addnet_hash(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@lru_cache(maxsize=4096)
-def _addnet_hash(path: str, size: int, mtime_ns: int) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        header = int.from_bytes(handle.read(8), "little")
-        handle.seek(8 + header)
-        while chunk := handle.read(8 * 1024 * 1024):
-            hasher.update(chunk)
-    return hasher.hexdigest()
-
-
 def _by_target(name: str, target: str, library: LoraLibrary) -> Path:
     digest = parse_hash(target)
     if digest is not None:
@@ -127,10 +108,14 @@ def _by_target(name: str, target: str, library: LoraLibrary) -> Path:
 def _by_hash(library: LoraLibrary, kind: str, digest: str) -> Path | None:
     files = _files(library)
     if kind == "autov3":
+        # What A1111 writes: the addnet hash, or the file's sshs_model_hash metadata where it has one.
         for path in files:
-            if path.suffix.lower() in SAFE_SUFFIXES and addnet_hash(path).startswith(digest):
+            if lora_short_hash(path, library.cache).lower() == digest:
                 return path
-        # Some tools write the first 12 hex digits of the whole file's sha256 instead: accept those too.
+        for path in files:
+            if path.suffix.lower() in SAFE_SUFFIXES and addnet_sha256(path, library.cache).startswith(digest):
+                return path
+        # Some tools (and earlier ckptbench versions) wrote the first 12 hex digits of the whole file's sha256.
     for path in files:
         if sha256_file(path, library.cache).startswith(digest):
             return path

@@ -16,7 +16,7 @@ from ckptbench.models.families.base import FamilyMatch, ModelFamily, Prediction
 __all__ = ["FAMILY_MODULES", "FamilyMatch", "ModelFamily", "Prediction", "all_families", "family_names",
            "get_family"]
 
-FAMILY_MODULES = ("sdxl", "sd2", "sd15")
+FAMILY_MODULES = ("flux", "sd35", "sdxl", "sd2", "sd15")
 
 
 @functools.cache

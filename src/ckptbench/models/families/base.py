@@ -33,6 +33,7 @@ class FamilyMatch:
     problem: str | None = None
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    variant: str | None = None  # e.g. Flux 'dev'/'schnell', SD3.5 'large'/'medium': picks the bundled config
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class ModelFamily:
     aliases: tuple[str, ...] = field(default=())
 
     # --- detection -------------------------------------------------------------------------------------
+    def recognises(self, model: ModelFile) -> bool:
+        """Whether the file's tensors are this family's denoiser in a layout without the LDM prefix."""
+        return False
+
     def match_text_encoders(self, model: ModelFile) -> FamilyMatch | None:
         """The family as the file's text encoders (or other decisive tensors) name it; None: not this one."""
         return None
@@ -73,7 +78,7 @@ class ModelFamily:
     def default_prediction(self) -> Prediction:
         return self.predictions[0]
 
-    def config_dir(self, prediction: Prediction) -> Path:
+    def config_dir(self, prediction: Prediction, variant: str | None = None) -> Path:
         """The bundled diffusers config folder used to build a single file of this family."""
         return CONFIGS / self.config_name
 
@@ -88,6 +93,11 @@ class ModelFamily:
 
     def owns_pipeline(self, pipeline: Any) -> bool:
         return type(pipeline).__name__ == self.pipeline_class
+
+    def sampling_settings(self, settings: Any, distilled_cfg: float, variant: str | None = None
+                          ) -> tuple[Any, str | None]:
+        """The spec's sampling settings as this family samples them, and a note when they were adapted."""
+        return settings, None
 
     # --- loading -----------------------------------------------------------------------------------------
     def normalise_state(self, state: State, config: Path) -> State:

@@ -28,7 +28,7 @@ class Sd2Family(Sd15Family):
         return FamilyMatch(self.name, ("OpenCLIP-H text encoder (cond_stage_model.model.*) → sd2",),
                            text_width=tensor_width(model.tensors, OPENCLIP_SD2 + "token_embedding.weight"))
 
-    def config_dir(self, prediction: Prediction) -> Path:
+    def config_dir(self, prediction: Prediction, variant: str | None = None) -> Path:
         return CONFIGS / ("sd2-v" if prediction == "v" else "sd2")
 
     def undecided_prediction(self, model: ModelFile, config: Path, allow_pickle: bool) -> tuple[Prediction, str]:

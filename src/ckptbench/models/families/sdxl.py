@@ -72,5 +72,6 @@ FAMILY = SdxlFamily(
     text_parts=(TextEncoderPart("text_encoder", "CLIPTextModel", SDXL_CLIP_L),
                 TextEncoderPart("text_encoder_2", "CLIPTextModelWithProjection", SDXL_OPENCLIP_G)),
     cross_attention_width=2048, proj_in_linear=True,
-    example='[[checkpoints]]\nname = "illustrious"\npath = "models/illustriousXL_v01.safetensors"',
+    example='[[checkpoints]]\nname = "noobai-vpred"\npath = "models/noobaiXLVpred10.safetensors"   # v_pred + ztsnr '
+            'markers: v-prediction, zero terminal SNR',
 )
