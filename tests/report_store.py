@@ -132,7 +132,7 @@ def build_scores_store(root: Path, values: dict[str, dict[str, np.ndarray]], *, 
     store = Store(root)
     spec = {"benchmark": {"name": "scores only", "bootstrap": 200}, "scorers": {"use": list(values)},
             "analysis": analysis or {}}
-    run_id = store.start_run(spec, {"device": "cpu"})
+    run_id = store.start_run(spec, {"device": "cpu", "imported": True})
     first = next(iter(values.values()))
     cases, seeds = next(iter(first.values())).shape
     items = []
@@ -153,5 +153,5 @@ def build_scores_store(root: Path, values: dict[str, dict[str, np.ndarray]], *, 
         store.put_scores(scorer_key, [(item.image_key, "", float(table[item.checkpoint][int(item.case_id),
                                                                                        item.seed - 1]))
                                       for item in items])
-    store.finish_run(run_id, "ok", {"device": "cpu"})
+    store.finish_run(run_id, "ok", {"device": "cpu", "imported": True})
     return store
