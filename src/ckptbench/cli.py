@@ -129,7 +129,8 @@ def run(
         "tries them again (the default, and it says how many); --skip-failed leaves them out and records them "
         "as failures of this run.")] = True,
     rank_by: Annotated[str | None, typer.Option(
-        "--rank-by", help="Rank by this scorer, or by 'composite'; default: the composite when the spec gives "
+        "--rank-by", help="Rank by this scorer, by 'composite', or by 'human' (arena votes in the store); default: the "
+        "composite when the spec gives "
         "weights, else the first scorer the spec names.")] = None,
 ) -> None:
     """Generate, score and report; resumes from whatever the store already holds.
@@ -280,7 +281,8 @@ def report(
     store: Annotated[Path, typer.Option(help="Store folder of a finished run.")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write; default: the store.")] = None,
     rank_by: Annotated[str | None, typer.Option(
-        "--rank-by", help="Rank by this scorer, or by 'composite'; default: the composite when the run's spec gives "
+        "--rank-by", help="Rank by this scorer, by 'composite', or by 'human' (the store's arena votes); default: the "
+        "composite when the run's spec gives "
         "weights, else the first scorer it names.")] = None,
 ) -> None:
     """Rebuild results.json, scores.csv/.parquet, leaderboard.csv and report/index.html from a store's latest run.

@@ -353,8 +353,9 @@ class AnalysisSpec(_Strict):
     within_prompt: tuple[str, ...] = Field(
         default=(), description="More scorers whose values are compared only within a prompt (preference models).")
     rank_by: str | None = Field(
-        default=None, description="What the leaderboard ranks by: a scorer of scorers.use or \"composite\"; default: "
-        "the composite when weights are given, else the first scorer of scorers.use.")
+        default=None, description="What the leaderboard ranks by: a scorer of scorers.use, \"composite\", or \"human\" "
+        "(arena votes, docs/arena.md); default: the composite when weights are given, else the first scorer of "
+        "scorers.use.")
     multiplicity: Literal["per-scorer", "run"] = Field(
         default="per-scorer", description="Holm families: per suite × scorer (\"per-scorer\") or every paired test of "
         "the run together (\"run\").")
@@ -422,9 +423,10 @@ class BenchmarkSpec(_Strict):
             hint = did_you_mean(self.analysis.baseline, names)
             raise ValueError(f"analysis.baseline '{self.analysis.baseline}' is not a checkpoint name{hint}")
         rank_by = self.analysis.rank_by
-        if rank_by is not None and rank_by != "composite" and rank_by not in self.scorers.use:
-            hint = did_you_mean(rank_by, [*self.scorers.use, "composite"])
-            raise ValueError(f"analysis.rank_by '{rank_by}' is neither a scorer of scorers.use nor 'composite'{hint}")
+        if rank_by is not None and rank_by not in ("composite", "human") and rank_by not in self.scorers.use:
+            hint = did_you_mean(rank_by, [*self.scorers.use, "composite", "human"])
+            raise ValueError(f"analysis.rank_by '{rank_by}' is neither a scorer of scorers.use nor 'composite' or "
+                             f"'human'{hint}")
         for table in ("thresholds", "composite"):
             known = set(self.scorers.use) | {name.split(":", 1)[0] for name in self.scorers.use}
             for scorer in getattr(self.analysis, table):

@@ -20,12 +20,14 @@ CaseKey = tuple[str, str]  # (suite, case id)
 
 def analyze(frame: pd.DataFrame, settings: AnalysisSettings, *, checkpoints: Sequence[CheckpointIdentity] = (),
             cases: Mapping[CaseKey, Mapping[str, Any]] | None = None,
-            directions: Mapping[str, bool | None] | None = None) -> dict[str, Any]:
+            directions: Mapping[str, bool | None] | None = None,
+            human: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Analyse every suite of ``frame``.
 
     ``checkpoints`` gives the run's order and each checkpoint's identity (for NoTM); ``cases`` the
     metadata of each case (``kind``, ``style``, ``loras``, ``showcase_models``); ``directions`` each
-    scorer's ``higher_is_better`` as its scorer record says.
+    scorer's ``higher_is_better`` as its scorer record says; ``human`` each suite's ranking by arena votes
+    (``human_preference.suites``), kept as the suite's ``human`` block for ``rank_by = "human"``.
     """
     cases = cases or {}
     directions = directions or {}
@@ -44,6 +46,8 @@ def analyze(frame: pd.DataFrame, settings: AnalysisSettings, *, checkpoints: Seq
             result["matrices"] = matrices(cube, traits)
         if kind == "lora":
             result["notm"] = _notm(cube, meta, identities, traits, settings)
+        if human and suite in human:
+            result["human"] = human[suite]
         suites[suite] = result
     multiplicity = apply_holm(suites, settings.multiplicity)
     ranking = choose_ranking(settings.rank_by, settings.rank_by_source, settings.composite, settings.scorer_order,

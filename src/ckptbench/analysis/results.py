@@ -9,6 +9,7 @@ import pandas as pd
 
 from ckptbench.analysis.analyze import analyze
 from ckptbench.analysis.composite import COMPOSITE
+from ckptbench.analysis.human_ranking import HUMAN
 from ckptbench.analysis.skills import skill_breakdown
 from ckptbench.analysis.suite import AnalysisSettings
 from ckptbench.analysis.summary import summarize
@@ -51,21 +52,21 @@ def analysis_settings(spec: dict[str, Any], rank_by: str | None = None) -> Analy
 
 def spec_with_rank_by(spec: BenchmarkSpec, rank_by: str) -> BenchmarkSpec:
     """``spec`` with ``[analysis] rank_by`` replaced (``run --rank-by``), checked against its scorers."""
-    if rank_by != COMPOSITE and rank_by not in spec.scorers.use:
-        hint = closest(rank_by, [*spec.scorers.use, COMPOSITE])
-        raise SpecError(f"--rank-by '{rank_by}' is neither a scorer of the spec's scorers.use nor 'composite'"
-                        + (f" (did you mean '{hint}'?)" if hint else "") + "; give one of: "
-                        + ", ".join([*spec.scorers.use, COMPOSITE]) + ".")
+    if rank_by not in (COMPOSITE, HUMAN) and rank_by not in spec.scorers.use:
+        hint = closest(rank_by, [*spec.scorers.use, COMPOSITE, HUMAN])
+        raise SpecError(f"--rank-by '{rank_by}' is neither a scorer of the spec's scorers.use nor 'composite' or "
+                        "'human'" + (f" (did you mean '{hint}'?)" if hint else "") + "; give one of: "
+                        + ", ".join([*spec.scorers.use, COMPOSITE, HUMAN]) + ".")
     return spec.model_copy(update={"analysis": spec.analysis.model_copy(update={"rank_by": rank_by})})
 
 
 def check_rank_by(rank_by: str | None, scorers: Sequence[str], where: str) -> None:
     """A clear error when ``rank_by`` names neither a scorer of the run nor "composite"."""
-    if rank_by is None or rank_by == COMPOSITE or rank_by in scorers:
+    if rank_by is None or rank_by in (COMPOSITE, HUMAN) or rank_by in scorers:
         return
-    hint = closest(rank_by, [*scorers, COMPOSITE])
+    hint = closest(rank_by, [*scorers, COMPOSITE, HUMAN])
     raise StoreError(f"{where} '{rank_by}' is not a scorer of this run" + (f" (did you mean '{hint}'?)" if hint else "")
-                     + "; give one of: " + ", ".join([*sorted(scorers), COMPOSITE]) + ".")
+                     + "; give one of: " + ", ".join([*sorted(scorers), COMPOSITE, HUMAN]) + ".")
 
 
 def build_results(store: Store, run_id: int | None = None, rank_by: str | None = None
@@ -102,7 +103,11 @@ def build_results(store: Store, run_id: int | None = None, rank_by: str | None =
                          "of this run; name one of: " + ", ".join(c.name for c in identities) + ".")
     check_rank_by(settings.rank_by, [str(s) for s in pd.unique(frame["scorer"])],
                   f"{store.root}: run {run_id}: " + ("--rank-by" if rank_by else "analysis.rank_by"))
-    analysis = analyze(pooled, settings, checkpoints=identities, cases=cases, directions=directions)
+    # Arena votes on this run's images (docs/arena.md); None when there are none.
+    human = run_human_preference(store.root, items, frame, directions, resamples=settings.resamples,
+                                 seed=settings.seed)
+    analysis = analyze(pooled, settings, checkpoints=identities, cases=cases, directions=directions,
+                       human=(human or {}).get("suites"))
     axes = recorded_axes(spec)
     sweep = sweep_results(frame, axes, settings, directions, [c.name for c in identities]) if axes else None
     statuses, status = _statuses(run, items, run_checkpoints, failures)
@@ -137,9 +142,7 @@ def build_results(store: Store, run_id: int | None = None, rank_by: str | None =
         "analysis": analysis,
         "sweep": sweep,
         "skills": skill_breakdown(frame, cases),  # per tag (skill) of tagged suites; docs/results.md
-        # Arena votes on this run's images (docs/arena.md); None when there are none.
-        "human_preference": run_human_preference(store.root, items, frame, directions,
-                                                 resamples=settings.resamples, seed=settings.seed),
+        "human_preference": human,
         "failures": failures,
         "text_truncated": provenance.get("text_truncated", {}),
         "provenance": provenance,

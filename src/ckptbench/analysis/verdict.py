@@ -13,6 +13,7 @@ from scipy import stats
 
 from ckptbench.analysis.best import MAX_PROMPTS
 from ckptbench.analysis.composite import COMPOSITE
+from ckptbench.analysis.human_ranking import HUMAN, human_label
 
 SIGNIFICANCE = 0.05
 
@@ -35,10 +36,12 @@ def suite_ranking(ranking: Mapping[str, str], block: Mapping[str, Any], scorer_o
     wanted = ranking["by"]
     if wanted == COMPOSITE and (block.get("composite") or {}).get("scores"):
         return {**ranking, "label": _composite_label(block["composite"])}
+    if wanted == HUMAN and block.get("human"):
+        return {**ranking, "label": human_label(block["human"])}
     if wanted in scorers:
         return {**ranking, "label": wanted}
     fallback = next((name for name in scorer_order if name in scorers), min(scorers, default=""))
-    missing = "no composite" if wanted == COMPOSITE else f"no {wanted} scores"
+    missing = {COMPOSITE: "no composite", HUMAN: "no arena votes"}.get(wanted, f"no {wanted} scores")
     return {"by": fallback, "label": fallback, "source": f"{ranking['source']}; this suite has {missing}, so "
                                                           f"it is ranked by {fallback}"}
 
@@ -46,6 +49,8 @@ def suite_ranking(ranking: Mapping[str, str], block: Mapping[str, Any], scorer_o
 def verdict(block: Mapping[str, Any], ranking: Mapping[str, str]) -> dict[str, Any]:
     """The one-sentence verdict of a suite (or NoTM view) on its ranking, with its parts and warnings."""
     by = ranking["by"]
+    if by == HUMAN:
+        return human_verdict(block["human"], ranking["label"], int(block.get("cases") or 0))
     source: Mapping[str, Any] = block["composite"] if by == COMPOSITE else block["scorers"][by]
     # The composite's marks are the scorers' pairwise tests: their (largest) Holm family decides the warning.
     tests = max([int((scorer.get("holm_family") or {}).get("tests", 0)) for scorer in block["scorers"].values()]
@@ -74,6 +79,28 @@ def verdict(block: Mapping[str, Any], ranking: Mapping[str, str]) -> dict[str, A
                 f"it with {prompts} prompts — {more}.")
     return {"text": text, "ranking": by, "leader": leader, "best_set": members, "prompts": prompts,
             "prompts_needed": prompts_needed, "warnings": warnings}
+
+
+def human_verdict(human: Mapping[str, Any], label: str, prompts: int) -> dict[str, Any]:
+    """The verdict on the ranking by arena votes (``arena/analysis.py``: θ, its interval and the best set)."""
+    chosen = human.get("best_set") or {}
+    if not chosen:
+        return {"text": "No checkpoint of this suite has arena votes.", "ranking": HUMAN, "best_set": [],
+                "leader": None, "prompts": prompts, "prompts_needed": None, "warnings": []}
+    leader, members = str(chosen["leader"]), [str(name) for name in chosen["members"]]
+    lead = next(row for row in human["checkpoints"] if row["checkpoint"] == leader)
+    low, high = lead["ci95"]
+    scored = f"θ {lead['theta']:+.2f} [{low:+.2f}, {high:+.2f}], Elo {lead['elo']:.0f}"
+    votes = int(human.get("votes") or 0)
+    others = [name for name in members if name != leader]
+    if not others:
+        text = (f"{leader} is best on {label} ({scored}): every other checkpoint is significantly less preferred "
+                f"with {votes:,} votes (95% confidence set for the best).")
+    else:
+        text = (f"{leader} leads on {label} ({scored}), but {_names(others)} cannot be told apart from it with "
+                f"{votes:,} votes — more votes, on more prompts, would be needed.")
+    return {"text": text, "ranking": HUMAN, "leader": leader, "best_set": members, "prompts": prompts,
+            "prompts_needed": None, "warnings": []}
 
 
 def too_few_prompts(prompts: int, tests: int) -> list[str]:

@@ -63,6 +63,9 @@ def human_preference(votes: Sequence[Mapping[str, object]], owners: Mapping[str,
         "cases": comparisons.clusters,
         "raters": raters,
         "ranking": _ranking(comparisons, weights, comparisons.votes),
+        # Per suite, for a leaderboard ordered by human preference (``--rank-by human``): votes of that suite
+        # only, bootstrapped over its own cases.
+        "suites": suite_rankings(comparisons.votes, owners, names, resamples=resamples, seed=seed),
         "by_rater": {rater: _ranking(comparisons.subset(rater_of == rater), weights,
                                      [v for v in comparisons.votes if v["rater"] == rater])
                      for rater in raters} if len(raters) > 1 else {},
@@ -86,7 +89,46 @@ def _ranking(comparisons: Comparisons, weights: np.ndarray, votes: Sequence[Mapp
                      "elo_ci95": [1000 + ELO_PER_THETA * value for value in interval],
                      "p_preferred_vs_average": win_probability(theta, 0.0), **tally})
     rows.sort(key=lambda row: -row["theta"])
-    return {"checkpoints": rows, "tie_parameter": fit.nu, "votes": len(comparisons)}
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return {"checkpoints": rows, "tie_parameter": fit.nu, "votes": len(comparisons),
+            "best_set": _best_set(rows, comparisons.names, draws)}
+
+
+def _best_set(rows: Sequence[Mapping[str, Any]], names: Sequence[str], draws: np.ndarray) -> dict[str, Any] | None:
+    """The 95 % confidence set for the most preferred checkpoint, as the suite analysis makes it for scores: the
+    leader, and every checkpoint whose gap to the leader is not significantly above zero in a one-sided test at
+    5 % / (k − 1) (Bonferroni over the k − 1 gaps; the gap's bootstrap distribution over cases)."""
+    if not rows:
+        return None
+    leader = str(rows[0]["checkpoint"])
+    others = [str(row["checkpoint"]) for row in rows[1:]]
+    level = 0.05 / max(len(others), 1)
+    members, gaps = [leader], []
+    for name in others:
+        if len(draws):
+            gap = draws[:, names.index(leader)] - draws[:, names.index(name)]
+            lower = float(np.percentile(gap, 100 * level))
+        else:  # no resamples: nothing can be shown to differ
+            lower = 0.0
+        in_set = lower <= 0.0
+        gaps.append({"checkpoint": name, "gap_lower_bound": lower, "in_set": in_set})
+        if in_set:
+            members.append(name)
+    return {"leader": leader, "members": members, "comparisons": gaps,
+            "method": "one-sided case-bootstrap percentile bound of θ(leader) − θ(other) at 5 % / (k − 1)"}
+
+
+def suite_rankings(votes: Sequence[Mapping[str, object]], owners: Mapping[str, str], names: Sequence[str], *,
+                   resamples: int, seed: int) -> dict[str, dict[str, Any]]:
+    """The ranking of each suite's votes on its own, suite → ``ranking`` block."""
+    suites = sorted({str(vote["suite"]) for vote in votes})
+    rankings = {}
+    for suite in suites:
+        mine, _ = comparisons_from_votes([vote for vote in votes if str(vote["suite"]) == suite], owners, names)
+        if len(mine):
+            rankings[suite] = _ranking(mine, cluster_weights(mine.clusters, resamples, seed), mine.votes)
+    return rankings
 
 
 def _tallies(comparisons: Comparisons, votes: Sequence[Mapping[str, object]]) -> list[dict[str, int]]:

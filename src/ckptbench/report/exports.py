@@ -60,6 +60,9 @@ def leaderboard_table(board: Leaderboard) -> pd.DataFrame:
         if board.composite:
             record.update(composite=row.composite, composite_ci_low=row.composite_ci95[0],
                           composite_ci_high=row.composite_ci95[1], composite_p_rank1=row.p_rank1)
+        if board.human:
+            record.update(human_theta=row.human_theta, human_ci_low=row.human_ci95[0],
+                          human_ci_high=row.human_ci95[1], human_votes=row.human_votes)
         for column in board.scorers:
             cell = row.scores[column.name]
             prefix = column.name

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ckptbench.analysis.human_ranking import HUMAN
+
 SIGNIFICANCE = 0.05  # on Holm-corrected p-values of the per-case Wilcoxon test
 
 
@@ -74,6 +76,10 @@ class LeaderboardRow:
     p_rank1: float | None = None
     scores: dict[str, ScorerCell] = field(default_factory=dict)
     in_best_set: bool = False  # in the confidence set for the best on the ranking (analysis/best.py)
+    # Bradley–Terry strength from the suite's arena votes, with its 95% interval, and the votes it rests on.
+    human_theta: float | None = None
+    human_ci95: tuple[float | None, float | None] = (None, None)
+    human_votes: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,10 +91,11 @@ class Leaderboard:
     ranked_by: str
     composite: Mapping[str, Any] | None = None
     variant: str | None = None  # "NoTM" for a LoRA suite's NoTM view
-    by: str | None = None  # what the rank column ranks by: a scorer or "composite"
+    by: str | None = None  # what the rank column ranks by: a scorer, "composite" or "human"
     verdict: Mapping[str, Any] | None = None  # analysis.suites.<suite>.verdict
     family: str | None = None  # the Holm family of the ▲/▼/≈ marks, in words
     imported: bool = False  # scores made elsewhere (no images): the images column says so
+    human: bool = False  # the suite has arena votes: a human-preference column
 
     @property
     def has_neighbour_tests(self) -> bool:
@@ -180,9 +187,14 @@ def build_leaderboard(results: Mapping[str, Any], suite: str | None,
     # Results written before the ranking was recorded: the composite when there is one, else the first scorer.
     by = ranking.get("by") or ("composite" if composite_scores else (names[0] if names else None))
 
+    human = block.get("human") or {}
+    human_rows = {str(row["checkpoint"]): row for row in human.get("checkpoints") or ()}
+
     def default_rank(checkpoint: str) -> int | None:
         if by == "composite":
             return (composite_scores.get(checkpoint) or {}).get("rank")
+        if by == HUMAN:
+            return (human_rows.get(checkpoint) or {}).get("rank")
         if by in scorer_blocks:
             return ((scorer_blocks[by].get("summary") or {}).get(checkpoint) or {}).get("rank")
         return None
@@ -195,13 +207,15 @@ def build_leaderboard(results: Mapping[str, Any], suite: str | None,
         meta = _checkpoint_meta(results, checkpoint)
         entry = composite_scores.get(checkpoint) or {}
         scores = {n: _scorer_cell((scorer_blocks[n].get("summary") or {}).get(checkpoint)) for n in names}
+        voted = human_rows.get(checkpoint) or {}
         rows.append(LeaderboardRow(
             checkpoint=checkpoint, status=str(meta.get("status") or "ok"), error=meta.get("error"),
             images_ok=int((meta.get("images") or {}).get("ok") or 0),
             images_planned=int((meta.get("images") or {}).get("planned") or 0),
             failures=failures.get(checkpoint, 0), rank=default_rank(checkpoint),
             composite=entry.get("value"), composite_ci95=_pair(entry.get("ci95")), p_rank1=entry.get("p_rank1"),
-            scores=scores, in_best_set=checkpoint in best))
+            scores=scores, in_best_set=checkpoint in best, human_theta=voted.get("theta"),
+            human_ci95=_pair(voted.get("ci95")), human_votes=int(voted.get("votes") or 0)))
     rows = _mark_neighbours(rows, {n: scorer_blocks[n].get("pairs") or [] for n in names})
     if ranking:
         ranked_by = f"{ranking.get('label') or by} ({ranking.get('source')})"
@@ -212,7 +226,8 @@ def build_leaderboard(results: Mapping[str, Any], suite: str | None,
     return Leaderboard(suite=suite, kind=kind, scorers=_with_exponents(columns, rows), rows=rows,
                        ranked_by=ranked_by, composite=composite if composite_scores else None,
                        variant="NoTM" if notm else None, by=by, verdict=verdict,
-                       family=_pairs_family(scorer_blocks, suite, notm), imported=is_imported(results))
+                       family=_pairs_family(scorer_blocks, suite, notm), imported=is_imported(results),
+                       human=bool(human_rows))
 
 
 def _pairs_family(scorer_blocks: Mapping[str, Any], suite: str | None, notm: bool) -> str | None:
