@@ -249,8 +249,8 @@ def test_run_rank_by_is_checked_before_any_work(write_spec) -> None:  # type: ig
     spec = write_spec()
     outcome = CliRunner().invoke(app, ["run", str(spec), "--rank-by", "clip-scor", "--dry-run"])
     assert outcome.exit_code == 2
-    assert "--rank-by 'clip-scor' is neither a scorer of the spec's scorers.use nor 'composite' (did you mean " \
-           "'clip-score'?)" in " ".join(outcome.output.split())
+    assert "--rank-by 'clip-scor' is neither a scorer of the spec's scorers.use nor 'composite' or 'human' (did you " \
+           "mean 'clip-score'?)" in " ".join(outcome.output.split())
     from ckptbench.analysis.results import spec_with_rank_by
     from ckptbench.spec_load import load_spec
 
