@@ -132,13 +132,11 @@ class FlowFamily(ModelFamily):
         spec's A1111 sampler applies to the other families. Clip skip does not apply."""
         from dataclasses import replace
 
-        adapted = replace(settings, sampler="Euler", schedule="Simple", clip_skip=1, hires=None)
+        adapted = replace(settings, sampler="Euler", schedule="Simple", clip_skip=1)
         changed = [f"sampler '{settings.sampler}' → flow-matching Euler (Simple schedule)"] \
             if (settings.sampler, settings.schedule) != ("Euler", "Simple") else []
         if settings.clip_skip != 1:
             changed.append("clip skip ignored")
-        if settings.hires is not None:  # the flow path has no second pass yet: said, never silently dropped
-            changed.append("hires fix not applied (not supported for this family yet)")
         return adapted, (f"{self.name}: " + ", ".join(changed) + " — as Forge and ComfyUI sample it") \
             if changed else None
 
