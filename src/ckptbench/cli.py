@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape as escape_markup
 
 from ckptbench.arena import commands as arena_commands
+from ckptbench.commands import imports as import_commands
+from ckptbench.commands import share as share_commands
+from ckptbench.commands.common import console, fail, out, quiet_libraries
 from ckptbench.errors import CkptbenchError
 
 if TYPE_CHECKING:
     from ckptbench.stop import StopFlag
-    from ckptbench.store import Store
 
 EXIT_CODES_HELP = ("Exit codes: 0 everything made and scored; 2 bad input (nothing ran); 3 partial (some images or "
                    "scores missing); 4 failed (no checkpoint made an image); 5 a `check` threshold not met; "
@@ -29,35 +27,6 @@ EXIT_CODES_HELP = ("Exit codes: 0 everything made and scored; 2 bad input (nothi
 app = typer.Typer(help="Benchmark Stable Diffusion checkpoints with pinned scorers and honest statistics. "
                   + EXIT_CODES_HELP, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   rich_markup_mode=None)
-console = Console(stderr=True)
-out = Console()
-
-
-def _quiet_libraries() -> None:
-    """diffusers/transformers chatter (progress bars, config notes) would bury ckptbench's own output.
-
-    Only environment variables, warning filters and logger levels: importing diffusers or transformers
-    here would cost seconds in commands that never use them. The libraries read these variables when
-    (and if) they are imported; ``TQDM_DISABLE`` silences the tqdm bars diffusers shows while loading.
-    """
-    for variable, value in (("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TOKENIZERS_PARALLELISM", "false"),
-                            ("DIFFUSERS_VERBOSITY", "error"), ("TRANSFORMERS_VERBOSITY", "error"),
-                            ("HF_HUB_VERBOSITY", "error"), ("TQDM_DISABLE", "1")):
-        os.environ.setdefault(variable, value)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=".*upcast_vae.*")
-    for name in ("diffusers", "transformers", "huggingface_hub", "accelerate", "torch"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def _fail(error: CkptbenchError) -> NoReturn:
-    from rich.markup import escape
-
-    from ckptbench.outcome import EXIT_BAD_INPUT
-
-    console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=EXIT_BAD_INPUT)
 
 
 @app.command()
@@ -66,7 +35,7 @@ def validate(spec: Annotated[Path, typer.Argument(help="Benchmark spec (TOML).")
     scorer weights and folder layouts, checkpoint headers and sizes against their family or `config`,
     LoRA and embedding names. Prints the run's own message for each problem; exit code 2 when a run would
     fail or leave something out, 0 when it is valid."""
-    _quiet_libraries()
+    quiet_libraries()
     from rich.markup import escape
 
     from ckptbench.outcome import EXIT_BAD_INPUT
@@ -75,7 +44,7 @@ def validate(spec: Annotated[Path, typer.Argument(help="Benchmark spec (TOML).")
     try:
         checked = validate_spec(spec, console)
     except CkptbenchError as error:
-        _fail(error)
+        fail(error)
         return
     from ckptbench.report.terminal import print_notes
 
@@ -140,7 +109,7 @@ def run(
     Exit codes: 0 everything planned was made and scored; 2 bad input, nothing ran; 3 partial (some
     images or scores missing: see the failures); 4 failed (no checkpoint made an image); 130 interrupted.
     """
-    _quiet_libraries()
+    quiet_libraries()
     from ckptbench.spec_load import load_spec
 
     resume = f"ckptbench run {spec}" + (f" --store {store}" if store else "") + (
@@ -183,7 +152,7 @@ def _interruptible(work: Callable[[StopFlag], object], resume: str) -> object:
         with stop_on_interrupt(stop):
             return work(stop)
     except CkptbenchError as error:
-        _fail(error)
+        fail(error)
     except KeyboardInterrupt:
         console.print(f"[yellow]stopped at once[/] (second Ctrl-C): what was saved is kept and the store is "
                       f"consistent; resume with `{resume}`.", highlight=False, soft_wrap=True)
@@ -220,7 +189,7 @@ def demo(out_dir: Annotated[Path, typer.Option("--out", help="Folder for the dem
     console.print("[bold]ckptbench demo[/]: the checkpoints and scorer models are tiny and RANDOM — the "
                   "numbers only show that every stage works, not which model is better.")
     with console.status("loading torch, diffusers and transformers …"):
-        _quiet_libraries()
+        quiet_libraries()
         from ckptbench.demo.command import build_demo_models, write_demo_spec
         from ckptbench.runner import run_benchmark
         from ckptbench.spec_load import load_spec
@@ -229,7 +198,7 @@ def demo(out_dir: Annotated[Path, typer.Option("--out", help="Folder for the dem
             build_demo_models(out_dir / "models")
         spec_path = write_demo_spec(out_dir)
     except CkptbenchError as error:
-        _fail(error)
+        fail(error)
         return
     resume = f"ckptbench run {spec_path}"
     outcome = _interruptible(lambda stop: run_benchmark(load_spec(spec_path), None, console, stop=stop), resume)
@@ -268,7 +237,7 @@ def check(
                       + [parse_threshold(text, False) for text in at_most or []])
         outcome = check_results(load_results(results), thresholds, checkpoint or [], allow_partial, suite)
     except CkptbenchError as error:
-        _fail(error)
+        fail(error)
         return
     for passed, text in outcome.lines:
         out.print(f"{'[green]pass[/]' if passed else '[red]FAIL[/]'}  {escape(text)}", highlight=False, soft_wrap=True)
@@ -310,7 +279,7 @@ def report(
         finally:
             opened.close()
     except CkptbenchError as error:
-        _fail(error)
+        fail(error)
         return
     from ckptbench.report.terminal import verdict_lines
 
@@ -327,13 +296,13 @@ def inspect(
         "--allow-pickle", help="Read a pickle with torch.load(weights_only=True) instead of refusing it.")] = False,
 ) -> None:
     """Family, prediction type, dtype, parameters, hashes, metadata, kind and safety verdict of a model file."""
-    _quiet_libraries()
+    quiet_libraries()
     from ckptbench.models.inspection import inspect_path
 
     try:
         report = inspect_path(path, allow_pickle)
     except CkptbenchError as error:
-        _fail(error)
+        fail(error)
         return
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False, default=str, indent=2))
@@ -381,7 +350,7 @@ def convert(
     try:
         summary = convert_to_safetensors(source, target, allow_pickle)
     except CkptbenchError as error:
-        _fail(error)
+        fail(error)
         return
     out.print(f"wrote {target}: {summary['tensors']} tensors, {summary['bytes']:,} bytes, sha256 {summary['sha256']}")
 
@@ -413,7 +382,7 @@ def score(
     device: Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")] = "auto",
 ) -> None:
     """Score a folder of images (prompt from each PNG's A1111 infotext, else a sidecar .txt)."""
-    _quiet_libraries()
+    quiet_libraries()
     import tempfile
 
     from ckptbench.atomic import atomic_write_text
@@ -432,7 +401,7 @@ def score(
             finally:
                 opened.close()
     except CkptbenchError as error:
-        _fail(error)
+        fail(error)
         return
     print_notes(result.truncated, result.skipped, console)
     for failure in result.failures:
@@ -443,188 +412,9 @@ def score(
 
 app.command()(arena_commands.arena)
 app.command()(arena_commands.votes)
-
-import_app = typer.Typer(help="Bring results or prompts made elsewhere into ckptbench.", no_args_is_help=True)
-app.add_typer(import_app, name="import")
-
-
-@import_app.command("ghostreview")
-def import_ghostreview(
-    folder: Annotated[Path, typer.Argument(help="The GhostReview release folder (holds dataresult/).")],
-    store: Annotated[Path, typer.Option(help="Store folder to import into (created if missing).")],
-    name: Annotated[str, typer.Option(help="Benchmark name shown in the report.")] = "GhostReview (imported)",
-    baseline: Annotated[str | None, typer.Option(help="Checkpoint to anchor scores to.")] = None,
-    bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples (for the rank distributions).")] = 1000,
-    rank_by: Annotated[str | None, typer.Option(
-        "--rank-by", help="Rank by this scorer, or by 'composite' (recorded with the run; `report --rank-by` "
-        "overrides it); default: laion-aesthetic-v2, the release's first score column.")] = None,
-) -> None:
-    """Import GhostReview's per-image results as a run; then `ckptbench report --store STORE`."""
-    from ckptbench.imports.ghostreview import import_results
-    from ckptbench.store import Store
-
-    try:
-        opened = Store(store)
-        try:
-            with opened.exclusive():
-                run_id = import_results(opened, folder, name=name, baseline=baseline, bootstrap=bootstrap,
-                                        rank_by=rank_by)
-        finally:
-            opened.close()
-    except CkptbenchError as error:
-        _fail(error)
-        return
-    out.print(f"imported {folder} into {store} as run {run_id}; write the report with "
-              f"`ckptbench report --store {store}`")
-
-
-@import_app.command("infotext")
-def import_infotext(
-    source: Annotated[Path, typer.Argument(
-        help="An image, or a folder of images (subfolders too, e.g. a store's images/), carrying A1111 infotext.")],
-    out_file: Annotated[Path, typer.Option("--out", help="Suite file to write.")] = Path("suite.toml"),
-    name: Annotated[str | None, typer.Option(help="Suite name; default: the output file's name.")] = None,
-    kind: Annotated[str | None, typer.Option(help="quality, style or lora; default: lora when the prompts "
-                                                  "carry <lora:…> tags, else quality.")] = None,
-) -> None:
-    """Write a suite file with one case per image: its prompt, negative prompt, LoRAs and showcase model."""
-    from ckptbench.suites.infotext_suite import cases_from_images
-    from ckptbench.suites.toml_suite import write_suite_file
-
-    try:
-        if kind not in (None, "quality", "style", "lora"):
-            raise CkptbenchError(f"--kind '{kind}': give quality, style or lora.")
-        suite_name = name or out_file.stem
-        cases, skipped = cases_from_images(source, suite_name, kind)  # type: ignore[arg-type]
-        if not cases:
-            raise CkptbenchError(f"{source}: no image carries A1111 infotext; nothing to write.")
-        suite_kind = kind or ("lora" if any(c.kind == "lora" for c in cases) else "quality")
-        write_suite_file(out_file, cases, name=suite_name, kind=suite_kind,  # type: ignore[arg-type]
-                         description=f"imported from the infotext of {len(cases)} image(s)")
-    except CkptbenchError as error:
-        _fail(error)
-        return
-    for path in skipped[:10]:
-        console.print(f"[yellow]skipped[/]: {escape_markup(str(path))} (no A1111 infotext)", highlight=False)
-    if len(skipped) > 10:
-        console.print(f"[yellow]skipped[/]: {len(skipped) - 10} more image(s) without A1111 infotext")
-    out.print(f"wrote {out_file}: {len(cases)} case(s), kind {suite_kind}"
-              + (f"; {len(skipped)} image(s) without infotext skipped" if skipped else ""))
-
-
-def _open_store_for_reading(store: Path) -> Store:
-    from ckptbench.store import Store
-
-    if not (store / "ckptbench.sqlite").is_file():
-        raise CkptbenchError(f"{store}: no ckptbench store here (ckptbench.sqlite missing); give the folder a run "
-                             "wrote to.")
-    return Store(store, read_only=True)
-
-
-def _only_filters(only: list[str]) -> dict[str, list[str]]:
-    """``--only seed=1,2 --only checkpoint=a`` → {"seed": ["1", "2"], "checkpoint": ["a"]}."""
-    filters: dict[str, list[str]] = {}
-    for entry in only:
-        factor, _, values = entry.partition("=")
-        if not factor.strip() or not values.strip():
-            raise CkptbenchError(f"--only {entry}: give FACTOR=VALUE, several values separated by commas "
-                                 "(e.g. --only seed=1,2).")
-        filters.setdefault(factor.strip(), []).extend(v.strip() for v in values.split(",") if v.strip())
-    return filters
-
-
-ONLY_HELP = ("Keep the images whose FACTOR has one of these values: FACTOR=VALUE or FACTOR=V1,V2 (factors: suite, "
-             "prompt as suite/case, checkpoint, seed, and every sweep axis such as cfg); repeatable.")
-
-
-@app.command()
-def grid(
-    store: Annotated[Path, typer.Option(help="Store folder of a finished run.")],
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for the grid files; default: STORE/grids.")
-                       ] = None,
-    x: Annotated[str | None, typer.Option(
-        "--x", help="Factor along the columns: seed, checkpoint, prompt or a sweep axis (cfg, steps, sampler, "
-        "clip_skip, default_lora_weight, prompt_sr, hires); default: the first sweep axis, else seed.")] = None,
-    y: Annotated[str, typer.Option("--y", help="Factor along the rows; default: checkpoint.")] = "checkpoint",
-    only: Annotated[list[str] | None, typer.Option(metavar="FACTOR=VALUES", help=ONLY_HELP)] = None,
-    scorer: Annotated[list[str] | None, typer.Option(
-        metavar="SCORER", help="Scorer whose value captions each picture; repeatable; default: every per-image "
-        "scorer of the run; 'none' for no score captions.")] = None,
-    size: Annotated[int, typer.Option(min=16, max=4096, help="Longest side of each picture, in pixels.")] = 256,
-    image_format: Annotated[str, typer.Option("--format", help="png, jpg or webp.")] = "png",
-    run_id: Annotated[int | None, typer.Option("--run", help="Run id; default: the store's latest run.")] = None,
-) -> None:
-    """Write labelled X/Y/Z grid images (A1111-style): one file per prompt and per value of every other factor.
-
-    Each picture is captioned with its scores, the grid with the prompt, the checkpoint names or axis values,
-    and what it holds fixed; the labels and image keys are also stored in the file (PNG text, JPEG/WebP EXIF).
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from ckptbench.share.cells import load_cells, select
-    from ckptbench.share.grid import default_axes, plan_grids, write_grids
-    from ckptbench.share.grid_image import GridStyle
-    from ckptbench.share.image_files import FORMATS
-
-    try:
-        if image_format not in FORMATS:
-            raise CkptbenchError(f"--format {image_format}: give png, jpg or webp.")
-        opened = _open_store_for_reading(store)
-        try:
-            run = load_cells(opened, run_id)
-        finally:
-            opened.close()
-        scorers = [] if scorer == ["none"] else (scorer or run.scorers)
-        planned = plan_grids(run, select(run, _only_filters(only or [])), x or default_axes(run)[0], y, scorers)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
-                      transient=True) as progress:
-            task = progress.add_task("drawing grids", total=len(planned))
-            written = write_grids(planned, out_dir or store / "grids", image_format, GridStyle(size=size),  # type: ignore[arg-type]
-                                  lambda done, _total: progress.update(task, completed=done))
-    except CkptbenchError as error:
-        _fail(error)
-        return
-    out.print(f"wrote {len(written)} grid image(s) to {written[0].parent}" if written else "no grid written")
-
-
-export_app = typer.Typer(help="Write a run's outputs in forms to share.", no_args_is_help=True)
-app.add_typer(export_app, name="export")
-
-
-@export_app.command("images")
-def export_images(
-    store: Annotated[Path, typer.Option(help="Store folder of a finished run.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the images into.")],
-    by: Annotated[str, typer.Option(help="Folders per 'checkpoint' (then suite) or per 'case'.")] = "checkpoint",
-    only: Annotated[list[str] | None, typer.Option(metavar="FACTOR=VALUES", help=ONLY_HELP)] = None,
-    image_format: Annotated[str, typer.Option(
-        "--format", help="png (the store's files, byte for byte), jpg or webp (infotext in EXIF).")] = "png",
-    run_id: Annotated[int | None, typer.Option("--run", help="Run id; default: the store's latest run.")] = None,
-) -> None:
-    """Copy a run's images under readable names (checkpoint, case, prompt words, seed), infotext kept, with an
-    index.csv of every file's checkpoint, prompt, seed and scores."""
-    from ckptbench.share.cells import load_cells, select
-    from ckptbench.share.export import export_images as export
-    from ckptbench.share.image_files import FORMATS
-
-    try:
-        if by not in ("checkpoint", "case"):
-            raise CkptbenchError(f"--by {by}: give checkpoint or case.")
-        if image_format not in FORMATS:
-            raise CkptbenchError(f"--format {image_format}: give png, jpg or webp.")
-        opened = _open_store_for_reading(store)
-        try:
-            run = load_cells(opened, run_id)
-            result = export(run, select(run, _only_filters(only or [])), opened, out_dir, by,  # type: ignore[arg-type]
-                            image_format)  # type: ignore[arg-type]
-        finally:
-            opened.close()
-    except CkptbenchError as error:
-        _fail(error)
-        return
-    skipped = f"; {result.skipped} planned image(s) do not exist (failed)" if result.skipped else ""
-    out.print(f"wrote {len(result.files)} image(s) and {result.index.name} to {out_dir}{skipped}")
-
+app.add_typer(import_commands.import_app, name="import")
+app.command()(share_commands.grid)
+app.add_typer(share_commands.export_app, name="export")
 
 def _summarize(outcome: object) -> None:
     from rich.markup import escape

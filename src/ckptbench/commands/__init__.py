@@ -1,0 +1,1 @@
+"""The command line's commands, in groups (``ckptbench.cli`` assembles them)."""
