@@ -16,6 +16,10 @@ from ckptbench.analysis.composite import COMPOSITE
 from ckptbench.analysis.human_ranking import HUMAN, human_label
 
 SIGNIFICANCE = 0.05
+# The confidence set for the best (and so the verdict) uses a t-test on prompt means, which can reach 0.05 with
+# few prompts where the rank test cannot: said, so the verdict and the warning do not seem to contradict.
+_T_TEST_CAVEAT = (" The confidence set for the best uses a t-test on the prompt means instead, which can separate "
+                  "checkpoints with few prompts but then leans on those means being roughly normal.")
 
 
 def choose_ranking(rank_by: str | None, source: str | None, composite: Mapping[str, float],
@@ -111,14 +115,15 @@ def too_few_prompts(prompts: int, tests: int) -> list[str]:
     floor = smallest_wilcoxon_p(prompts)
     if floor >= SIGNIFICANCE:
         return [f"With {prompts} prompts the per-prompt Wilcoxon test can never give p < {SIGNIFICANCE} (its "
-                f"smallest possible p-value is {floor:.3g}), so no pair can be found significantly different; "
-                f"at least {prompts_for_significance(1)} prompts are needed"
-                + (f" ({prompts_for_significance(tests)} with the Holm correction over {tests} tests)."
-                   if tests > 1 else ".")]
+                f"smallest possible p-value is {floor:.3g}), so no ▲/▼ mark between two checkpoints can show a "
+                f"significant difference; at least {prompts_for_significance(1)} prompts are needed"
+                + (f" ({prompts_for_significance(tests)} with the Holm correction over {tests} tests)"
+                   if tests > 1 else "") + "." + _T_TEST_CAVEAT]
     if tests > 1 and floor * tests >= SIGNIFICANCE:
-        return [f"With {prompts} prompts and the Holm correction over {tests} tests, no pair can be found "
-                f"significantly different (the smallest possible adjusted p-value is {min(1.0, floor * tests):.3g}); "
-                f"at least {prompts_for_significance(tests)} prompts are needed."]
+        return [f"With {prompts} prompts and the Holm correction over {tests} tests, no ▲/▼ mark between two "
+                f"checkpoints can show a significant difference (the smallest possible adjusted p-value is "
+                f"{min(1.0, floor * tests):.3g}); at least {prompts_for_significance(tests)} prompts are needed."
+                + _T_TEST_CAVEAT]
     return []
 
 
