@@ -8,9 +8,10 @@ the rest, so results.json, the report and the console all name the same cell.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # the runner and `check` describe failures without pandas
+    import pandas as pd
 
 CELL_FIELDS = ("checkpoint", "suite", "case_id", "prompt", "seed")
 

@@ -22,11 +22,14 @@ Exit codes (documented in the README and in ``ckptbench --help``):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ckptbench.stop import INTERRUPTED_EXIT_CODE
+
+if TYPE_CHECKING:
+    from ckptbench.store import Store
 
 Status = Literal["ok", "partial", "failed", "interrupted", "running"]
 
@@ -111,3 +114,30 @@ def tallies(items: Iterable[tuple[str, bool]], checkpoints: Iterable[Mapping[str
 
 def exit_code(status: str) -> int:
     return EXIT_CODES.get(status, EXIT_OK)
+
+
+def run_statuses(store: Store, run_id: int, interrupted: bool = False) -> tuple[dict[str, str], str]:
+    """Each checkpoint's status and the run's, from the store's record of the run (no pandas: the runner
+    calls this before it writes the outputs)."""
+    run = store.run(run_id) or {}
+    if interrupted:
+        run = {**run, "status": "interrupted"}
+    return statuses_of(run, store.run_item_rows(run_id), store.run_checkpoints(run_id), store.run_failures(run_id),
+                       fresh=True)
+
+
+def statuses_of(run: Mapping[str, Any], items: Sequence[Mapping[str, Any]], checkpoints: list[dict[str, object]],
+                failures: list[dict[str, Any]], fresh: bool = False) -> tuple[dict[str, str], str]:
+    """Statuses from a run's record: ``items`` are its cells (``Store.run_item_rows``). The run's recorded
+    status stands when it says the run did not finish (running, interrupted); ``fresh``: the run is finishing
+    now, so its record is not final."""
+    imported = bool((run.get("provenance") or {}).get("imported"))
+    owners = {str(item["image_key"]): str(item["checkpoint"]) for item in items}
+    cells = [(str(item["checkpoint"]), item["image"] is not None) for item in items]
+    counted, run_wide = tallies(cells, checkpoints, failures, owners)
+    statuses = {tally.name: checkpoint_status(tally, imported) for tally in counted}
+    recorded = str(run.get("status") or "ok")
+    if recorded in ("running", "interrupted") and not (fresh and recorded == "running"):
+        return statuses, recorded
+    made_any = imported or any(tally.made for tally in counted)
+    return statuses, run_status(statuses, run_wide, made_any=made_any)

@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 
-from ckptbench.analysis.results import run_statuses
 from ckptbench.errors import DiskFullError
 from ckptbench.executors import Executor, TaskEnd, open_executor
 from ckptbench.executors.base import GenerationTask
@@ -24,6 +23,7 @@ from ckptbench.metrics.engine import ScoreCell, plan_scoring
 from ckptbench.metrics.references import ReferenceSet
 from ckptbench.metrics.set_engine import plan_sets
 from ckptbench.models.checkpoint import ResolvedCheckpoint
+from ckptbench.outcome import run_statuses
 from ckptbench.plan import (
     ImagePlan,
     embedding_near_misses,

@@ -18,7 +18,7 @@ from ckptbench.arena.analysis import run_human_preference
 from ckptbench.errors import SpecError, StoreError
 from ckptbench.failure_records import traced_failures
 from ckptbench.hashing import autov2
-from ckptbench.outcome import checkpoint_status, run_status, tallies
+from ckptbench.outcome import statuses_of
 from ckptbench.store import Store
 from ckptbench.suites.notm import CheckpointIdentity
 from ckptbench.sweep import recorded_axes
@@ -110,7 +110,7 @@ def build_results(store: Store, run_id: int | None = None, rank_by: str | None =
                        human=(human or {}).get("suites"))
     axes = recorded_axes(spec)
     sweep = sweep_results(frame, axes, settings, directions, [c.name for c in identities]) if axes else None
-    statuses, status = _statuses(run, items, run_checkpoints, failures)
+    statuses, status = statuses_of(run, store.run_item_rows(run_id), run_checkpoints, failures)
     checkpoints = []
     for entry in run_checkpoints:
         name = str(entry["name"])
@@ -149,31 +149,6 @@ def build_results(store: Store, run_id: int | None = None, rank_by: str | None =
         "spec": spec,
     }
     return results, frame
-
-
-def run_statuses(store: Store, run_id: int, interrupted: bool = False) -> tuple[dict[str, str], str]:
-    """Each checkpoint's status and the run's (``ckptbench.outcome``), from the store's record of the run."""
-    run = store.run(run_id) or {}
-    if interrupted:
-        run = {**run, "status": "interrupted"}
-    items = store.run_items(run_id)
-    return _statuses(run, items, store.run_checkpoints(run_id), store.run_failures(run_id), fresh=True)
-
-
-def _statuses(run: dict[str, Any], items: pd.DataFrame, checkpoints: list[dict[str, object]],
-              failures: list[dict[str, Any]], fresh: bool = False) -> tuple[dict[str, str], str]:
-    """Statuses as ``ckptbench.outcome`` defines them. The run's recorded status stands when it says the run
-    did not finish (running, interrupted); ``fresh``: the run is finishing now, so its record is not final."""
-    imported = bool((run.get("provenance") or {}).get("imported"))
-    owners = dict(zip(items["image_key"].astype(str), items["checkpoint"].astype(str), strict=True))
-    cells = zip(items["checkpoint"].astype(str), items["image"].notna(), strict=True)
-    counted, run_wide = tallies(cells, checkpoints, failures, owners)
-    statuses = {tally.name: checkpoint_status(tally, imported) for tally in counted}
-    recorded = str(run.get("status") or "ok")
-    if recorded in ("running", "interrupted") and not (fresh and recorded == "running"):
-        return statuses, recorded
-    made_any = imported or any(tally.made for tally in counted)
-    return statuses, run_status(statuses, run_wide, made_any=made_any)
 
 
 def _set_scores(rows: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
