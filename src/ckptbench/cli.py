@@ -54,11 +54,15 @@ def validate(spec: Annotated[Path, typer.Argument(help="Benchmark spec (TOML).")
     for problem in checked.plan.checkpoints:
         if problem.error:
             console.print(f"[red]error:[/] {escape(problem.error)}", highlight=False, soft_wrap=True)
+    for message in checked.plan.image_problems:
+        console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if checked.problems:
         failed = sum(1 for work in checked.plan.checkpoints if work.error)
         left_out = len(checked.plan.skipped_cases)
+        refused = len(checked.plan.image_problems)
         parts = [f"{failed} checkpoint(s) would fail" if failed else "",
-                 f"{left_out} case(s) would be left out" if left_out else ""]
+                 f"{left_out} case(s) would be left out" if left_out else "",
+                 f"{refused} kind(s) of image would fail" if refused else ""]
         console.print(f"{escape(str(spec))}: not valid — {' and '.join(p for p in parts if p)} (the messages above "
                       "are the run's own; a run would go on without them: exit code 3, or 4 when no checkpoint is "
                       "left).",

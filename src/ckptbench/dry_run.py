@@ -8,7 +8,7 @@ does). The estimate applies the throughput that earlier runs recorded, per devic
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +21,17 @@ from ckptbench.generate.batching import largest_size
 from ckptbench.metrics.base import SetScorer
 from ckptbench.metrics.engine import PreparedScorer, ScoreCell, rows_for
 from ckptbench.metrics.set_engine import group_cells, set_key
+from ckptbench.models.families import get_family
 from ckptbench.models.memory import MemoryEstimate, describe, estimate_memory
-from ckptbench.plan import embedding_near_misses, generation_plan, images_todo, plan_images, prepare_run, work_units
+from ckptbench.plan import (
+    ImagePlan,
+    embedding_near_misses,
+    generation_plan,
+    images_todo,
+    plan_images,
+    prepare_run,
+    work_units,
+)
 from ckptbench.spec import BenchmarkSpec, ExecutorName
 from ckptbench.store import Store
 from ckptbench.suites.load import checked_suites
@@ -57,6 +66,7 @@ class DryRun:
     scorers: list[ScorerWork] = field(default_factory=list)
     forward_images: dict[str, int] = field(default_factory=dict)  # backbone → images to put through it
     skipped_cases: list[str] = field(default_factory=list)
+    image_problems: list[str] = field(default_factory=list)  # images a checkpoint's family cannot make, and why
     notes: list[str] = field(default_factory=list)  # warnings a run would record (embedding near misses)
     retries: int = 0  # images to generate that failed in an earlier run
     not_retried: int = 0  # earlier failures left out (--skip-failed)
@@ -107,6 +117,7 @@ def _plan(spec: BenchmarkSpec, suites: list, store: Store, work: Executor, conso
     result.not_retried = len(failed_before - new_keys)
     for checkpoint, message in plan.unresolved:
         result.checkpoints.append(CheckpointWork(checkpoint.name, 0, 0, message))
+    result.image_problems = _image_problems(plan)
     for name, jobs in plan.jobs.items():
         result.checkpoints.append(CheckpointWork(name, len({j.key for j in jobs} & existing),
                                                   len({j.key for j in todo[name]} - existing)))
@@ -129,6 +140,22 @@ def _plan(spec: BenchmarkSpec, suites: list, store: Store, work: Executor, conso
     _count_scores(spec, store, prepared, cells, result)
     result.estimates = estimate(result.needs, store.throughput())
     return result
+
+
+def _image_problems(plan: ImagePlan) -> list[str]:
+    """Per checkpoint and reason, the planned images its family would refuse (``ModelFamily.job_problem``):
+    the run fails exactly these images, so a dry run and ``validate`` say so before any weights load."""
+    problems = []
+    for name, jobs in plan.jobs.items():
+        family = get_family(plan.resolved[name].family)
+        reasons: Counter[str] = Counter()
+        for job in {job.key: job for job in jobs}.values():
+            if problem := family.job_problem(job):
+                reasons[problem] += 1
+        total = len({job.key for job in jobs})
+        problems += [f"checkpoint '{name}': {count} of {total} image(s) would fail: {reason}"
+                     for reason, count in reasons.items()]
+    return problems
 
 
 def _count_scores(spec: BenchmarkSpec, store: Store, prepared: list[PreparedScorer], cells: list[ScoreCell],
@@ -186,6 +213,8 @@ def render(result: DryRun, out: Console) -> None:
         out.print(f"backbone {backbone}: {count} images to embed", highlight=False)
     for message in result.skipped_cases:
         out.print(f"[yellow]skipped[/]: {escape(message)}", highlight=False)
+    for message in result.image_problems:
+        out.print(f"[red]would fail[/]: {escape(message)}", highlight=False)
     for message in result.notes:
         out.print(f"[yellow]note[/]: {escape(message)}", highlight=False)
     out.print(f"executor {result.executor} ({result.workers} worker{'s' if result.workers > 1 else ''}), "

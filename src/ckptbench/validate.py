@@ -47,6 +47,7 @@ def validate_spec(path: Path, console: Console) -> Validation:
     result = Validation(spec, suites, plan)
     result.problems += [work.error for work in plan.checkpoints if work.error]
     result.problems += plan.skipped_cases
+    result.problems += plan.image_problems
     result.notes += plan.notes
     result.skipped = {work.name: work.skip_reasons for work in plan.scorers if work.skip_reasons}
     return result

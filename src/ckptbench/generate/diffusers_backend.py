@@ -34,6 +34,7 @@ from ckptbench.generate.samplers import run as sampling
 from ckptbench.generate.samplers.schedules import infotext_fields as schedule_infotext_fields
 from ckptbench.infotext import format_hashes, format_infotext
 from ckptbench.models.checkpoint import ResolvedCheckpoint
+from ckptbench.models.families import get_family
 from ckptbench.prompt import scheduled_prompts
 from ckptbench.stop import StopFlag, stop_requested
 
@@ -53,7 +54,9 @@ class DiffusersGenerator:
     def generate(self, checkpoint: ResolvedCheckpoint, jobs: Sequence[ImageJob], stop: StopFlag | None = None
                  ) -> Iterator[GeneratedImage | FailedImage]:
         """Images of ``jobs`` in ``plan_batches`` order; when ``stop`` is set, ends after the batch in progress."""
-        failed = {job.key: problem for job in jobs if (problem := self._input_problem(job))}
+        family = get_family(checkpoint.family)
+        failed = {job.key: problem for job in jobs
+                  if (problem := self._input_problem(job) or family.job_problem(job))}
         yield from (FailedImage(job, failed[job.key]) for job in jobs if job.key in failed)
         jobs = [job for job in jobs if job.key not in failed]
         if not jobs:

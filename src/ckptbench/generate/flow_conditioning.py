@@ -26,6 +26,7 @@ from ckptbench.errors import CkptbenchError
 from ckptbench.generate.chunks import prompt_chunks
 from ckptbench.generate.text_encoding import apply_emphasis
 from ckptbench.models.families import get_family
+from ckptbench.models.families.flow import editing_refusal
 from ckptbench.prompt import Break, ParsedPrompt, WeightedText, scheduled_prompts
 
 
@@ -40,8 +41,7 @@ class FlowConditioning:
 def parse_for_flow(prompt: str, family: str, negative: bool = False) -> ParsedPrompt:
     schedule = scheduled_prompts(prompt, 1000, negative=negative)
     if len(schedule) > 1:
-        raise CkptbenchError(f"prompt editing or alternation ([a:b:n], [a|b]) in {prompt[:80]!r} is not supported "
-                             f"for {family} checkpoints in ckptbench; write the prompt without it for this model.")
+        raise CkptbenchError(editing_refusal(prompt, family))
     return schedule[0][1]
 
 

@@ -116,16 +116,9 @@ def flow_batch_latents(pipeline: Any, checkpoint: Any, jobs: Sequence[Any]) -> t
     from ckptbench.generate.flow_conditioning import encode_flow_prompts
 
     settings = jobs[0].settings
-    if settings.hires is not None:
-        raise CkptbenchError(f"the hires fix is not supported for {checkpoint.family} checkpoints in ckptbench; "
-                             "turn [generation.hires] off for this comparison.")
-    if settings.width % 16 or settings.height % 16:  # 8× VAE, then 2×2 patches (Flux packing, SD3 patch size 2)
-        raise CkptbenchError(f"{checkpoint.family} needs a width and height divisible by 16, not "
-                             f"{settings.width}×{settings.height}; change `width`/`height`.")
-    names = sorted({name for job in jobs for name, _ in job.embeddings})
-    if names:  # never dropped silently: the CLIP-only vectors would leave T5 without them
-        raise CkptbenchError(f"textual-inversion embeddings ({', '.join(names)}) are not supported for "
-                             f"{checkpoint.family} checkpoints in ckptbench; remove them from the prompt.")
+    for job in jobs:  # the generator asked already; kept so this function alone never samples what it cannot
+        if problem := get_family(checkpoint.family).job_problem(job):
+            raise CkptbenchError(problem)
     conds = encode_flow_prompts(pipeline, checkpoint.family, [job.prompt for job in jobs])
     uncond = None if settings.cfg == 1.0 else encode_flow_prompts(
         pipeline, checkpoint.family, [job.negative_prompt for job in jobs], negative=True)

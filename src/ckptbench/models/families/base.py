@@ -99,6 +99,11 @@ class ModelFamily:
     def owns_pipeline(self, pipeline: Any) -> bool:
         return type(pipeline).__name__ == self.pipeline_class
 
+    def job_problem(self, job: Any) -> str | None:
+        """Why this family cannot make ``job``'s image (an ``ImageJob``), in one sentence; None when it can.
+        Asked at planning (so a dry run and ``validate`` report it) and again before generating."""
+        return None
+
     def sampling_settings(self, settings: Any, distilled_cfg: float, variant: str | None = None
                           ) -> tuple[Any, str | None]:
         """The spec's sampling settings as this family samples them, and a note when they were adapted."""

@@ -126,6 +126,27 @@ class FlowFamily(ModelFamily):
 
         return CONFIGS / f"{self.config_name}-{variant or self.variants[0]}"
 
+    def job_problem(self, job: Any) -> str | None:
+        """What the flow path does not do (yet): the hires fix, sizes that are not multiples of 16,
+        textual-inversion embeddings, prompt editing and alternation — refused, never dropped."""
+        from ckptbench.prompt import scheduled_prompts
+
+        settings = job.settings
+        if settings.hires is not None:
+            return (f"the hires fix is not supported for {self.name} checkpoints in ckptbench; turn "
+                    "[generation.hires] off for this comparison.")
+        if settings.width % 16 or settings.height % 16:  # 8× VAE, then 2×2 patches (Flux packing, SD3 patch 2)
+            return (f"{self.name} needs a width and height divisible by 16, not {settings.width}×{settings.height}; "
+                    "change `width`/`height`.")
+        names = sorted(name for name, _ in job.embeddings)
+        if names:  # the CLIP-only vectors would leave T5 without them
+            return (f"textual-inversion embeddings ({', '.join(names)}) are not supported for {self.name} "
+                    "checkpoints in ckptbench; remove them from the prompt.")
+        for text, negative in ((job.prompt, False), (job.negative_prompt, True)):
+            if len(scheduled_prompts(text, 1000, negative=negative)) > 1:
+                return editing_refusal(text, self.name)
+        return None
+
     def sampling_settings(self, settings: Any, distilled_cfg: float, variant: str | None = None
                           ) -> tuple[Any, str | None]:
         """Flow-matching Euler with the "Simple" schedule (Forge's and ComfyUI's defaults for these models); the
@@ -184,3 +205,8 @@ def raise_missing(role: TextRole) -> None:
 
     raise ModelFileError(f"no {ROLE_TITLES[role]} text encoder tensors ({TEXT_PREFIXES[role]}*) in the file or in "
                          "the spec's `text_encoders`")
+
+
+def editing_refusal(prompt: str, family: str) -> str:
+    return (f"prompt editing or alternation ([a:b:n], [a|b]) in {prompt[:80]!r} is not supported for {family} "
+            "checkpoints in ckptbench; write the prompt without it for this model.")
