@@ -50,3 +50,57 @@ def test_a_valid_flux_spec_stays_valid(write_spec, flow_models) -> None:  # type
     result = CliRunner().invoke(app, ["validate", str(spec)])
     assert result.exit_code == 0, result.output
     assert "valid — 1 checkpoints × 2 cases × 1 seeds = 2 images" in " ".join(result.output.split())
+
+
+def test_every_tiny_flow_file_fits_its_own_config(flow_models) -> None:  # type: ignore[no-untyped-def]
+    from ckptbench.models.families import get_family
+    from ckptbench.models.state_dict import open_model_file
+
+    for family, file, config in (("flux", flow_models["flux_full"], flow_models["flux_config"]),
+                                 ("flux", flow_models["flux_split"] / "transformer.safetensors",
+                                  flow_models["flux_config"]),
+                                 ("flux", flow_models["flux_fp8"] / "transformer.safetensors",
+                                  flow_models["flux_config"]),
+                                 ("sd35", flow_models["sd35_full"], flow_models["sd35_config"]),
+                                 ("sd35", flow_models["sd35_split"] / "transformer.safetensors",
+                                  flow_models["sd35_config"])):
+        assert get_family(family).size_problem(open_model_file(file), config, baked_vae=True) is None, file
+
+
+def test_a_flux_file_that_does_not_fit_the_bundled_config_is_named_at_validate(write_spec, flow_models) -> None:  # type: ignore[no-untyped-def]
+    from diffusers import FluxTransformer2DModel
+
+    tiny = FluxTransformer2DModel.load_config(flow_models["flux_config"] / "transformer")
+    width = tiny["num_attention_heads"] * tiny["attention_head_dim"]
+    checkpoints = (f'[[checkpoints]]\nname = "flux"\npath = "{flow_models["flux_full"]}"\n'
+                   f't5_tokenizer = "{flow_models["tokenizer"]}"\n')  # no `config`: the bundled FLUX.1 [dev] one
+    spec = write_spec(checkpoints=checkpoints, generation="steps = 2\nseeds = [1]\nwidth = 64\nheight = 64")
+    result = CliRunner().invoke(app, ["validate", str(spec)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    # The bundled config's transformer is 24 heads × 128 = 3072 wide (the published FLUX.1 [dev] config).
+    assert (f"does not fit the bundled flux config: the transformer's width is {width} in the file "
+            f"(model.diffusion_model.img_in.weight) but 3072 in the config") in text
+    assert "set `config`" in text
+
+
+def test_real_size_sd35_headers_fit_their_bundled_configs(tmp_path: Path) -> None:
+    import torch
+    from accelerate import init_empty_weights
+    from diffusers import SD3Transformer2DModel
+
+    from ckptbench.models.families import get_family
+    from ckptbench.models.state_dict import open_model_file
+    from ckptbench.models.transformer_layout import to_original
+    from tests.test_memory import BUNDLED_CONFIGS, _sparse_safetensors
+
+    for variant in ("large", "medium"):
+        config = BUNDLED_CONFIGS / f"sd35-{variant}"
+        with init_empty_weights():
+            settings = SD3Transformer2DModel.load_config(config, subfolder="transformer")
+            model = SD3Transformer2DModel.from_config(settings)
+        shapes = {name: (tuple(t.shape), torch.bfloat16) for name, t in to_original(model.state_dict(), "sd35").items()}
+        header = open_model_file(_sparse_safetensors(tmp_path / f"sd3.5_{variant}.safetensors", shapes))
+        assert get_family("sd35").size_problem(header, config, baked_vae=False) is None, variant
+        other = BUNDLED_CONFIGS / f"sd35-{'medium' if variant == 'large' else 'large'}"
+        assert "the transformer's width is" in str(get_family("sd35").size_problem(header, other, baked_vae=False))

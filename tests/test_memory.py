@@ -58,6 +58,11 @@ def test_real_flux_dev_transformer_weights_from_its_header(tmp_path: Path, fp8: 
     assert on_24_gib.fits is (fp8 is True)  # 22.2 GiB of bf16 weights do not fit; 11.6 GiB of fp8 ones do
     verdict = describe(on_24_gib, "cuda:0")
     assert ("fits" in verdict) if fp8 else ("will NOT fit" in verdict)
+    # The header-only size check finds no false difference on the real layout (bare transformer names).
+    from ckptbench.models.families import get_family
+    from ckptbench.models.state_dict import open_model_file
+
+    assert get_family("flux").size_problem(open_model_file(path), BUNDLED_CONFIGS / "flux-dev", True) is None
 
 
 def test_dry_run_names_each_checkpoints_memory_and_refuses_nothing(write_spec, monkeypatch) -> None:

@@ -3,8 +3,9 @@
 Checked from the safetensors header alone (names and shapes; no weight is read, no model library is
 imported, so ``validate`` and a dry run stay light): the sizes every other tensor follows — the UNet's
 channels per level, its input/output channels, time-embedding and cross-attention widths; the VAE's first
-and last widths and latent channels; each text encoder's width, context length and layer count — are
-compared with the config's. A model that needs ``config`` differs in at least one of them, and is named
+and last widths and latent channels; each text encoder's width, context length and layer count; a flow
+transformer's (Flux, SD3.5) width, input channels, text widths and block counts — are compared with the
+config's. A model that needs ``config`` differs in at least one of them, and is named
 before any weights are loaded, in one sentence, instead of a loader's error deep inside the run.
 """
 
@@ -36,12 +37,40 @@ def unet_checkpoint_size_problem(model: ModelFile, config: Path, text_parts: Seq
     checks = [*_text_checks(model, config, text_parts), *_unet_checks(model, config)]
     if baked_vae:
         checks += _vae_checks(model, config)
+    return _first_problem(checks)
+
+
+def _first_problem(checks: Sequence[Check]) -> str | None:
     problems = [f"the {module}'s {what} is {found} in the file ({name}) but {expected} in the config"
                 for module, what, name, found, expected in checks if found != expected]
     if not problems:
         return None
     more = f" (and {len(problems) - 1} more size(s) differ)" if len(problems) > 1 else ""
     return problems[0] + more
+
+
+def transformer_size_problem(model: ModelFile, config: Path, tensors: Sequence[tuple[str, int, str, tuple[str, ...]]],
+                             blocks: Sequence[tuple[str, str, str]]) -> str | None:
+    """The first way a flow transformer (Flux, SD3.5; original names, bare or under ``model.diffusion_model.``)
+    differs in size from ``config``'s transformer: widths from the named tensors, block counts from the highest
+    block index; None: they fit. Text encoders and VAE are checked when they are built."""
+    settings = _config(config, "transformer")
+    t = model.tensors
+    checks: list[Check] = []
+    for suffix, axis, what, keys in tensors:
+        name = next((n for n in (_UNET + suffix, suffix) if n in t), None)
+        if name is None or not all(isinstance(settings.get(key), int) for key in keys):
+            continue
+        expected = 1
+        for key in keys:
+            expected *= settings[key]
+        checks.append(("transformer", what, name, t[name].shape[axis], expected))
+    for prefix, what, key in blocks:
+        pattern = re.compile(rf"^(?:{re.escape(_UNET)})?{re.escape(prefix)}\.(\d+)\.")
+        indices = {int(match[1]) for name in t if (match := pattern.match(name))}
+        if indices and isinstance(settings.get(key), int):
+            checks.append(("transformer", what, f"{prefix}.*", max(indices) + 1, settings[key]))
+    return _first_problem(checks)
 
 
 def describe_load_error(error: BaseException) -> str:

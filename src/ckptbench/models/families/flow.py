@@ -72,6 +72,15 @@ class FlowFamily(ModelFamily):
     text_roles: tuple[TextRole, ...] = ()
     variants: tuple[str, ...] = ()
     sigma_table: int = 1000  # pseudo-timesteps of the "Simple" schedule's σ table (Forge, ComfyUI)
+    # The transformer sizes every other tensor follows, for the header-only size check (``models.sizes``):
+    # (tensor, axis, what, config key(s) whose product it must equal), and (block prefix, what, config key).
+    size_tensors: tuple[tuple[str, int, str, tuple[str, ...]], ...] = ()
+    size_blocks: tuple[tuple[str, str, str], ...] = ()
+
+    def size_problem(self, model: ModelFile, config: Path, baked_vae: bool) -> str | None:
+        from ckptbench.models.sizes import transformer_size_problem
+
+        return transformer_size_problem(model, config, self.size_tensors, self.size_blocks)
 
     # --- sampling (generate/flow_sampling.py, generate/flow_conditioning.py) ---------------------------------
     def sigma(self, t: float, variant: str | None) -> float:

@@ -110,6 +110,12 @@ FAMILY = FluxFamily(
     bytes_per_image_512=1.6e9, predictions=("flow",),
     marker="double_blocks.0.img_attn.norm.key_norm.scale", text_roles=("clip_l", "t5xxl"),
     variants=("dev", "schnell"), sigma_table=10000,
+    size_tensors=(("img_in.weight", 0, "width", ("num_attention_heads", "attention_head_dim")),
+                  ("img_in.weight", 1, "input channels", ("in_channels",)),
+                  ("txt_in.weight", 1, "text context width", ("joint_attention_dim",)),
+                  ("vector_in.in_layer.weight", 1, "pooled text width", ("pooled_projection_dim",))),
+    size_blocks=(("double_blocks", "double-stream block count", "num_layers"),
+                 ("single_blocks", "single-stream block count", "num_single_layers")),
     example='[[checkpoints]]\nname = "flux-dev-finetune"\npath = "models/fluxFinetune_fp8.safetensors"   '
             '# transformer only, as most Flux files\ntext_encoders = ["models/clip_l.safetensors", '
             '"models/t5xxl_fp16.safetensors"]\nvae = "models/ae.safetensors"\nt5_tokenizer = "models/t5-tokenizer"',

@@ -98,6 +98,11 @@ FAMILY = Sd35Family(
     bytes_per_image_512=1.3e9, predictions=("flow",),
     marker="joint_blocks.0.context_block.adaLN_modulation.1.bias", text_roles=("clip_l", "clip_g", "t5xxl"),
     variants=("large", "medium"),
+    size_tensors=(("x_embedder.proj.weight", 0, "width", ("num_attention_heads", "attention_head_dim")),
+                  ("x_embedder.proj.weight", 1, "input channels", ("in_channels",)),
+                  ("context_embedder.weight", 1, "text context width", ("joint_attention_dim",)),
+                  ("y_embedder.mlp.0.weight", 1, "pooled text width", ("pooled_projection_dim",))),
+    size_blocks=(("joint_blocks", "block count", "num_layers"),),
     example='[[checkpoints]]\nname = "sd35-large"\npath = "models/sd3.5_large.safetensors"   # transformer + VAE\n'
             'text_encoders = ["models/clip_l.safetensors", "models/clip_g.safetensors", '
             '"models/t5xxl_fp16.safetensors"]\nt5_tokenizer = "models/t5-tokenizer"',
