@@ -111,3 +111,14 @@ def test_an_unknown_rank_by_names_human_among_the_choices(tmp_path: Path) -> Non
     build_report_store(tmp_path / "store", prompts=4).close()
     result = CliRunner().invoke(cli, ["report", "--store", str(tmp_path / "store"), "--rank-by", "humans"])
     assert result.exit_code == 2 and "did you mean 'human'" in result.output
+
+
+def test_a_pair_never_mixes_two_sweep_variants() -> None:
+    from ckptbench.arena.pairs import arena_cells
+
+    rows = [{"suite": "quality", "case_id": "000", "prompt": "a cube", "seed": 1, "checkpoint": name,
+             "variant": variant, "image": f"images/{name}{variant}.png", "image_key": f"{name}-{variant}"}
+            for name in ("a", "b") for variant in ("cfg=5", "cfg=7")]
+    cells = arena_cells(rows)
+    assert [(cell.variant, dict(cell.images)) for cell in cells] == [
+        ("cfg=5", {"a": "a-cfg=5", "b": "b-cfg=5"}), ("cfg=7", {"a": "a-cfg=7", "b": "b-cfg=7"})]

@@ -1,6 +1,6 @@
 """Which two images to show next.
 
-The pool is a run's cells (suite, case, seed) with images from two or more checkpoints. The next pair is
+The pool is a run's cells (suite, case, seed, sweep variant) with images from two or more checkpoints. The next pair is
 chosen to be informative rather than uniformly at random:
 
 1. the checkpoint pair whose order is least settled: the largest p·(1 − p) / (1 + n), where p is the
@@ -33,6 +33,7 @@ class ArenaCell:
     prompt: str
     seed: int
     images: Mapping[str, str]  # checkpoint → image key, only checkpoints whose image exists
+    variant: str = ""  # the sweep variant: a pair never compares two different settings
 
 
 @dataclass(frozen=True)
@@ -45,17 +46,18 @@ class Choice:
 def arena_cells(rows: Sequence[Mapping[str, object]], suite: str | None = None) -> list[ArenaCell]:
     """Cells of a run's items (``Store.run_item_rows``) that can make a pair: two checkpoints or more with
     an image each, and different images (two entries naming the same file make the same image key)."""
-    grouped: dict[tuple[str, str, int], dict[str, str]] = defaultdict(dict)
-    prompts: dict[tuple[str, str, int], str] = {}
+    grouped: dict[tuple[str, str, int, str], dict[str, str]] = defaultdict(dict)
+    prompts: dict[tuple[str, str, int, str], str] = {}
     for row in rows:
         if row["image"] is None or (suite is not None and row["suite"] != suite):
             continue
-        cell = (str(row["suite"]), str(row["case_id"]), int(row["seed"]))  # type: ignore[call-overload]
+        cell = (str(row["suite"]), str(row["case_id"]), int(row["seed"]),  # type: ignore[call-overload]
+                str(row.get("variant") or ""))
         if str(row["image_key"]) not in grouped[cell].values():
             grouped[cell][str(row["checkpoint"])] = str(row["image_key"])
         prompts[cell] = str(row["prompt"])
-    return [ArenaCell(suite_name, case_id, prompts[(suite_name, case_id, seed)], seed, images)
-            for (suite_name, case_id, seed), images in sorted(grouped.items()) if len(images) >= 2]
+    return [ArenaCell(suite_name, case_id, prompts[(suite_name, case_id, seed, variant)], seed, images, variant)
+            for (suite_name, case_id, seed, variant), images in sorted(grouped.items()) if len(images) >= 2]
 
 
 class PairChooser:
