@@ -30,6 +30,12 @@ class HiresSettings:
         return {"scale": self.scale, "denoise": self.denoise, "steps": self.steps, "upscaler": upscaler}
 
 
+def target_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """The hires fix's size: A1111's ``int(size * scale)``, down to the VAE's 8-pixel grid as its latent upscale
+    does."""
+    return int(width * scale) // 8 * 8, int(height * scale) // 8 * 8
+
+
 @dataclass(frozen=True)
 class SamplingSettings:
     """Everything besides the case and the seed that changes the pixels."""

@@ -76,7 +76,7 @@ class DiffusersGenerator:
         flow = checkpoint.prediction == "flow"
         model = None if flow else sampling.SamplingModel.of(pipeline)
         loras = LoraApplier(pipeline, checkpoint.name, self.allow_pickle_loras)
-        second_pass = None if flow else hires_fix.HiresFix(pipeline, model)
+        second_pass = hires_fix.HiresFix(pipeline, model)
         try:
             for (_, _, lora_set, _), batches in groupby(plan_batches(jobs, batch_size),
                                                         key=lambda batch: group_key(batch[0])):
@@ -99,7 +99,7 @@ class DiffusersGenerator:
                 torch.cuda.empty_cache()
 
     def _batch(self, pipeline: diffusers.DiffusionPipeline, model: sampling.SamplingModel | None,
-               second_pass: hires_fix.HiresFix | None, checkpoint: ResolvedCheckpoint, batch: list[ImageJob],
+               second_pass: hires_fix.HiresFix, checkpoint: ResolvedCheckpoint, batch: list[ImageJob],
                warnings: tuple[str, ...]) -> Iterator[GeneratedImage | FailedImage]:
         settings = batch[0].settings
         started = time.perf_counter()
@@ -113,11 +113,12 @@ class DiffusersGenerator:
             text_options = {"clip_skip": settings.clip_skip, "embeddings": self._textual_inversions(batch)}
             if checkpoint.prediction == "flow":  # Flux, SD3.5: their own conditioning and flow-matching Euler
                 with torch.inference_mode():
-                    latents = flow_batch_latents(pipeline, checkpoint, batch)
-                    decoded = decode_latents(pipeline, latents)
-                yield from self._finish(batch, decoded, (None,) * len(batch), checkpoint, warnings, started)
+                    flowed = flow_batch_latents(pipeline, checkpoint, batch, second_pass)
+                    decoded = decode_latents(pipeline, flowed.latents)
+                yield from self._finish(batch, decoded, flowed.failures, checkpoint, warnings + flowed.warnings,
+                                        started)
                 return
-            assert model is not None and second_pass is not None  # set for every UNet family
+            assert model is not None  # set for every UNet family
             steps = resolved.prompt_steps(settings.steps)
             with torch.inference_mode():
                 conditioning = encode_prompts(pipeline, prompts, negatives, steps=steps, **text_options)

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ckptbench.generate.flow_conditioning import FlowConditioning
 from ckptbench.models.families import get_family
+
+if TYPE_CHECKING:
+    from ckptbench.generate.hires import HiresFix
 
 
 def simple_sigmas(steps: int, sigma_of: Any, table_size: int) -> list[float]:
@@ -57,13 +61,32 @@ def sample_flow(pipeline: Any, family: str, variant: str | None, conds: Sequence
                 uncond: Sequence[FlowConditioning] | None, seeds: Sequence[int], width: int, height: int, steps: int,
                 cfg: float, guidance: float | None) -> torch.Tensor:
     """Latents (B, C, H/8, W/8) in the VAE's scaled space, sampled with flow-matching Euler."""
-    transformer = pipeline.transformer
-    # The run dtype: an fp8-stored transformer computes in it layer by layer (layerwise casting).
-    device, dtype = transformer.device, pipeline.text_encoder.dtype
     channels = pipeline.vae.config.latent_channels
     scale = 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
-    x = initial_noise(seeds, (channels, height // scale, width // scale)).to(device, torch.float32)
-    sigmas = flow_sigmas(family, variant, steps)
+    x = initial_noise(seeds, (channels, height // scale, width // scale)).to(pipeline.transformer.device,
+                                                                              torch.float32)
+    return _euler(pipeline, family, x, flow_sigmas(family, variant, steps), conds, uncond, cfg, guidance)
+
+
+@torch.no_grad()
+def resample_flow(pipeline: Any, family: str, variant: str | None, conds: Sequence[FlowConditioning],
+                  uncond: Sequence[FlowConditioning] | None, seeds: Sequence[int], latents: torch.Tensor, steps: int,
+                  denoise: float, cfg: float, guidance: float | None) -> torch.Tensor:
+    """The hires fix's second pass (img2img) as Forge runs it for these models: A1111's
+    ``setup_img2img_steps`` (a schedule of ``int(steps / min(denoise, 0.999))`` steps, its last ``steps`` run),
+    the start ``σ₀·noise + (1 − σ₀)·latents`` (the flow models' ``noise_scaling``), noise from the same seeds."""
+    total, t_enc = int(steps / min(denoise, 0.999)), steps - 1
+    schedule = flow_sigmas(family, variant, total)[total - t_enc - 1:]
+    noise = initial_noise(seeds, tuple(latents.shape[1:])).to(latents.device, torch.float32)  # type: ignore[arg-type]
+    x = schedule[0] * noise + (1.0 - schedule[0]) * latents.float()
+    return _euler(pipeline, family, x, schedule, conds, uncond, cfg, guidance)
+
+
+def _euler(pipeline: Any, family: str, x: torch.Tensor, sigmas: Sequence[float], conds: Sequence[FlowConditioning],
+           uncond: Sequence[FlowConditioning] | None, cfg: float, guidance: float | None) -> torch.Tensor:
+    transformer = pipeline.transformer
+    # The run dtype: an fp8-stored transformer computes in it layer by layer (layerwise casting).
+    dtype = pipeline.text_encoder.dtype
     model = get_family(family).predict_flow
     for sigma, sigma_next in itertools.pairwise(sigmas):
         v = _velocity(model, transformer, x, sigma, conds, dtype, guidance)
@@ -110,10 +133,20 @@ def mmdit_flow(transformer: Any, x: torch.Tensor, sigma: float, sequence: torch.
                        pooled_projections=pooled, return_dict=False)[0]
 
 
-def flow_batch_latents(pipeline: Any, checkpoint: Any, jobs: Sequence[Any]) -> torch.Tensor:
-    """The first pass of a batch of jobs that share their settings (``ImageJob``s of a flow checkpoint)."""
+@dataclass(frozen=True)
+class FlowOutput:
+    latents: torch.Tensor
+    failures: tuple[str | None, ...]  # images already broken before the second pass (pixel upscalers decode)
+    warnings: tuple[str, ...] = ()
+
+
+def flow_batch_latents(pipeline: Any, checkpoint: Any, jobs: Sequence[Any], hires: HiresFix | None = None
+                       ) -> FlowOutput:
+    """A batch of jobs that share their settings (``ImageJob``s of a flow checkpoint): the first pass, and with a
+    hires fix (``hires``: the pipeline's upscaler) the upscale and the second pass with the same conditioning."""
     from ckptbench.errors import CkptbenchError
     from ckptbench.generate.flow_conditioning import encode_flow_prompts
+    from ckptbench.generate.hires import second_pass_schedule
 
     settings = jobs[0].settings
     for job in jobs:  # the generator asked already; kept so this function alone never samples what it cannot
@@ -122,5 +155,13 @@ def flow_batch_latents(pipeline: Any, checkpoint: Any, jobs: Sequence[Any]) -> t
     conds = encode_flow_prompts(pipeline, checkpoint.family, [job.prompt for job in jobs])
     uncond = None if settings.cfg == 1.0 else encode_flow_prompts(
         pipeline, checkpoint.family, [job.negative_prompt for job in jobs], negative=True)
-    return sample_flow(pipeline, checkpoint.family, checkpoint.variant, conds, uncond, [job.seed for job in jobs],
-                       settings.width, settings.height, settings.steps, settings.cfg, settings.distilled_cfg)
+    seeds = [job.seed for job in jobs]
+    latents = sample_flow(pipeline, checkpoint.family, checkpoint.variant, conds, uncond, seeds, settings.width,
+                          settings.height, settings.steps, settings.cfg, settings.distilled_cfg)
+    if settings.hires is None or hires is None:
+        return FlowOutput(latents, (None,) * len(jobs))
+    upscaled = hires.upscale(latents, settings)
+    steps = second_pass_schedule(settings.steps, settings.hires)[1]
+    second = resample_flow(pipeline, checkpoint.family, checkpoint.variant, conds, uncond, seeds, upscaled.latents,
+                           steps, settings.hires.denoise, settings.cfg, settings.distilled_cfg)
+    return FlowOutput(second, upscaled.failures, upscaled.warnings)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ckptbench.errors import ModelFileError, SpecError
-from ckptbench.generate.base import HiresSettings
+from ckptbench.generate.base import HiresSettings, target_size
 from ckptbench.generate.conditioning import Conditioning
 from ckptbench.generate.decode import decode_latents, first_decode_dtype, to_pil
 from ckptbench.generate.decode import vae_dtype as _encoding_dtype
@@ -63,11 +63,6 @@ def hires_settings(spec: HiresSpec | None, cache: DigestCache | None = None) -> 
                          upscaler_sha256=digest, allow_pickle=spec.allow_pickle)
 
 
-def target_size(width: int, height: int, scale: float) -> tuple[int, int]:
-    """A1111's ``int(size * scale)``, down to the VAE's 8-pixel grid as its latent upscale does."""
-    return int(width * scale) // 8 * 8, int(height * scale) // 8 * 8
-
-
 def second_pass_schedule(base_steps: int, hires: HiresSettings) -> tuple[int, int]:
     """(schedule length, steps run) of A1111's ``setup_img2img_steps`` for the second pass."""
     requested = hires.steps or base_steps
@@ -100,29 +95,32 @@ class HiresFix:
 
     def __init__(self, pipeline: Any, model: SamplingModel | None = None) -> None:
         self.pipeline = pipeline
-        self.model = model or SamplingModel.of(pipeline)
+        self._sampling_model = model  # the UNet families' (flow families sample in flow_sampling)
         self._models: dict[str, Any] = {}
 
     def run(self, latents: torch.Tensor, settings: Any, resolved: ResolvedSampler, conditioning: Conditioning,
             seeds: Sequence[int]) -> HiresOutput:
+        upscaled = self.upscale(latents, settings)
+        model = self._sampling_model or SamplingModel.of(self.pipeline)
+        steps = second_pass_schedule(settings.steps, settings.hires)[1]
+        output = img2img(model, resolved, conditioning, upscaled.latents, steps=steps, denoise=settings.hires.denoise,
+                         cfg=settings.cfg, seeds=seeds)
+        return HiresOutput(output, upscaled.failures, upscaled.warnings)
+
+    def upscale(self, latents: torch.Tensor, settings: Any) -> HiresOutput:
+        """The first pass's latents at the hires size: interpolated ("Latent" upscalers), or decoded, upscaled
+        as pictures and encoded again; images already broken after the first pass are named in ``failures``."""
         hires: HiresSettings = settings.hires
         width, height = target_size(settings.width, settings.height, hires.scale)
-        failures: tuple[str | None, ...] = (None,) * len(latents)
-        warnings: tuple[str, ...] = ()
         factor = self.pipeline.vae_scale_factor
         if hires.upscaler in _LATENT_MODES:
             mode, antialias, _ = _LATENT_MODES[hires.upscaler]
             start = F.interpolate(latents, size=(height // factor, width // factor), mode=mode, antialias=antialias)
-        else:
-            decoded = decode_latents(self.pipeline, latents)
-            failures, warning = decoded.failures, decoded.retry_warning
-            warnings = (warning,) if warning else ()
-            images = [self._upscale_pixels(pixels, width, height, hires) for pixels in decoded.pixels]
-            start = encode_images(self.pipeline, images)
-        steps = second_pass_schedule(settings.steps, hires)[1]
-        output = img2img(self.model, resolved, conditioning, start, steps=steps, denoise=hires.denoise,
-                         cfg=settings.cfg, seeds=seeds)
-        return HiresOutput(output, failures, warnings)
+            return HiresOutput(start, (None,) * len(latents))
+        decoded = decode_latents(self.pipeline, latents)
+        images = [self._upscale_pixels(pixels, width, height, hires) for pixels in decoded.pixels]
+        warnings = (decoded.retry_warning,) if decoded.retry_warning else ()
+        return HiresOutput(encode_images(self.pipeline, images), decoded.failures, warnings)
 
     def _upscale_pixels(self, pixels: torch.Tensor, width: int, height: int, hires: HiresSettings) -> Image.Image:
         image = to_pil(pixels)
@@ -144,7 +142,7 @@ class HiresFix:
 
     def _model(self, hires: HiresSettings) -> Any:
         if hires.upscaler not in self._models:
-            device = self.pipeline.unet.device
+            device = self.pipeline.vae.device
             self._models[hires.upscaler] = load_upscaler(Path(hires.upscaler), hires.allow_pickle, device)
         return self._models[hires.upscaler]
 
@@ -190,7 +188,8 @@ def encode_images(pipeline: Any, images: Sequence[Image.Image]) -> torch.Tensor:
         shape = (1, len(mean), 1, 1)
         mean_t, std_t = (torch.tensor(v).view(shape).to(latents.device) for v in (mean, std))
         return (latents - mean_t) * config.scaling_factor / std_t
-    return latents * config.scaling_factor
+    # Flux and SD3 VAEs shift their latent space too (diffusers' img2img pipelines: (z − shift) · scale).
+    return (latents - (getattr(config, "shift_factor", None) or 0.0)) * config.scaling_factor
 
 
 def _run_model(model: Any, image: Image.Image) -> Image.Image:

@@ -136,17 +136,20 @@ class FlowFamily(ModelFamily):
         return CONFIGS / f"{self.config_name}-{variant or self.variants[0]}"
 
     def job_problem(self, job: Any) -> str | None:
-        """What the flow path does not do (yet): the hires fix, sizes that are not multiples of 16,
+        """What the flow path does not do (yet): sizes that are not multiples of 16 (also the hires fix's),
         textual-inversion embeddings, prompt editing and alternation — refused, never dropped."""
+        from ckptbench.generate.base import target_size
         from ckptbench.prompt import scheduled_prompts
 
         settings = job.settings
-        if settings.hires is not None:
-            return (f"the hires fix is not supported for {self.name} checkpoints in ckptbench; turn "
-                    "[generation.hires] off for this comparison.")
         if settings.width % 16 or settings.height % 16:  # 8× VAE, then 2×2 patches (Flux packing, SD3 patch 2)
             return (f"{self.name} needs a width and height divisible by 16, not {settings.width}×{settings.height}; "
                     "change `width`/`height`.")
+        if settings.hires is not None:
+            width, height = target_size(settings.width, settings.height, settings.hires.scale)
+            if width % 16 or height % 16:
+                return (f"{self.name} needs the hires fix's size divisible by 16, not {width}×{height} "
+                        f"({settings.width}×{settings.height} × {settings.hires.scale:g}); change `hires.scale`.")
         names = sorted(name for name, _ in job.embeddings)
         if names:  # the CLIP-only vectors would leave T5 without them
             return (f"textual-inversion embeddings ({', '.join(names)}) are not supported for {self.name} "
