@@ -252,7 +252,8 @@ def test_a_plain_spec_with_one_of_the_values_reuses_the_sweeps_images(cfg_sweep)
 def test_a_store_made_before_sweeps_reads_and_upgrades_with_empty_variants(tmp_path: Path) -> None:
     import sqlite3
 
-    from ckptbench.store import _SCHEMA, RunItem
+    from ckptbench.store import RunItem
+    from ckptbench.store_schema import SCHEMA as _SCHEMA
 
     old_schema = _SCHEMA.replace("variant TEXT NOT NULL DEFAULT '', PRIMARY KEY (run_id, item)",
                                  "PRIMARY KEY (run_id, item)")

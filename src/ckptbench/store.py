@@ -27,70 +27,12 @@ from ckptbench.errors import StoreError
 from ckptbench.store_access import check_writable, read_only_error, unwritable_message
 from ckptbench.store_lock import lock_holder, run_lock
 from ckptbench.store_recovery import Recovery, recover_store
+from ckptbench.store_schema import DATABASE_NAME, check_schema_version, create_tables, has_column
 
 if TYPE_CHECKING:  # pandas is imported by the queries that answer with a table, not by opening a store
     import pandas as pd
 
 _RUN_ITEM_COLUMNS = ("item", "checkpoint", "suite", "case_id", "prompt", "seed", "image_key", "image", "variant")
-
-SCHEMA_VERSION = 1
-DATABASE_NAME = "ckptbench.sqlite"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS file_digests (
-    path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL,
-    PRIMARY KEY (path, size, mtime_ns));
-CREATE TABLE IF NOT EXISTS images (
-    key TEXT PRIMARY KEY, checkpoint_sha256 TEXT NOT NULL, prompt TEXT NOT NULL, negative_prompt TEXT NOT NULL,
-    seed INTEGER NOT NULL, settings_json TEXT NOT NULL, backend TEXT NOT NULL, path TEXT NOT NULL,
-    infotext TEXT NOT NULL, seconds REAL, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS scorers (scorer_key TEXT PRIMARY KEY, name TEXT NOT NULL, info_json TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS scores (
-    image_key TEXT NOT NULL, scorer_key TEXT NOT NULL, context_key TEXT NOT NULL, value REAL NOT NULL,
-    created_at REAL NOT NULL, PRIMARY KEY (image_key, scorer_key, context_key));
-CREATE TABLE IF NOT EXISTS embeddings (
-    image_key TEXT NOT NULL, backbone_key TEXT NOT NULL, vector BLOB NOT NULL,
-    PRIMARY KEY (image_key, backbone_key));
-CREATE TABLE IF NOT EXISTS reference_summaries (
-    set_key TEXT NOT NULL, scorer_key TEXT NOT NULL, arrays BLOB NOT NULL, PRIMARY KEY (set_key, scorer_key));
-CREATE TABLE IF NOT EXISTS set_scores (
-    scorer_key TEXT NOT NULL, set_key TEXT NOT NULL, value REAL NOT NULL, images INTEGER NOT NULL,
-    references_count INTEGER NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (scorer_key, set_key));
-CREATE TABLE IF NOT EXISTS runs (
-    run_id INTEGER PRIMARY KEY AUTOINCREMENT, started_at REAL NOT NULL, finished_at REAL,
-    status TEXT NOT NULL, spec_json TEXT NOT NULL, provenance_json TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS run_items (
-    run_id INTEGER NOT NULL, item INTEGER NOT NULL, checkpoint TEXT NOT NULL, suite TEXT NOT NULL,
-    case_id TEXT NOT NULL, prompt TEXT NOT NULL, seed INTEGER NOT NULL, image_key TEXT NOT NULL,
-    variant TEXT NOT NULL DEFAULT '', PRIMARY KEY (run_id, item));
-CREATE TABLE IF NOT EXISTS run_scores (
-    run_id INTEGER NOT NULL, item INTEGER NOT NULL, scorer TEXT NOT NULL, scorer_key TEXT NOT NULL,
-    context_key TEXT NOT NULL, PRIMARY KEY (run_id, item, scorer));
-CREATE TABLE IF NOT EXISTS run_sets (
-    run_id INTEGER NOT NULL, checkpoint TEXT NOT NULL, suite TEXT NOT NULL, scorer TEXT NOT NULL,
-    scorer_key TEXT NOT NULL, set_key TEXT NOT NULL, PRIMARY KEY (run_id, checkpoint, suite, scorer));
-CREATE TABLE IF NOT EXISTS run_checkpoints (
-    run_id INTEGER NOT NULL, name TEXT NOT NULL, source TEXT NOT NULL, sha256 TEXT, status TEXT NOT NULL,
-    error TEXT, PRIMARY KEY (run_id, name));
-CREATE TABLE IF NOT EXISTS run_failures (
-    run_id INTEGER NOT NULL, scope TEXT NOT NULL, checkpoint TEXT, image_key TEXT, scorer TEXT,
-    message TEXT NOT NULL, suite TEXT, case_id TEXT);
-CREATE TABLE IF NOT EXISTS run_cases (
-    run_id INTEGER NOT NULL, suite TEXT NOT NULL, case_id TEXT NOT NULL, case_json TEXT NOT NULL,
-    PRIMARY KEY (run_id, suite, case_id));
-CREATE TABLE IF NOT EXISTS throughput (
-    run_id INTEGER NOT NULL, stage TEXT NOT NULL, workload TEXT NOT NULL, device_kind TEXT NOT NULL,
-    device_name TEXT NOT NULL, executor TEXT NOT NULL, items INTEGER NOT NULL, units REAL NOT NULL,
-    seconds REAL NOT NULL, fixed_seconds REAL NOT NULL, tasks INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS run_items_by_image ON run_items (image_key);
-"""
-# Columns added to a table after schema 1 was released, with their type: added to older stores when a
-# run opens them (old readers ignore them; a read-only store without them reads them as empty).
-# Columns added to the schema since stores were first made (same schema version: old rows get the default).
-_ADDED_COLUMNS = {"run_failures": (("suite", "TEXT"), ("case_id", "TEXT")),
-                  "run_items": (("variant", "TEXT NOT NULL DEFAULT ''"),)}
-
 
 @dataclass(frozen=True)
 class Throughput:
@@ -150,15 +92,14 @@ class Store:
                 self._db = sqlite3.connect(self.root / DATABASE_NAME, timeout=30.0, isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.executescript(_SCHEMA)
-                self._add_columns()
+                create_tables(self._db)
                 # A write that changes nothing: SQLite opens a read-only file without complaint and would
                 # fail only at the first real write, deep inside a run.
                 version = self._db.execute("PRAGMA user_version").fetchone()[0]
                 self._db.execute(f"PRAGMA user_version = {int(version)}")
-            self._check_schema(read_only)
+            check_schema_version(self._db, self.root, read_only)
             # A store written before sweeps existed has no variant column; reading it, every item is ''.
-            self._variant = "ri.variant" if self._has_column("run_items", "variant") else "''"
+            self._variant = "ri.variant" if has_column(self._db, "run_items", "variant") else "''"
         except OSError as error:
             raise StoreError(unwritable_message(self.root, DATABASE_NAME, error)) from None
         except sqlite3.DatabaseError as error:
@@ -169,26 +110,6 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
-
-    def _add_columns(self) -> None:
-        for table, columns in _ADDED_COLUMNS.items():
-            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            for name, kind in columns:
-                if name not in present:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-
-    def _check_schema(self, read_only: bool) -> None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is None and read_only:
-            raise StoreError(f"{self.root}: this store records no schema version; run `ckptbench run` on it first.")
-        if row is None:
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise StoreError(f"{self.root}: store schema {row[0]} is not the {SCHEMA_VERSION} this ckptbench "
-                             "reads; use a ckptbench version that matches, or a new --store.")
-
-    def _has_column(self, table: str, column: str) -> bool:
-        return any(row[1] == column for row in self._db.execute(f"PRAGMA table_info({table})"))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
