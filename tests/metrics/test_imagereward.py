@@ -30,16 +30,6 @@ def imagereward(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_imagereward(tmp_path_factory.mktemp("imagereward") / "ImageReward", seed=21)
 
 
-@pytest.fixture
-def prompted(tiny_scorer_models: dict[str, Path], tmp_path: Path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for prompt, source in zip(PROMPTS, sorted(tiny_scorer_models["images"].glob("*.png")), strict=True):
-        (folder / source.name).write_bytes(source.read_bytes())
-        (folder / source.with_suffix(".txt").name).write_text(prompt)
-    return folder
-
-
 def _layer_norm(x: torch.Tensor, state: dict[str, torch.Tensor], prefix: str, eps: float) -> torch.Tensor:
     return torch.nn.functional.layer_norm(x, x.shape[-1:], state[f"{prefix}.weight"], state[f"{prefix}.bias"], eps)
 

@@ -22,16 +22,6 @@ PROMPTS = ["a red cube on a table", "portrait of an old fisherman", "a (cute:1.3
            "a lighthouse at dusk", "watercolor fox"]
 
 
-@pytest.fixture
-def prompted(tiny_scorer_models: dict[str, Path], tmp_path: Path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for prompt, source in zip(PROMPTS, sorted(tiny_scorer_models["images"].glob("*.png")), strict=True):
-        (folder / source.name).write_bytes(source.read_bytes())
-        (folder / source.with_suffix(".txt").name).write_text(prompt)
-    return folder
-
-
 def _hps_transform(size: int) -> transforms.Compose:
     """HPS's evaluation transform restated from tgxs002/HPSv2 ``hpsv2/src/open_clip/transform.py``
     (``image_transform(..., resize_longest_max=True)``, which ``light_augmentation=True`` selects in

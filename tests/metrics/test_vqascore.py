@@ -31,16 +31,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {family: save_tiny_qwen_vl(root / family, seed=31, family=family) for family in ("qwen2_vl", "qwen2_5_vl")}
 
 
-@pytest.fixture
-def prompted(tiny_scorer_models: dict[str, Path], tmp_path: Path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for prompt, source in zip(PROMPTS, sorted(tiny_scorer_models["images"].glob("*.png")), strict=True):
-        (folder / source.name).write_bytes(source.read_bytes())
-        (folder / source.with_suffix(".txt").name).write_text(prompt)
-    return folder
-
-
 def _fetch_image(image: Image.Image, factor: int = 28) -> Image.Image:
     """qwen_vl_utils ``fetch_image`` with its defaults (MIN_PIXELS 4·28², MAX_PIXELS 16384·28²), restated."""
     min_pixels, max_pixels = 4 * 28 * 28, 16384 * 28 * 28
