@@ -148,11 +148,9 @@ def _image_problems(plan: ImagePlan) -> list[str]:
     problems = []
     for name, jobs in plan.jobs.items():
         family = get_family(plan.resolved[name].family)
-        reasons: Counter[str] = Counter()
-        for job in {job.key: job for job in jobs}.values():
-            if problem := family.job_problem(job):
-                reasons[problem] += 1
-        total = len({job.key for job in jobs})
+        unique = {job.key: job for job in jobs}.values()
+        reasons = Counter(problem for job in unique if (problem := family.job_problem(job)))
+        total = len(unique)
         problems += [f"checkpoint '{name}': {count} of {total} image(s) would fail: {reason}"
                      for reason, count in reasons.items()]
     return problems

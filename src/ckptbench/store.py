@@ -403,9 +403,7 @@ class Store:
         return frame
 
     def run_items(self, run_id: int) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame(self.run_item_rows(run_id), columns=list(_RUN_ITEM_COLUMNS))
+        return items_frame(self.run_item_rows(run_id))
 
     def run_item_rows(self, run_id: int) -> list[dict[str, Any]]:
         """A run's items (``image`` is the image's path in the store, None where it was not made; ``variant`` the
@@ -427,6 +425,13 @@ class Store:
         for chunk in _chunks(values, 500):
             rows.extend(self._db.execute(query.format(",".join("?" * len(chunk))), (*prefix, *chunk)).fetchall())
         return rows
+
+
+def items_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """``Store.run_item_rows`` as a table (the same columns, in order, also when there are no rows)."""
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=list(_RUN_ITEM_COLUMNS))
 
 
 def _chunks(values: list[str], size: int) -> Iterator[list[str]]:

@@ -19,7 +19,7 @@ from ckptbench.errors import SpecError, StoreError
 from ckptbench.failure_records import traced_failures
 from ckptbench.hashing import autov2
 from ckptbench.outcome import statuses_of
-from ckptbench.store import Store
+from ckptbench.store import Store, items_frame
 from ckptbench.suites.notm import CheckpointIdentity
 from ckptbench.sweep import recorded_axes
 from ckptbench.textfiles import closest
@@ -80,7 +80,8 @@ def build_results(store: Store, run_id: int | None = None, rank_by: str | None =
     spec: dict[str, Any] = run["spec"]
     frame = store.frame(run_id)
     sets = store.set_frame(run_id)
-    items = store.run_items(run_id)
+    item_rows = store.run_item_rows(run_id)  # read once: the statuses take the rows, the tables the frame
+    items = items_frame(item_rows)
     benchmark = spec.get("benchmark", {})
     settings = analysis_settings(spec, rank_by)
     # With a sweep, the suite statistics see each cell's mean over the variants; the axes get their own tables.
@@ -110,7 +111,7 @@ def build_results(store: Store, run_id: int | None = None, rank_by: str | None =
                        human=(human or {}).get("suites"))
     axes = recorded_axes(spec)
     sweep = sweep_results(frame, axes, settings, directions, [c.name for c in identities]) if axes else None
-    statuses, status = statuses_of(run, store.run_item_rows(run_id), run_checkpoints, failures)
+    statuses, status = statuses_of(run, item_rows, run_checkpoints, failures)
     checkpoints = []
     for entry in run_checkpoints:
         name = str(entry["name"])

@@ -144,14 +144,10 @@ def flow_batch_latents(pipeline: Any, checkpoint: Any, jobs: Sequence[Any], hire
                        ) -> FlowOutput:
     """A batch of jobs that share their settings (``ImageJob``s of a flow checkpoint): the first pass, and with a
     hires fix (``hires``: the pipeline's upscaler) the upscale and the second pass with the same conditioning."""
-    from ckptbench.errors import CkptbenchError
     from ckptbench.generate.flow_conditioning import encode_flow_prompts
     from ckptbench.generate.hires import second_pass_schedule
 
-    settings = jobs[0].settings
-    for job in jobs:  # the generator asked already; kept so this function alone never samples what it cannot
-        if problem := get_family(checkpoint.family).job_problem(job):
-            raise CkptbenchError(problem)
+    settings = jobs[0].settings  # the generator has failed every job its family refuses (``job_problem``)
     conds = encode_flow_prompts(pipeline, checkpoint.family, [job.prompt for job in jobs])
     uncond = None if settings.cfg == 1.0 else encode_flow_prompts(
         pipeline, checkpoint.family, [job.negative_prompt for job in jobs], negative=True)

@@ -101,10 +101,11 @@ class HiresFix:
     def run(self, latents: torch.Tensor, settings: Any, resolved: ResolvedSampler, conditioning: Conditioning,
             seeds: Sequence[int]) -> HiresOutput:
         upscaled = self.upscale(latents, settings)
-        model = self._sampling_model or SamplingModel.of(self.pipeline)
+        if self._sampling_model is None:  # built once per pipeline
+            self._sampling_model = SamplingModel.of(self.pipeline)
         steps = second_pass_schedule(settings.steps, settings.hires)[1]
-        output = img2img(model, resolved, conditioning, upscaled.latents, steps=steps, denoise=settings.hires.denoise,
-                         cfg=settings.cfg, seeds=seeds)
+        output = img2img(self._sampling_model, resolved, conditioning, upscaled.latents, steps=steps,
+                         denoise=settings.hires.denoise, cfg=settings.cfg, seeds=seeds)
         return HiresOutput(output, upscaled.failures, upscaled.warnings)
 
     def upscale(self, latents: torch.Tensor, settings: Any) -> HiresOutput:
