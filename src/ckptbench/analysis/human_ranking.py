@@ -12,8 +12,3 @@ HUMAN = "human"
 
 def human_label(human: Mapping[str, Any]) -> str:
     return f"human preference (Bradley–Terry strength from {int(human.get('votes') or 0):,} arena votes)"
-
-
-def human_ranks(human: Mapping[str, Any] | None) -> dict[str, int]:
-    """checkpoint → its rank by human preference (checkpoints without votes are unranked)."""
-    return {str(row["checkpoint"]): int(row["rank"]) for row in (human or {}).get("checkpoints") or ()}

@@ -205,9 +205,6 @@ class FlowFamily(ModelFamily):
             return build_t5_encoder(sub_state, config, component, dtype)
         return build_clip_encoder(sub_state, prefix, model_class, config, component, dtype)
 
-    def transformer_state(self, state: State) -> State:
-        return {name: state.pop(name) for name in [n for n in state if n.startswith(UNET)]}
-
     def denoiser(self, pipeline: Any) -> Any:
         return pipeline.transformer
 
